@@ -1,0 +1,1 @@
+//! Bench harness (to be written).

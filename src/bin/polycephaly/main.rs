@@ -1,0 +1,2 @@
+//! The polycephaly command.
+fn main() {}

@@ -1,0 +1,1 @@
+//! One shared mapping (to be written).

@@ -1,0 +1,1 @@
+//! Rings (to be written).

@@ -1,0 +1,14 @@
+//! The lowest layer: atomics that loom can replace, a futex shared between
+//! processes, and the spin-then-sleep wait protocol.
+//!
+//! - [`shim`]: std or loom atomics on `cfg(loom)`.
+//! - [`futex`]: [`Futex`], a 32-bit word to sleep on across processes.
+//! - [`wait`]: [`Doorbell`], the announce / re-check / sleep protocol with
+//!   timeouts and peer-liveness checks, and [`WaitStrategy`].
+
+pub mod futex;
+pub mod shim;
+pub mod wait;
+
+pub use futex::{Futex, FutexCalls, WaitOutcome, futex_calls};
+pub use wait::{Doorbell, WaitError, WaitStrategy};

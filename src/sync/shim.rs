@@ -1,0 +1,79 @@
+//! The one place where atomics come from: std's in a normal build, loom's
+//! under `--cfg loom`.
+//!
+//! Everything else in the crate takes its atomics from here, so that a loom
+//! model exercises the same code as a real build (clippy's `disallowed-types`
+//! in `clippy.toml` forbids the raw std types elsewhere).
+//!
+//! In a normal build the types are `#[repr(transparent)]` wrappers over std's
+//! atomics: they have the layout of the plain integer, are valid for any bit
+//! pattern (so they can be laid over zeroed or hostile shared memory) and
+//! dereference to the std type for all of its methods.
+
+#![allow(clippy::disallowed_types)]
+
+#[cfg(not(loom))]
+mod real {
+    use core::ops::Deref;
+
+    macro_rules! atomic_wrapper {
+        ($name:ident, $std:ty, $int:ty) => {
+            /// A shared-memory atomic: the std type in a normal build, loom's under loom.
+            #[repr(transparent)]
+            #[derive(Debug, Default)]
+            pub struct $name($std);
+
+            impl $name {
+                /// A new atomic holding `v`.
+                pub const fn new(v: $int) -> Self {
+                    Self(<$std>::new(v))
+                }
+            }
+
+            impl Deref for $name {
+                type Target = $std;
+                #[inline(always)]
+                fn deref(&self) -> &$std {
+                    &self.0
+                }
+            }
+        };
+    }
+
+    atomic_wrapper!(AtomicU32, std::sync::atomic::AtomicU32, u32);
+    atomic_wrapper!(AtomicU64, std::sync::atomic::AtomicU64, u64);
+    atomic_wrapper!(AtomicUsize, std::sync::atomic::AtomicUsize, usize);
+    atomic_wrapper!(AtomicBool, std::sync::atomic::AtomicBool, bool);
+
+    // The wrappers must be layout-identical to the integers they stand for:
+    // shared structs are laid over mapped bytes.
+    const _: () = assert!(size_of::<AtomicU32>() == 4 && align_of::<AtomicU32>() == 4);
+    const _: () = assert!(size_of::<AtomicU64>() == 8 && align_of::<AtomicU64>() == 8);
+
+    pub use std::hint::spin_loop;
+    pub use std::sync::atomic::{Ordering, fence};
+}
+
+#[cfg(not(loom))]
+pub use real::*;
+
+#[cfg(loom)]
+pub use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
+
+/// Under loom a spin is a yield, so that the model can schedule the peer.
+#[cfg(loom)]
+pub fn spin_loop() {
+    loom::thread::yield_now();
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrappers_reach_the_std_methods() {
+        let a = AtomicU64::new(5);
+        assert_eq!(a.fetch_add(2, Ordering::Relaxed), 5);
+        assert_eq!(a.load(Ordering::Relaxed), 7);
+    }
+}
