@@ -1,1 +1,503 @@
-//! Bench harness (to be written).
+//! The bench harness behind `polycephaly bench` and `cargo bench`: a
+//! registry of measurement rows, the kernels that measure them between two
+//! real processes, and the statistics and report they end in.
+//!
+//! # Pieces
+//!
+//! - [`Row`]: one named measurement (`floor_spin_rtt`, `uds_rtt`, ...) with
+//!   its payload, how its waiting side waits ([`Wait`]), its unit and the
+//!   floor it is compared with. [`rows`] lists them all, in table order.
+//! - [`pair`]: [`run_pair`] forks a second process that shares an anonymous
+//!   mapping ([`ShmArea`]) with the first, pins both as `--pin` says, starts
+//!   them on a barrier, reaps the child and turns its failure into an error.
+//! - [`floors`] and [`os`]: the baselines (kernels and their rows).
+//! - [`report`]: machine details, the text table and the JSON file.
+//!
+//! # Adding a row (for the next topic, e.g. `src/bench/spsc.rs`)
+//!
+//! ```ignore
+//! use super::{BenchError, Config, Measurement, Plan, Row, Timings, Unit, Wait};
+//! use super::pair::{run_pair, ShmArea};
+//!
+//! pub const ROWS: &[Row] = &[Row {
+//!     name: "spsc_spin_rtt",          // snake_case, stable: it is the JSON key
+//!     payload: "8 B frame",
+//!     wait: Wait::Spin,
+//!     unit: Unit::Ns,
+//!     floor: Some("floor_spin_rtt"),  // the ratio column divides by this row
+//!     run: |cfg| {
+//!         let plan = cfg.plan(Plan::new(1_000, 20_000, 1), Plan::new(200, 2_000, 1));
+//!         Measurement::latency(&spin_rtt(cfg, &plan)?)
+//!     },
+//! }];
+//!
+//! pub fn spin_rtt(cfg: &Config, plan: &Plan) -> Result<Timings, BenchError> {
+//!     let area = ShmArea::new(MyShared::new(), 0)?;      // before the fork
+//!     let (samples, placement) = run_pair(
+//!         cfg.pin,
+//!         |pair| { /* time plan.samples() batches; pair.spin_until(..)? */ },
+//!         |pair| { /* answer every request; return Ok(()) */ },
+//!     )?;
+//!     Ok(Timings::new(samples, plan.batch).with_placement(placement))
+//! }
+//! ```
+//!
+//! Then add `pub mod spsc;` below and `spsc::ROWS` to [`rows`]. Kernels take
+//! a [`Plan`] so that `benches/*.rs` can drive them through criterion's
+//! `iter_custom` (one batch of `iters` operations) as well.
+//!
+//! The bench process stays single-threaded (so that `fork` is safe and the
+//! child runs exactly one closure); progress is printed by the caller
+//! between rows.
+
+use core::time::Duration;
+
+pub mod floors;
+pub mod os;
+pub mod pair;
+pub mod report;
+
+pub use pair::{Pair, Placement, Role, ShmArea, run_pair};
+
+/// How the two processes of a pair are placed on CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PinMode {
+    /// Leave placement to the scheduler (the CPUs they ran on are recorded).
+    #[default]
+    None,
+    /// One process per CPU: the first two CPUs this process may run on.
+    Split,
+    /// Both processes on the first CPU this process may run on.
+    Same,
+}
+
+impl PinMode {
+    /// The name used on the command line and in the JSON: `none`, `split`,
+    /// `same`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Split => "split",
+            Self::Same => "same",
+        }
+    }
+}
+
+/// What a run of the harness was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Config {
+    /// Fewer samples: the whole quick run stays well under 30 s.
+    pub quick: bool,
+    /// CPU placement of the two processes of every pair.
+    pub pin: PinMode,
+}
+
+impl Config {
+    /// The plan for this run: `full` normally, `quick` under `--quick`.
+    pub fn plan(&self, full: Plan, quick: Plan) -> Plan {
+        if self.quick { quick } else { full }
+    }
+}
+
+/// How much a kernel measures: `warmup` untimed samples, then `samples`
+/// timed ones, each of `batch` operations (a round trip, a message, a copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// Samples run and discarded before timing starts.
+    pub warmup: usize,
+    /// Samples timed; at least one.
+    pub samples: usize,
+    /// Operations per sample; at least one. Kernels that time every
+    /// operation alone (documented on each) ignore it.
+    pub batch: u64,
+}
+
+impl Plan {
+    /// A plan; `samples` and `batch` are raised to at least one.
+    pub const fn new(warmup: usize, samples: usize, batch: u64) -> Self {
+        Self {
+            warmup,
+            samples: if samples == 0 { 1 } else { samples },
+            batch: if batch == 0 { 1 } else { batch },
+        }
+    }
+
+    /// One timed batch of `iters` operations and no warm-up: what
+    /// criterion's `iter_custom` asks for.
+    pub const fn one_batch(iters: u64) -> Self {
+        Self::new(0, 1, iters)
+    }
+
+    /// `iters` timed samples of one operation each, after `warmup`: for
+    /// kernels that time every operation alone, under `iter_custom`.
+    pub fn singles(warmup: usize, iters: u64) -> Self {
+        Self::new(warmup, usize::try_from(iters).unwrap_or(usize::MAX), 1)
+    }
+
+    /// Warm-up plus timed samples.
+    pub fn total_samples(&self) -> usize {
+        self.warmup.saturating_add(self.samples)
+    }
+
+    /// Operations over the whole plan, warm-up included.
+    pub fn total_ops(&self) -> u64 {
+        (self.total_samples() as u64).saturating_mul(self.batch)
+    }
+}
+
+/// The unit of a row's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Nanoseconds per operation (lower is better).
+    Ns,
+    /// Messages per second (higher is better).
+    MsgPerSec,
+    /// Bytes per second (higher is better).
+    BytesPerSec,
+}
+
+impl Unit {
+    /// The name used in the table and the JSON: `ns`, `msg/s`, `B/s`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ns => "ns",
+            Self::MsgPerSec => "msg/s",
+            Self::BytesPerSec => "B/s",
+        }
+    }
+
+    /// Whether higher figures are better (a rate) rather than lower (a time).
+    pub fn is_rate(self) -> bool {
+        !matches!(self, Self::Ns)
+    }
+}
+
+/// How the waiting side of a row waits: what the figure is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Both processes busy-poll shared memory: no system call, two busy CPUs.
+    Spin,
+    /// The waiting side sleeps in the kernel (futex, socket, pipe, condvar)
+    /// and must be woken.
+    Block,
+    /// One process alone (memcpy).
+    Local,
+}
+
+impl Wait {
+    /// `spin`, `block` or `local`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Spin => "spin",
+            Self::Block => "block",
+            Self::Local => "local",
+        }
+    }
+}
+
+/// Why a measurement could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A system call failed.
+    #[error("{what} failed: {errno}")]
+    Os {
+        /// The call.
+        what: &'static str,
+        /// Its error.
+        errno: rustix::io::Errno,
+    },
+    /// The requested CPU placement is impossible here.
+    #[error("cannot pin: {0}")]
+    Pin(String),
+    /// The child process of a pair failed or died.
+    #[error("the child process failed ({status}): {message}")]
+    ChildFailed {
+        /// How it ended (exit code or signal).
+        status: String,
+        /// The error it reported, if any.
+        message: String,
+    },
+    /// The peer process died while this one waited for it.
+    #[error("the peer process died")]
+    PeerDied,
+    /// Nothing happened for a long time while the peer was alive.
+    #[error("stuck waiting for {0}")]
+    Stuck(&'static str),
+    /// The data that arrived was not the data that was sent.
+    #[error("wrong data received: {0}")]
+    Corrupt(String),
+    /// A kernel produced no usable sample (empty, negative or not finite).
+    #[error("no usable samples: {0}")]
+    NoSamples(&'static str),
+}
+
+impl BenchError {
+    /// A failed system call named `what`.
+    pub fn os(what: &'static str) -> impl FnOnce(rustix::io::Errno) -> Self {
+        move |errno| Self::Os { what, errno }
+    }
+}
+
+/// What a kernel measured: the duration of each timed sample, the
+/// operations in each, and where the processes ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timings {
+    /// One duration per timed sample (warm-up excluded).
+    pub samples: Vec<Duration>,
+    /// Operations in each sample.
+    pub ops_per_sample: u64,
+    /// The CPUs of the pair, if the kernel ran two processes.
+    pub placement: Option<Placement>,
+    /// Samples thrown away because they did not measure what they should
+    /// (e.g. a wake that found nobody asleep).
+    pub dropped: u64,
+}
+
+impl Timings {
+    /// Timings of `samples`, each of `ops_per_sample` operations.
+    pub fn new(samples: Vec<Duration>, ops_per_sample: u64) -> Self {
+        Self {
+            samples,
+            ops_per_sample: ops_per_sample.max(1),
+            placement: None,
+            dropped: 0,
+        }
+    }
+
+    /// The same, recording the pair's placement.
+    pub fn with_placement(mut self, placement: Placement) -> Self {
+        self.placement = Some(placement);
+        self
+    }
+
+    /// The sum of all samples: what criterion's `iter_custom` returns.
+    pub fn total(&self) -> Duration {
+        self.samples.iter().sum()
+    }
+}
+
+/// The figures of one row: samples in its unit, summarized by the median
+/// and the 99th percentile.
+///
+/// # Invariants
+/// `samples` is non-empty and every sample is finite and non-negative.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurement {
+    unit: Unit,
+    samples: Vec<f64>,
+    /// Where the two processes ran, for the JSON `machine` section.
+    pub placement: Option<Placement>,
+    /// Remarks for the reader (dropped samples and why).
+    pub notes: Vec<String>,
+}
+
+impl Measurement {
+    /// A measurement of `samples` in `unit`.
+    ///
+    /// # Errors
+    /// [`BenchError::NoSamples`] when `samples` is empty or holds a negative
+    /// or non-finite value.
+    pub fn new(unit: Unit, samples: Vec<f64>) -> Result<Self, BenchError> {
+        if samples.is_empty() {
+            return Err(BenchError::NoSamples("no sample was taken"));
+        }
+        if samples.iter().any(|s| !s.is_finite() || *s < 0.0) {
+            return Err(BenchError::NoSamples("a sample is negative or not finite"));
+        }
+        Ok(Self {
+            unit,
+            samples,
+            placement: None,
+            notes: Vec::new(),
+        })
+    }
+
+    /// Nanoseconds per operation, one figure per sample of `timings`.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn latency(timings: &Timings) -> Result<Self, BenchError> {
+        let per = timings.ops_per_sample.max(1) as f64;
+        let ns = timings
+            .samples
+            .iter()
+            .map(|d| d.as_nanos() as f64 / per)
+            .collect();
+        Ok(Self::new(Unit::Ns, ns)?.annotate(timings))
+    }
+
+    /// A rate in `unit`: `amount_per_op` (1 for messages, the byte count for
+    /// transfers) times the operations of a sample, over its duration.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn rate(timings: &Timings, unit: Unit, amount_per_op: u64) -> Result<Self, BenchError> {
+        let amount = timings.ops_per_sample.max(1) as f64 * amount_per_op as f64;
+        let rates = timings
+            .samples
+            .iter()
+            // A zero duration cannot be timed: count it as one nanosecond.
+            .map(|d| amount / d.as_secs_f64().max(1e-9))
+            .collect();
+        Ok(Self::new(unit, rates)?.annotate(timings))
+    }
+
+    fn annotate(mut self, timings: &Timings) -> Self {
+        self.placement = timings.placement;
+        if timings.dropped > 0 {
+            self.notes.push(format!(
+                "{} sample(s) dropped (did not measure what they should)",
+                timings.dropped
+            ));
+        }
+        self
+    }
+
+    /// The unit of the figures.
+    pub fn unit(&self) -> Unit {
+        self.unit
+    }
+
+    /// The samples, in the order they were taken.
+    pub fn samples(&self) -> &[f64] {
+        &self.samples
+    }
+
+    /// The median sample.
+    pub fn median(&self) -> f64 {
+        percentile(&self.samples, 0.5)
+    }
+
+    /// The 99th percentile on the bad side: the time that 99 % of the
+    /// samples beat, or for a rate the rate that 99 % of them exceed (the
+    /// 1st percentile of the rates).
+    pub fn p99(&self) -> f64 {
+        if self.unit.is_rate() {
+            percentile(&self.samples, 0.01)
+        } else {
+            percentile(&self.samples, 0.99)
+        }
+    }
+
+    /// The median as a cost (lower is better): the time itself, or the
+    /// inverse of a rate. `cost(row) / cost(floor)` is the table's ratio.
+    pub fn cost(&self) -> f64 {
+        let m = self.median();
+        if self.unit.is_rate() {
+            if m > 0.0 { 1.0 / m } else { f64::INFINITY }
+        } else {
+            m
+        }
+    }
+}
+
+/// The nearest-rank percentile `q` (0..=1) of `samples`; 0 for none.
+fn percentile(samples: &[f64], q: f64) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
+    let idx = rank.saturating_sub(1).min(sorted.len() - 1);
+    sorted.get(idx).copied().unwrap_or(0.0)
+}
+
+/// One row of the bench table.
+#[derive(Debug, Clone, Copy)]
+pub struct Row {
+    /// Stable snake_case name: the JSON key and what `--only` matches.
+    pub name: &'static str,
+    /// What one operation carries, for the table (`64 B`, `1 MiB`, ...).
+    pub payload: &'static str,
+    /// How the waiting side waits.
+    pub wait: Wait,
+    /// The unit `run` measures in.
+    pub unit: Unit,
+    /// The row whose median this one is compared with (same unit), if any.
+    pub floor: Option<&'static str>,
+    /// Measures the row.
+    pub run: fn(&Config) -> Result<Measurement, BenchError>,
+}
+
+/// Every row, in table order: floors first, then what is compared with them.
+pub fn rows() -> Vec<Row> {
+    [floors::ROWS, os::ROWS].concat()
+}
+
+/// The rows whose names start with one of `prefixes` (all rows when
+/// `prefixes` is empty), in table order.
+pub fn select(rows: &[Row], prefixes: &[String]) -> Vec<Row> {
+    rows.iter()
+        .filter(|r| prefixes.is_empty() || prefixes.iter().any(|p| r.name.starts_with(p.as_str())))
+        .copied()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_on_known_data() {
+        let samples: Vec<f64> = (1..=100).map(f64::from).collect();
+        let m = Measurement::new(Unit::Ns, samples.clone()).unwrap();
+        assert_eq!(m.median(), 50.0);
+        assert_eq!(m.p99(), 99.0);
+        let r = Measurement::new(Unit::MsgPerSec, samples).unwrap();
+        assert_eq!(r.p99(), 1.0, "a rate's bad tail is its low end");
+        assert_eq!(r.cost(), 1.0 / 50.0);
+        let one = Measurement::new(Unit::Ns, vec![7.0]).unwrap();
+        assert_eq!((one.median(), one.p99()), (7.0, 7.0));
+    }
+
+    #[test]
+    fn bad_samples_are_rejected() {
+        assert!(Measurement::new(Unit::Ns, vec![]).is_err());
+        assert!(Measurement::new(Unit::Ns, vec![1.0, f64::NAN]).is_err());
+        assert!(Measurement::new(Unit::Ns, vec![-1.0]).is_err());
+    }
+
+    #[test]
+    fn latency_and_rate_divide_by_the_batch() {
+        let t = Timings::new(vec![Duration::from_micros(1); 3], 10);
+        let l = Measurement::latency(&t).unwrap();
+        assert_eq!(l.median(), 100.0);
+        let r = Measurement::rate(&t, Unit::BytesPerSec, 64).unwrap();
+        assert!((r.median() - 640e6).abs() < 1.0);
+    }
+
+    #[test]
+    fn registry_is_consistent() {
+        let all = rows();
+        for (i, r) in all.iter().enumerate() {
+            assert!(
+                r.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{} is not snake_case",
+                r.name
+            );
+            assert!(
+                all.iter().skip(i + 1).all(|o| o.name != r.name),
+                "{} twice",
+                r.name
+            );
+            if let Some(f) = r.floor {
+                let floor = all.iter().find(|o| o.name == f);
+                let floor = floor.unwrap_or_else(|| panic!("{}: no floor row {f}", r.name));
+                assert_eq!(floor.unit, r.unit, "{} and its floor {f}", r.name);
+            }
+        }
+    }
+
+    #[test]
+    fn select_keeps_prefix_matches_in_order() {
+        let all = rows();
+        let names = |v: Vec<Row>| v.iter().map(|r| r.name).collect::<Vec<_>>();
+        let got = names(select(&all, &["memcpy".into(), "floor_spin".into()]));
+        assert_eq!(got, ["floor_spin_rtt", "memcpy_1mb", "memcpy_8mb"]);
+        assert_eq!(select(&all, &[]).len(), all.len());
+        assert!(select(&all, &["nothing".into()]).is_empty());
+    }
+}

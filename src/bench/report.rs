@@ -1,0 +1,326 @@
+//! The report of a bench run: machine details, the text table and the JSON
+//! file (written by hand: a small escaping writer is all it needs).
+//!
+//! JSON shape (names are the rows' stable snake_case names):
+//!
+//! ```text
+//! {"machine": {"cpu_model": "...", "logical_cpus": 2, "kernel": "...",
+//!              "pin": "none", "quick": true,
+//!              "placement": {"NAME": {"parent": [0, 0], "child": [1, 1]}}},
+//!  "measurements": {"NAME": {"median": N, "p99": N, "unit": "ns", "samples": N}},
+//!  "notes": {"NAME": "..."}}
+//! ```
+
+use core::fmt::Write as _;
+
+use super::{Config, Measurement, Row};
+
+/// What the report says about the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    /// The first `model name` of `/proc/cpuinfo`.
+    pub cpu_model: String,
+    /// Logical CPUs this process may run on.
+    pub logical_cpus: usize,
+    /// Kernel release and version from `/proc/sys/kernel`.
+    pub kernel: String,
+}
+
+impl Machine {
+    /// Reads the machine's details; unknown parts read `unknown`.
+    pub fn detect() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| "unknown".to_owned())
+        };
+        let kernel = format!(
+            "{} {}",
+            read("/proc/sys/kernel/osrelease"),
+            read("/proc/sys/kernel/version")
+        );
+        let logical_cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+        Self {
+            cpu_model,
+            logical_cpus,
+            kernel,
+        }
+    }
+}
+
+/// One row's outcome in a run.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The row.
+    pub row: Row,
+    /// Its figures, or why it failed.
+    pub result: Result<Measurement, String>,
+}
+
+/// `cost(row) / cost(floor)` when both were measured: how many times the
+/// floor's cost (time, or inverse rate) this row's median is.
+pub fn ratio(outcomes: &[Outcome], o: &Outcome) -> Option<f64> {
+    let floor = o.row.floor?;
+    let m = o.result.as_ref().ok()?;
+    let f = outcomes
+        .iter()
+        .find(|x| x.row.name == floor)?
+        .result
+        .as_ref()
+        .ok()?;
+    if f.unit() != m.unit() || f.cost() <= 0.0 {
+        return None;
+    }
+    Some(m.cost() / f.cost())
+}
+
+/// A figure for the table: plain nanoseconds, rates with an SI prefix.
+fn human(v: f64, rate: bool) -> String {
+    if !rate {
+        return format!("{v:.0}");
+    }
+    let (d, p) = match v {
+        v if v >= 1e9 => (1e9, "G"),
+        v if v >= 1e6 => (1e6, "M"),
+        v if v >= 1e3 => (1e3, "k"),
+        _ => (1.0, ""),
+    };
+    format!("{:.2} {p}", v / d)
+}
+
+/// The header lines: machine, run, and what the columns mean.
+pub fn header(machine: &Machine, cfg: &Config) -> String {
+    format!(
+        "polycephaly bench{} | {} | {} logical CPUs | kernel {} | pin {}\n\
+         wait: spin = both processes busy-poll shared memory (no system call); \
+         block = the waiting process sleeps in the kernel and is woken; local = one process\n\
+         p99: the bad tail (slowest 1 % of times, lowest 1 % of rates). \
+         x floor: this row's cost / the cost of the row named in 'vs' (>1 = slower)\n",
+        if cfg.quick { " --quick" } else { "" },
+        machine.cpu_model,
+        machine.logical_cpus,
+        machine
+            .kernel
+            .split_whitespace()
+            .next()
+            .unwrap_or("unknown"),
+        cfg.pin.as_str()
+    )
+}
+
+/// The table of `outcomes`.
+pub fn table(outcomes: &[Outcome]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<28} {:<11} {:<6} {:>11} {:>11} {:<6} {:>8}  vs",
+        "name", "payload", "wait", "median", "p99", "unit", "x floor"
+    );
+    for o in outcomes {
+        let r = &o.row;
+        match &o.result {
+            Ok(m) => {
+                let rate = m.unit().is_rate();
+                let x = ratio(outcomes, o).map_or_else(|| "-".to_owned(), |x| format!("{x:.2}"));
+                let _ = writeln!(
+                    s,
+                    "{:<28} {:<11} {:<6} {:>11} {:>11} {:<6} {:>8}  {}",
+                    r.name,
+                    r.payload,
+                    r.wait.as_str(),
+                    human(m.median(), rate),
+                    human(m.p99(), rate),
+                    m.unit().as_str(),
+                    x,
+                    r.floor.unwrap_or("-")
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(s, "{:<28} FAILED: {e}", r.name);
+            }
+        }
+    }
+    let notes: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| {
+            let m = o.result.as_ref().ok()?;
+            let mut line = String::new();
+            if let Some(p) = m.placement {
+                let _ = write!(
+                    line,
+                    "cpus parent {}->{} child {}->{}",
+                    p.parent[0], p.parent[1], p.child[0], p.child[1]
+                );
+            }
+            for n in &m.notes {
+                let _ = write!(line, "; {n}");
+            }
+            (!line.is_empty()).then(|| format!("  {}: {line}", o.row.name))
+        })
+        .collect();
+    if !notes.is_empty() {
+        let _ = writeln!(s, "placement (cpu at start->end) and notes:");
+        for n in notes {
+            let _ = writeln!(s, "{n}");
+        }
+    }
+    s
+}
+
+/// `text` as a JSON string literal.
+pub fn json_string(text: &str) -> String {
+    let mut s = String::with_capacity(text.len() + 2);
+    s.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
+            '\n' => s.push_str("\\n"),
+            '\r' => s.push_str("\\r"),
+            '\t' => s.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(s, "\\u{:04x}", c as u32);
+            }
+            c => s.push(c),
+        }
+    }
+    s.push('"');
+    s
+}
+
+/// A JSON number: finite figures with one decimal, anything else `null`.
+fn json_number(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.1}")
+    } else {
+        "null".to_owned()
+    }
+}
+
+/// The JSON document of a run (failed rows are left out of `measurements`
+/// and named in `notes`).
+pub fn json(machine: &Machine, cfg: &Config, outcomes: &[Outcome]) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "{{\n  \"machine\": {{\n    \"cpu_model\": {},\n    \"logical_cpus\": {},\n    \
+         \"kernel\": {},\n    \"pin\": {},\n    \"quick\": {},\n    \"placement\": {{",
+        json_string(&machine.cpu_model),
+        machine.logical_cpus,
+        json_string(&machine.kernel),
+        json_string(cfg.pin.as_str()),
+        cfg.quick
+    );
+    let placed: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| {
+            let p = o.result.as_ref().ok()?.placement?;
+            Some(format!(
+                "\n      {}: {{\"parent\": [{}, {}], \"child\": [{}, {}]}}",
+                json_string(o.row.name),
+                p.parent[0],
+                p.parent[1],
+                p.child[0],
+                p.child[1]
+            ))
+        })
+        .collect();
+    let _ = write!(
+        s,
+        "{}\n    }}\n  }},\n  \"measurements\": {{",
+        placed.join(",")
+    );
+    let rows: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| {
+            let m = o.result.as_ref().ok()?;
+            Some(format!(
+                "\n    {}: {{\"median\": {}, \"p99\": {}, \"unit\": {}, \"samples\": {}}}",
+                json_string(o.row.name),
+                json_number(m.median()),
+                json_number(m.p99()),
+                json_string(m.unit().as_str()),
+                m.samples().len()
+            ))
+        })
+        .collect();
+    let _ = write!(s, "{}\n  }},\n  \"notes\": {{", rows.join(","));
+    let notes: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| {
+            let text = match &o.result {
+                Ok(m) if !m.notes.is_empty() => m.notes.join("; "),
+                Ok(_) => return None,
+                Err(e) => format!("failed: {e}"),
+            };
+            Some(format!(
+                "\n    {}: {}",
+                json_string(o.row.name),
+                json_string(&text)
+            ))
+        })
+        .collect();
+    let _ = write!(s, "{}\n  }}\n}}\n", notes.join(","));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::{Placement, Unit, rows};
+
+    #[test]
+    fn strings_are_escaped() {
+        assert_eq!(json_string("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
+    }
+
+    #[test]
+    fn json_and_table_hold_rows_ratios_and_failures() {
+        let all = rows();
+        let row = |n: &str| *all.iter().find(|r| r.name == n).unwrap();
+        let mut spin = Measurement::new(Unit::Ns, vec![100.0, 200.0, 300.0]).unwrap();
+        spin.placement = Some(Placement {
+            parent: [0, 0],
+            child: [1, 1],
+        });
+        let wake = Measurement::new(Unit::Ns, vec![1000.0]).unwrap();
+        let outcomes = vec![
+            Outcome {
+                row: row("floor_spin_rtt"),
+                result: Ok(spin),
+            },
+            Outcome {
+                row: row("floor_wake_rtt"),
+                result: Ok(wake),
+            },
+            Outcome {
+                row: row("uds_rtt"),
+                result: Err("boom \"x\"".into()),
+            },
+        ];
+        assert_eq!(ratio(&outcomes, &outcomes[1]), Some(5.0));
+        assert_eq!(ratio(&outcomes, &outcomes[0]), None);
+        let machine = Machine {
+            cpu_model: "Test \"CPU\"".into(),
+            logical_cpus: 2,
+            kernel: "6.0".into(),
+        };
+        let j = json(&machine, &Config::default(), &outcomes);
+        assert!(
+            j.contains("\"floor_spin_rtt\": {\"median\": 200.0, \"p99\": 300.0, \"unit\": \"ns\"")
+        );
+        assert!(j.contains("\"floor_spin_rtt\": {\"parent\": [0, 0], \"child\": [1, 1]}"));
+        assert!(j.contains("\"uds_rtt\": \"failed: boom \\\"x\\\"\""));
+        assert!(!j.contains("\"uds_rtt\": {"));
+        let t = table(&outcomes);
+        assert!(t.contains("5.00"), "{t}");
+        assert!(t.contains("uds_rtt                      FAILED"), "{t}");
+    }
+}
