@@ -200,6 +200,10 @@ impl Doorbell {
             self.sleepers.fetch_add(1, Ordering::Relaxed);
             // F1: pairs with F2 in `ring` (see the module docs).
             fence(Ordering::SeqCst);
+            // The re-check after announcing is what makes the protocol
+            // correct. `--cfg polycephaly_broken_wait` removes it, so that
+            // CI can show the loom test catches the lost wakeup that follows.
+            #[cfg(not(polycephaly_broken_wait))]
             if let Some(v) = ready() {
                 self.sleepers.fetch_sub(1, Ordering::Relaxed);
                 return Ok(v);

@@ -1,0 +1,87 @@
+//! Loom models of the doorbell wait protocol (src/sync/wait.rs): a waiter
+//! that announces itself and sleeps is never left asleep once the state it
+//! waits for is published. A lost wakeup shows as a loom deadlock.
+//!
+//! Run: `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom
+//! LOOM_MAX_PREEMPTIONS=3 cargo test --release --test 'loom_*'`.
+//! With `--cfg polycephaly_broken_wait` added, the waiter skips its re-check
+//! after announcing, and these models must fail (CI checks that they do).
+#![cfg(loom)]
+
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicU32, Ordering};
+use loom::thread;
+use polycephaly::sync::{Doorbell, WaitStrategy};
+
+fn wait_for(bell: &Doorbell, flag: &AtomicU32, at_least: u32) -> u32 {
+    bell.wait(
+        || {
+            let v = flag.load(Ordering::Acquire);
+            (v >= at_least).then_some(v)
+        },
+        &WaitStrategy::SLEEP,
+        None,
+        || true,
+    )
+    .expect("a live peer, no deadline")
+}
+
+/// One publisher, one waiter: the waiter always gets the value.
+#[test]
+fn one_publication_is_never_lost() {
+    loom::model(|| {
+        let shared = Arc::new((Doorbell::new(), AtomicU32::new(0)));
+        let publisher = {
+            let shared = shared.clone();
+            thread::spawn(move || {
+                shared.1.store(1, Ordering::Release);
+                shared.0.ring();
+            })
+        };
+        assert_eq!(wait_for(&shared.0, &shared.1, 1), 1);
+        publisher.join().unwrap();
+    });
+}
+
+/// Two rounds: the waiter sleeps again after the first value; a second
+/// publication that races with its re-announcement still wakes it.
+#[test]
+fn two_rounds_never_lose_the_second_wake() {
+    loom::model(|| {
+        let shared = Arc::new((Doorbell::new(), AtomicU32::new(0)));
+        let publisher = {
+            let shared = shared.clone();
+            thread::spawn(move || {
+                for v in 1..=2 {
+                    shared.1.store(v, Ordering::Release);
+                    shared.0.ring();
+                }
+            })
+        };
+        assert!(wait_for(&shared.0, &shared.1, 1) >= 1);
+        assert_eq!(wait_for(&shared.0, &shared.1, 2), 2);
+        publisher.join().unwrap();
+    });
+}
+
+/// Two waiters on one doorbell, one publication: both wake.
+#[test]
+fn every_sleeper_is_woken() {
+    loom::model(|| {
+        let shared = Arc::new((Doorbell::new(), AtomicU32::new(0)));
+        let other = {
+            let shared = shared.clone();
+            thread::spawn(move || wait_for(&shared.0, &shared.1, 1))
+        };
+        let publisher = {
+            let shared = shared.clone();
+            thread::spawn(move || {
+                shared.1.store(1, Ordering::Release);
+                shared.0.ring();
+            })
+        };
+        assert_eq!(wait_for(&shared.0, &shared.1, 1), 1);
+        assert_eq!(other.join().unwrap(), 1);
+        publisher.join().unwrap();
+    });
+}
