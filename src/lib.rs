@@ -27,6 +27,7 @@
 #[cfg(not(loom))]
 pub mod region;
 pub mod ring;
+pub mod lock;
 pub mod sync;
 
 #[doc(hidden)]

@@ -1,0 +1,1 @@
+//! Cross-process event and mutex (to be written).
