@@ -8,7 +8,7 @@ use zerocopy::IntoBytes;
 
 use super::error::CreateError;
 use super::layout::{
-    self, HEADER_LEN, HeaderFixed, INIT_READY, LAYOUT_VERSION, MAGIC, MAX_PEERS, MAX_SECTIONS,
+    HEADER_LEN, HeaderFixed, INIT_READY, LAYOUT_VERSION, MAGIC, MAX_PEERS, MAX_SECTIONS,
     MAX_TOTAL_LEN, SECTION_ALIGN, SECTION_TABLE_OFFSET, SectionEntry, align_up, encode_kind,
 };
 use super::validate::{ValidLayout, ValidSection};
@@ -208,7 +208,7 @@ pub(crate) fn plan(
             max: MAX_SECTIONS,
         });
     }
-    let too_big = CreateError::InvalidSize {
+    let too_big = || CreateError::InvalidSize {
         reason: "the region would exceed 1 TiB",
     };
     let mut cursor = HEADER_LEN as u64;
@@ -219,41 +219,29 @@ pub(crate) fn plan(
                 reason: "a section has length 0",
             });
         }
-        let len64 = u64::try_from(len).map_err(|_| too_big.clone_kind())?;
-        let offset = align_up(cursor, SECTION_ALIGN as u64).ok_or(too_big.clone_kind())?;
-        let end = offset.checked_add(len64).ok_or(too_big.clone_kind())?;
+        let len64 = u64::try_from(len).map_err(|_| too_big())?;
+        let offset = align_up(cursor, SECTION_ALIGN as u64).ok_or_else(too_big)?;
+        let end = offset.checked_add(len64).ok_or_else(too_big)?;
         if end > MAX_TOTAL_LEN {
-            return Err(too_big);
+            return Err(too_big());
         }
         placed.push(ValidSection {
             kind,
             // Both below MAX_TOTAL_LEN, so they fit a usize on 64-bit targets.
-            offset: usize::try_from(offset).map_err(|_| too_big.clone_kind())?,
+            offset: usize::try_from(offset).map_err(|_| too_big())?,
             len,
         });
         cursor = end;
     }
-    let total = align_up(cursor, page.max(1).next_power_of_two()).ok_or(too_big.clone_kind())?;
+    let total = align_up(cursor, page.max(1).next_power_of_two()).ok_or_else(too_big)?;
     if total > MAX_TOTAL_LEN {
-        return Err(too_big);
+        return Err(too_big());
     }
     Ok(ValidLayout {
-        total_len: usize::try_from(total).map_err(|_| too_big.clone_kind())?,
+        total_len: usize::try_from(total).map_err(|_| too_big())?,
         max_peers,
         sections: placed,
     })
-}
-
-impl CreateError {
-    /// A copy of an `InvalidSize` (the only variant `plan` duplicates).
-    fn clone_kind(&self) -> CreateError {
-        match self {
-            CreateError::InvalidSize { reason } => CreateError::InvalidSize { reason },
-            _ => CreateError::InvalidSize {
-                reason: "invalid size",
-            },
-        }
-    }
 }
 
 fn create_memfd() -> Result<OwnedFd, CreateError> {
@@ -369,7 +357,6 @@ fn write_header(map: &MmapRaw, layout: &ValidLayout) {
         // table, inside the header page (const-asserted in layout.rs).
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), base.add(at), bytes.len()) };
     }
-    let _ = layout::PLAIN_LEN;
 }
 
 #[cfg(test)]
