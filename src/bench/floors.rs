@@ -33,7 +33,7 @@ pub const ROWS: &[Row] = &[
         unit: Unit::Ns,
         floor: None,
         run: |cfg| {
-            let plan = cfg.plan(Plan::new(2_000, 40_000, 1), Plan::new(500, 5_000, 1));
+            let plan = cfg.plan(Plan::new(20_000, 500_000, 1), Plan::new(5_000, 100_000, 1));
             Measurement::latency(&spin_rtt(cfg.pin, &plan)?)
         },
     },
@@ -44,7 +44,7 @@ pub const ROWS: &[Row] = &[
         unit: Unit::Ns,
         floor: Some("floor_spin_rtt"),
         run: |cfg| {
-            let plan = cfg.plan(Plan::new(50, 3_000, 1), Plan::new(20, 400, 1));
+            let plan = cfg.plan(Plan::new(200, 20_000, 1), Plan::new(50, 2_000, 1));
             Measurement::latency(&wake_rtt(cfg.pin, &plan)?)
         },
     },
@@ -55,7 +55,7 @@ pub const ROWS: &[Row] = &[
         unit: Unit::MsgPerSec,
         floor: None,
         run: |cfg| {
-            let plan = cfg.plan(Plan::new(3, 60, 200_000), Plan::new(2, 20, 50_000));
+            let plan = cfg.plan(Plan::new(10, 300, 200_000), Plan::new(5, 50, 100_000));
             Measurement::rate(&ring_64b_throughput(cfg.pin, &plan)?, Unit::MsgPerSec, 1)
         },
     },
@@ -66,7 +66,7 @@ pub const ROWS: &[Row] = &[
         unit: Unit::BytesPerSec,
         floor: None,
         run: |cfg| {
-            let plan = cfg.plan(Plan::new(50, 3_000, 1), Plan::new(20, 300, 1));
+            let plan = cfg.plan(Plan::new(200, 20_000, 1), Plan::new(50, 2_000, 1));
             Measurement::rate(&memcpy(MIB, &plan)?, Unit::BytesPerSec, MIB as u64)
         },
     },
@@ -77,7 +77,7 @@ pub const ROWS: &[Row] = &[
         unit: Unit::BytesPerSec,
         floor: None,
         run: |cfg| {
-            let plan = cfg.plan(Plan::new(10, 400, 1), Plan::new(5, 60, 1));
+            let plan = cfg.plan(Plan::new(30, 3_000, 1), Plan::new(10, 300, 1));
             Measurement::rate(&memcpy(8 * MIB, &plan)?, Unit::BytesPerSec, 8 * MIB as u64)
         },
     },
@@ -88,7 +88,7 @@ pub const ROWS: &[Row] = &[
         unit: Unit::BytesPerSec,
         floor: Some("memcpy_1mb"),
         run: |cfg| {
-            let plan = cfg.plan(Plan::new(50, 3_000, 1), Plan::new(20, 300, 1));
+            let plan = cfg.plan(Plan::new(200, 20_000, 1), Plan::new(50, 2_000, 1));
             let t = shm_transfer(cfg.pin, MIB, &plan)?;
             Measurement::rate(&t, Unit::BytesPerSec, MIB as u64)
         },
@@ -100,7 +100,7 @@ pub const ROWS: &[Row] = &[
         unit: Unit::BytesPerSec,
         floor: Some("memcpy_8mb"),
         run: |cfg| {
-            let plan = cfg.plan(Plan::new(10, 400, 1), Plan::new(5, 60, 1));
+            let plan = cfg.plan(Plan::new(30, 3_000, 1), Plan::new(10, 300, 1));
             let t = shm_transfer(cfg.pin, 8 * MIB, &plan)?;
             Measurement::rate(&t, Unit::BytesPerSec, 8 * MIB as u64)
         },

@@ -420,9 +420,17 @@ pub struct Row {
     pub run: fn(&Config) -> Result<Measurement, BenchError>,
 }
 
-/// Every row, in table order: floors first, then what is compared with them.
+/// Every row, in table order: round trips, then message rates, then bulk
+/// rates; within each group, in registry order (floors first).
 pub fn rows() -> Vec<Row> {
-    [floors::ROWS, os::ROWS].concat()
+    let mut all = [floors::ROWS, os::ROWS].concat();
+    // Stable: keeps the registry order inside each group.
+    all.sort_by_key(|r| match r.unit {
+        Unit::Ns => 0,
+        Unit::MsgPerSec => 1,
+        Unit::BytesPerSec => 2,
+    });
+    all
 }
 
 /// The rows whose names start with one of `prefixes` (all rows when

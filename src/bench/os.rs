@@ -22,7 +22,7 @@ pub const ROWS: &[Row] = &[
         unit: Unit::Ns,
         floor: Some("floor_wake_rtt"),
         run: |cfg| {
-            let plan = cfg.plan(Plan::new(200, 10_000, 1), Plan::new(50, 1_500, 1));
+            let plan = cfg.plan(Plan::new(500, 40_000, 1), Plan::new(100, 5_000, 1));
             Measurement::latency(&stream_rtt(cfg.pin, Stream::Uds, &plan)?)
         },
     },
@@ -33,7 +33,7 @@ pub const ROWS: &[Row] = &[
         unit: Unit::Ns,
         floor: Some("floor_wake_rtt"),
         run: |cfg| {
-            let plan = cfg.plan(Plan::new(200, 10_000, 1), Plan::new(50, 1_500, 1));
+            let plan = cfg.plan(Plan::new(500, 40_000, 1), Plan::new(100, 5_000, 1));
             Measurement::latency(&stream_rtt(cfg.pin, Stream::Pipe, &plan)?)
         },
     },
@@ -44,7 +44,7 @@ pub const ROWS: &[Row] = &[
         unit: Unit::Ns,
         floor: Some("floor_wake_rtt"),
         run: |cfg| {
-            let plan = cfg.plan(Plan::new(200, 10_000, 1), Plan::new(50, 1_500, 1));
+            let plan = cfg.plan(Plan::new(500, 40_000, 1), Plan::new(100, 5_000, 1));
             Measurement::latency(&pshared_mutex_rtt(cfg.pin, &plan)?)
         },
     },
@@ -55,7 +55,7 @@ pub const ROWS: &[Row] = &[
         unit: Unit::MsgPerSec,
         floor: Some("floor_ring_64b_throughput"),
         run: |cfg| {
-            let plan = cfg.plan(Plan::new(2, 30, 40_000), Plan::new(1, 10, 20_000));
+            let plan = cfg.plan(Plan::new(2, 60, 50_000), Plan::new(1, 20, 50_000));
             Measurement::rate(&uds_64b_throughput(cfg.pin, &plan)?, Unit::MsgPerSec, 1)
         },
     },
@@ -107,9 +107,11 @@ fn read_exact(fd: impl AsFd, mut buf: &mut [u8]) -> Result<(), BenchError> {
     Ok(())
 }
 
-/// Two connected ends: (parent's, child's) for a socket pair, or the two
-/// pipes' ends split the same way.
-fn stream_ends(kind: Stream) -> Result<((OwnedFd, OwnedFd), (OwnedFd, OwnedFd)), BenchError> {
+/// One side's descriptors: (read from, write to).
+type Ends = (OwnedFd, OwnedFd);
+
+/// The parent's and the child's ends of a socket pair, or of two pipes.
+fn stream_ends(kind: Stream) -> Result<(Ends, Ends), BenchError> {
     match kind {
         Stream::Uds => {
             use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};

@@ -5,7 +5,7 @@
 //! - `polycephaly demo`: for now, the quick bench (the worker pool will
 //!   replace it).
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -99,22 +99,32 @@ fn run_bench(args: &BenchArgs) -> ExitCode {
     let started = Instant::now();
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut stderr = std::io::stderr();
+    // On a terminal the progress line is rewritten in place; elsewhere
+    // (logs, tests) it is one plain line per row.
+    let tty = stderr.is_terminal();
+    let _ = std::io::stdout().flush();
     for (i, row) in rows.iter().enumerate() {
         // The progress line, from this (only) thread, between rows.
-        let _ = write!(
-            stderr,
-            "\r\x1b[2K[{}/{}] {} ({:.1} s so far)",
+        let line = format!(
+            "[{}/{}] {} ({:.1} s so far)",
             i + 1,
             rows.len(),
             row.name,
             started.elapsed().as_secs_f64()
         );
+        let _ = if tty {
+            write!(stderr, "\r\x1b[2K{line}")
+        } else {
+            writeln!(stderr, "{line}")
+        };
         let _ = stderr.flush();
         let result = (row.run)(&cfg).map_err(|e| e.to_string());
         outcomes.push(report::Outcome { row: *row, result });
     }
-    let _ = write!(stderr, "\r\x1b[2K");
-    let _ = stderr.flush();
+    if tty {
+        let _ = write!(stderr, "\r\x1b[2K");
+        let _ = stderr.flush();
+    }
     print!("{}", report::table(&outcomes));
     println!(
         "{} row(s) in {:.1} s",

@@ -1,0 +1,58 @@
+//! Runs the built `polycephaly bench` on two quick rows and checks the JSON
+//! it writes (shape and positive figures, never their size).
+
+use std::process::Command;
+
+/// The number after `"key": ` in `text`.
+fn number_after(text: &str, key: &str) -> Option<f64> {
+    let at = text.find(&format!("\"{key}\": "))? + key.len() + 4;
+    let rest = text.get(at..)?;
+    let end = rest.find([',', '}'])?;
+    rest.get(..end)?.trim().parse().ok()
+}
+
+#[test]
+fn quick_bench_writes_the_requested_rows_as_json() {
+    let dir = std::env::temp_dir().join(format!("polycephaly-bench-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json_path = dir.join("out.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_polycephaly"))
+        .args(["bench", "--quick", "--only", "memcpy,floor_spin", "--json"])
+        .arg(&json_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("floor_spin_rtt"), "{stdout}");
+
+    let json = std::fs::read_to_string(&json_path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (machine, measurements) = json.split_once("\"measurements\": {").unwrap();
+    assert!(machine.contains("\"machine\": {"), "{json}");
+    for key in ["cpu_model", "logical_cpus", "kernel", "pin"] {
+        assert!(machine.contains(&format!("\"{key}\": ")), "{key} in {json}");
+    }
+    let measurements = measurements.split("\"notes\"").next().unwrap();
+    for (name, unit) in [
+        ("floor_spin_rtt", "ns"),
+        ("memcpy_1mb", "B/s"),
+        ("memcpy_8mb", "B/s"),
+    ] {
+        let at = measurements
+            .find(&format!("\"{name}\": {{"))
+            .unwrap_or_else(|| panic!("{name} missing from {json}"));
+        let row = &measurements[at..];
+        let row = &row[..row.find('}').unwrap()];
+        for stat in ["median", "p99"] {
+            let v = number_after(row, stat).unwrap_or_else(|| panic!("{name}.{stat}: {row}"));
+            assert!(v > 0.0, "{name}.{stat} = {v}");
+        }
+        assert!(row.contains(&format!("\"unit\": \"{unit}\"")), "{row}");
+    }
+    // Only the requested rows.
+    assert_eq!(measurements.matches("\"median\"").count(), 3, "{json}");
+}
