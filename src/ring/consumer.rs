@@ -1,0 +1,392 @@
+//! The consumer side of an SPSC ring: read frames in place, release them.
+
+use core::fmt;
+use core::ops::Deref;
+use core::time::Duration;
+use std::time::Instant;
+
+use super::error::RecvError;
+use super::frame::{PAD_FLAG, decode_header, frame_len, pad_word};
+use super::spsc::RingRef;
+use crate::sync::WaitStrategy;
+use crate::sync::shim::Ordering;
+
+/// The reading end of an SPSC ring.
+///
+/// `Send` but not `Sync`: one thread reads at a time, through `&mut self`.
+/// Attached by [`SpscConsumer::attach`] or [`heap_pair`](super::heap_pair);
+/// the role is released when it is dropped.
+///
+/// Every position and header it reads from shared memory is checked before
+/// use; an inconsistency gives [`RecvError::Corrupted`] from then on.
+pub struct SpscConsumer {
+    ring: RingRef,
+    /// Start of the next unread frame; the last value stored to the shared
+    /// head. Private: never re-read after attach. Multiple of 8.
+    head: u64,
+    /// A producer position seen earlier (checked when read): possibly stale,
+    /// never newer. `head <= cached_tail <= head + cap`.
+    cached_tail: u64,
+    /// Set once this side saw the ring inconsistent; every later call fails.
+    poisoned: bool,
+    strategy: WaitStrategy,
+}
+
+// SAFETY: as for `SpscProducer`: raw pointers into memory its backing keeps
+// alive, and an exclusive role that moves with the handle.
+unsafe impl Send for SpscConsumer {}
+
+impl fmt::Debug for SpscConsumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpscConsumer")
+            .field("capacity", &self.ring.cap)
+            .field("head", &self.head)
+            .field("cached_tail", &self.cached_tail)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+/// Where a checked frame lies: plain numbers, no borrow.
+#[derive(Debug, Clone, Copy)]
+struct Loc {
+    /// Data index of the payload.
+    idx: u64,
+    len: u32,
+    tag: u32,
+    /// Position just after the frame (and the padding before it).
+    end: u64,
+}
+
+impl SpscConsumer {
+    pub(crate) fn from_parts(ring: RingRef, head: u64, tail: u64, strategy: WaitStrategy) -> Self {
+        Self {
+            ring,
+            head,
+            cached_tail: tail,
+            poisoned: false,
+            strategy,
+        }
+    }
+
+    /// The ring's data capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.ring.cap as usize
+    }
+
+    /// The largest payload a frame may have: `capacity / 2 - 8`.
+    pub fn max_payload(&self) -> usize {
+        self.ring.max_payload as usize
+    }
+
+    /// How the blocking forms wait (default [`WaitStrategy::BLOCK`]).
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.strategy
+    }
+
+    /// Sets how the blocking forms wait.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.strategy = strategy;
+    }
+
+    /// Whether the producer is attached and alive (or never attached yet).
+    pub fn is_peer_alive(&self) -> bool {
+        self.ring.peer_alive()
+    }
+
+    /// Whether this handle found the ring corrupted (every call now fails).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Reads the next frame in place, without blocking. Dropping the
+    /// returned [`Frame`] (or calling [`Frame::release`]) gives its bytes
+    /// back to the producer.
+    ///
+    /// # Errors
+    /// [`RecvError::Empty`] if no frame is published,
+    /// [`RecvError::Corrupted`] if the ring is inconsistent.
+    #[inline]
+    pub fn try_read(&mut self) -> Result<Frame<'_>, RecvError> {
+        let loc = self.locate()?;
+        Ok(self.frame(loc))
+    }
+
+    /// Reads the next frame, waiting for it with the handle's
+    /// [`WaitStrategy`].
+    ///
+    /// # Errors
+    /// As [`try_read`](Self::try_read) but never `Empty`; and
+    /// [`RecvError::PeerDead`] once the producer died or detached and
+    /// every frame it published has been read.
+    #[inline]
+    pub fn read(&mut self) -> Result<Frame<'_>, RecvError> {
+        self.read_until(None)
+    }
+
+    /// As [`read`](Self::read), giving up after `timeout`.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read), and [`RecvError::TimedOut`].
+    pub fn read_timeout(&mut self, timeout: Duration) -> Result<Frame<'_>, RecvError> {
+        self.read_until(Instant::now().checked_add(timeout))
+    }
+
+    /// As [`read`](Self::read), giving up at `deadline` (`None`: never).
+    ///
+    /// # Errors
+    /// As [`read_timeout`](Self::read_timeout).
+    pub fn read_until(&mut self, deadline: Option<Instant>) -> Result<Frame<'_>, RecvError> {
+        let loc = loop {
+            match self.locate() {
+                Ok(loc) => break loc,
+                Err(RecvError::Empty) => {}
+                Err(e) => return Err(e),
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(RecvError::TimedOut);
+            }
+            self.wait_for_data(deadline)?;
+        };
+        Ok(self.frame(loc))
+    }
+
+    /// Reads up to `max` frames that are published now, calling `f(tag,
+    /// payload)` for each in order, then releases them all with one store.
+    /// Returns how many were read (0 if the ring is empty). It reads at
+    /// most what was published when it started.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = polycephaly::ring::heap_pair(256).unwrap();
+    /// tx.try_send(b"a").unwrap();
+    /// tx.try_send(b"bc").unwrap();
+    /// let mut total = 0;
+    /// assert_eq!(rx.try_read_batch(10, |_tag, bytes| total += bytes.len()), Ok(2));
+    /// assert_eq!(total, 3);
+    /// ```
+    ///
+    /// # Errors
+    /// [`RecvError::Corrupted`] if the ring is inconsistent (frames passed
+    /// to `f` before the bad one stay read).
+    pub fn try_read_batch(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(u32, &[u8]),
+    ) -> Result<usize, RecvError> {
+        if self.poisoned {
+            return Err(RecvError::Corrupted);
+        }
+        if self.head == self.cached_tail {
+            self.refresh_tail()?;
+        }
+        let mut pos = self.head;
+        let mut n = 0;
+        // Bounded by the tail snapshot: every frame moves `pos` forward by
+        // at least 8 bytes, and `cached_tail - head <= cap`.
+        while n < max && pos != self.cached_tail {
+            let loc = self.parse(pos)?;
+            // SAFETY: `parse` checked that the payload lies inside the lap
+            // and inside the published range, which stays ours until we
+            // store a head past it (after `f` returned).
+            let bytes = unsafe {
+                core::slice::from_raw_parts(self.ring.data_at(loc.idx), loc.len as usize)
+            };
+            f(loc.tag, bytes);
+            pos = loc.end;
+            n += 1;
+        }
+        if n > 0 {
+            self.release_to(pos);
+        }
+        Ok(n)
+    }
+
+    /// As [`try_read_batch`](Self::try_read_batch), first waiting (with the
+    /// handle's strategy, until `deadline`) for at least one frame.
+    ///
+    /// # Errors
+    /// As [`read_until`](Self::read_until).
+    pub fn read_batch_until(
+        &mut self,
+        max: usize,
+        deadline: Option<Instant>,
+        mut f: impl FnMut(u32, &[u8]),
+    ) -> Result<usize, RecvError> {
+        loop {
+            let n = self.try_read_batch(max, &mut f)?;
+            if n > 0 || max == 0 {
+                return Ok(n);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(RecvError::TimedOut);
+            }
+            self.wait_for_data(deadline)?;
+        }
+    }
+
+    /// The next frame's location, refreshing the cached tail only when the
+    /// cache says empty.
+    #[inline]
+    fn locate(&mut self) -> Result<Loc, RecvError> {
+        if self.poisoned {
+            return Err(RecvError::Corrupted);
+        }
+        if self.head == self.cached_tail {
+            self.refresh_tail()?;
+            if self.head == self.cached_tail {
+                return Err(RecvError::Empty);
+            }
+        }
+        self.parse(self.head)
+    }
+
+    /// Reads and checks the frame at `pos` (skipping a padding frame).
+    /// Requires `head <= pos < cached_tail`, `pos` 8-aligned.
+    #[inline]
+    fn parse(&mut self, pos: u64) -> Result<Loc, RecvError> {
+        debug_assert!(pos % 8 == 0 && self.head <= pos && pos < self.cached_tail);
+        let ring = &self.ring;
+        let mut pos = pos;
+        let mut idx = pos & ring.mask;
+        // SAFETY: `idx` is 8-aligned (so is `pos`, and the mask keeps that)
+        // and below `cap`, a multiple of 8, so `idx + 8 <= cap`.
+        let (mut word, mut tag) = decode_header(unsafe { ring.read_header(idx) });
+        if word & PAD_FLAG != 0 {
+            let room = ring.cap - idx;
+            // A padding frame fills the rest of a lap it does not start,
+            // and is published together with the frame after it.
+            if idx == 0 || word != pad_word(room) || pos + room >= self.cached_tail {
+                return Err(self.poison());
+            }
+            pos += room;
+            idx = 0;
+            // SAFETY: index 0 is aligned and `cap >= 8`.
+            (word, tag) = decode_header(unsafe { ring.read_header(0) });
+        }
+        // A second padding flag makes `len` exceed the maximum.
+        let len = u64::from(word);
+        let total = frame_len(len.min(ring.cap));
+        if len > ring.max_payload || idx + total > ring.cap || pos + total > self.cached_tail {
+            return Err(self.poison());
+        }
+        Ok(Loc {
+            idx: idx + 8,
+            len: word,
+            tag,
+            end: pos + total,
+        })
+    }
+
+    /// Re-reads the producer's position and checks it.
+    #[cold]
+    fn refresh_tail(&mut self) -> Result<(), RecvError> {
+        // Acquire: pairs with the producer's Release store of the tail; the
+        // frames before it are written.
+        let tail = self.ring.ctrl().tail.load(Ordering::Acquire);
+        // The tail only grows, and stays within one capacity of the head.
+        let ok = tail % 8 == 0 && self.cached_tail <= tail && tail - self.head <= self.ring.cap;
+        if !ok || self.ring.shared_poisoned() {
+            return Err(self.poison());
+        }
+        self.cached_tail = tail;
+        Ok(())
+    }
+
+    #[cold]
+    fn poison(&mut self) -> RecvError {
+        self.poisoned = true;
+        self.ring.poison_shared();
+        RecvError::Corrupted
+    }
+
+    /// Gives the bytes before `end` back to the producer.
+    #[inline]
+    fn release_to(&mut self, end: u64) {
+        debug_assert!(self.head <= end && end <= self.cached_tail);
+        self.head = end;
+        // Release: we finished reading the frames before `end`; pairs with
+        // the producer's Acquire load of the head before it overwrites them.
+        self.ring.ctrl().head.store(end, Ordering::Release);
+        self.ring.ctrl().space_bell.ring();
+    }
+
+    /// Sleeps (per the strategy) until the tail moves past our head.
+    #[cold]
+    fn wait_for_data(&mut self, deadline: Option<Instant>) -> Result<(), RecvError> {
+        let ring = &self.ring;
+        let ctrl = ring.ctrl();
+        let head = self.head;
+        let ready = || {
+            if ring.shared_poisoned() {
+                return Some(());
+            }
+            // Acquire: pairs with the producer's Release store of the tail.
+            (ctrl.tail.load(Ordering::Acquire) != head).then_some(())
+        };
+        ctrl.data_bell
+            .wait(ready, &self.strategy, deadline, || ring.peer_alive())?;
+        if ring.shared_poisoned() {
+            return Err(self.poison());
+        }
+        Ok(())
+    }
+
+    fn frame(&mut self, loc: Loc) -> Frame<'_> {
+        Frame {
+            consumer: self,
+            loc,
+        }
+    }
+}
+
+/// A frame read in place from an [`SpscConsumer`]. Dereferences to its
+/// payload; dropping it (or [`release`](Self::release)) gives the bytes
+/// back to the producer.
+pub struct Frame<'a> {
+    consumer: &'a mut SpscConsumer,
+    loc: Loc,
+}
+
+impl fmt::Debug for Frame<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frame")
+            .field("len", &self.loc.len)
+            .field("tag", &self.loc.tag)
+            .finish()
+    }
+}
+
+impl Frame<'_> {
+    /// The tag the producer set ([`Claim::set_tag`](super::Claim::set_tag)).
+    #[inline]
+    pub fn tag(&self) -> u32 {
+        self.loc.tag
+    }
+
+    /// Releases the frame (the same as dropping it).
+    #[inline]
+    pub fn release(self) {}
+}
+
+impl Deref for Frame<'_> {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `parse` checked that the payload lies inside the lap and
+        // inside the published range; the producer does not touch it until
+        // we store a head past it, which happens when this frame drops.
+        unsafe {
+            core::slice::from_raw_parts(
+                self.consumer.ring.data_at(self.loc.idx),
+                self.loc.len as usize,
+            )
+        }
+    }
+}
+
+impl Drop for Frame<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.consumer.release_to(self.loc.end);
+    }
+}

@@ -1,0 +1,144 @@
+//! Frames and position arithmetic: tiny pure functions shared by both sides.
+//!
+//! A frame starts at a position that is a multiple of [`FRAME_ALIGN`] and is
+//! laid out as
+//!
+//! ```text
+//! +----------------+----------------+---------------------------+---------+
+//! | len word (u32) |   tag (u32)    | payload (len bytes)       | pad to 8|
+//! +----------------+----------------+---------------------------+---------+
+//!  \------------ header: one u64 ---/
+//! ```
+//!
+//! The header is one native-endian `u64`: the low half is the *length
+//! word*, the high half the user's tag. Bit 31 of the length word marks a
+//! *padding frame*: the producer writes one when the next frame does not fit
+//! before the end of the byte ring; its length covers the rest of the lap,
+//! so the frame after it starts at index 0. A padding frame is always
+//! published together with the frame that follows it.
+//!
+//! Positions are `u64` byte counters that never wrap (2^64 bytes at 100 GB/s
+//! is 5 years); the index into the ring is `pos & mask`. Because the
+//! capacity is a power of two and a multiple of 8, an 8-aligned header never
+//! straddles the end of the ring.
+
+/// Bytes in a frame header (length word and tag).
+pub const HEADER_LEN: usize = 8;
+
+/// Every frame starts at a multiple of this many bytes.
+pub const FRAME_ALIGN: usize = 8;
+
+/// The smallest byte capacity of a ring.
+pub const MIN_CAPACITY: usize = 64;
+
+/// The largest byte capacity of a ring (2 GiB), so that every length fits
+/// the 31 bits of a header's length word.
+pub const MAX_CAPACITY: usize = 1 << 31;
+
+/// Bit 31 of the length word: this frame is padding to the end of the lap.
+pub(crate) const PAD_FLAG: u32 = 1 << 31;
+
+/// The largest payload a ring of `capacity` bytes accepts: half the ring
+/// minus a header.
+///
+/// Half the ring, so that a frame always fits once the ring is empty, even
+/// when it must be preceded by a padding frame: the padding is shorter than
+/// the frame it precedes, so the two together never exceed the capacity.
+#[inline]
+pub const fn max_payload(capacity: usize) -> usize {
+    capacity / 2 - HEADER_LEN
+}
+
+/// `x` rounded up to a multiple of [`FRAME_ALIGN`]. `x` is at most a
+/// capacity (2^31), so the sum cannot overflow.
+#[inline]
+pub(crate) const fn align_up(x: u64) -> u64 {
+    (x + (FRAME_ALIGN as u64 - 1)) & !(FRAME_ALIGN as u64 - 1)
+}
+
+/// Bytes a frame with `payload` payload bytes takes in the ring, header and
+/// alignment included.
+#[inline]
+pub(crate) const fn frame_len(payload: u64) -> u64 {
+    HEADER_LEN as u64 + align_up(payload)
+}
+
+/// Bytes of padding needed before a frame of `total` bytes written at
+/// position `pos` of a ring of `capacity` bytes: zero when it fits before the
+/// end of the lap, else the whole rest of the lap.
+#[inline]
+pub(crate) fn pad_before(pos: u64, total: u64, capacity: u64) -> u64 {
+    debug_assert!(capacity.is_power_of_two());
+    debug_assert!(pos % FRAME_ALIGN as u64 == 0);
+    debug_assert!(total <= capacity / 2);
+    let room = capacity - (pos & (capacity - 1));
+    if total > room { room } else { 0 }
+}
+
+/// Packs a header.
+#[inline]
+pub(crate) const fn encode_header(len_word: u32, tag: u32) -> u64 {
+    (len_word as u64) | ((tag as u64) << 32)
+}
+
+/// Unpacks a header into (length word, tag).
+#[inline]
+pub(crate) const fn decode_header(header: u64) -> (u32, u32) {
+    (header as u32, (header >> 32) as u32)
+}
+
+/// The length word of a padding frame that fills `room` bytes (header
+/// included) up to the end of the lap.
+#[inline]
+pub(crate) const fn pad_word(room: u64) -> u32 {
+    PAD_FLAG | (room - HEADER_LEN as u64) as u32
+}
+
+/// Whether `pos` is a valid frame position (8-aligned).
+#[inline]
+pub(crate) const fn is_aligned(pos: u64) -> bool {
+    pos % FRAME_ALIGN as u64 == 0
+}
+
+/// Whether a pair (head, tail) read from shared memory is consistent: both
+/// aligned, head <= tail, and at most `capacity` bytes in flight.
+#[inline]
+pub(crate) const fn positions_ok(head: u64, tail: u64, capacity: u64) -> bool {
+    is_aligned(head) && is_aligned(tail) && head <= tail && tail - head <= capacity
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_lengths_are_aligned() {
+        assert_eq!(frame_len(0), 8);
+        assert_eq!(frame_len(1), 16);
+        assert_eq!(frame_len(8), 16);
+        assert_eq!(frame_len(9), 24);
+    }
+
+    #[test]
+    fn padding_only_when_the_frame_does_not_fit() {
+        assert_eq!(pad_before(0, 32, 64), 0);
+        assert_eq!(pad_before(32, 32, 64), 0);
+        assert_eq!(pad_before(40, 32, 64), 24);
+        assert_eq!(pad_before(64 + 56, 16, 64), 8);
+    }
+
+    #[test]
+    fn headers_round_trip() {
+        let h = encode_header(pad_word(24), 7);
+        assert_eq!(decode_header(h), (PAD_FLAG | 16, 7));
+    }
+
+    #[test]
+    fn position_checks() {
+        assert!(positions_ok(8, 72, 64));
+        assert!(!positions_ok(8, 80, 64));
+        assert!(!positions_ok(16, 8, 64));
+        assert!(!positions_ok(3, 8, 64));
+        assert_eq!(max_payload(64), 24);
+    }
+}

@@ -1,0 +1,401 @@
+//! The producer side of an SPSC ring: claim, write in place, commit.
+
+use core::fmt;
+use core::ops::{Deref, DerefMut};
+use core::time::Duration;
+use std::time::Instant;
+
+use super::error::ClaimError;
+use super::frame::{encode_header, frame_len, pad_before, pad_word};
+use super::spsc::RingRef;
+use crate::sync::WaitStrategy;
+use crate::sync::shim::Ordering;
+
+/// The writing end of an SPSC ring.
+///
+/// `Send` but not `Sync`: one thread writes at a time, through `&mut self`.
+/// Attached by [`SpscProducer::attach`] or [`heap_pair`](super::heap_pair);
+/// the role is released when it is dropped (after publishing any frame
+/// committed with [`Claim::commit_deferred`]).
+///
+/// Memory: a few words plus the backing's handle; no allocation after
+/// attach.
+pub struct SpscProducer {
+    ring: RingRef,
+    /// End of the last committed frame (published or staged). Private: never
+    /// re-read from shared memory after attach. Multiple of 8.
+    tail: u64,
+    /// The last value stored to the shared tail. `published <= tail`.
+    published: u64,
+    /// A consumer position seen earlier: possibly stale (older), never
+    /// newer. `tail - cached_head <= cap`.
+    cached_head: u64,
+    /// Set once this side saw the ring inconsistent; every later call fails.
+    poisoned: bool,
+    strategy: WaitStrategy,
+}
+
+// SAFETY: the handle holds raw pointers into memory kept alive by its
+// backing (an `Arc` or a `Region`, both Send + Sync); the producer role is
+// exclusive, so moving the handle to another thread moves the role with it.
+unsafe impl Send for SpscProducer {}
+
+impl fmt::Debug for SpscProducer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpscProducer")
+            .field("capacity", &self.ring.cap)
+            .field("tail", &self.tail)
+            .field("published", &self.published)
+            .field("cached_head", &self.cached_head)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+/// Room reserved by a claim: plain numbers, no borrow.
+#[derive(Debug, Clone, Copy)]
+struct Reservation {
+    /// Padding bytes before the frame (0 or the rest of the lap).
+    pad: u64,
+    /// Padding plus frame bytes.
+    need: u64,
+    /// Payload length.
+    len: u32,
+}
+
+impl SpscProducer {
+    pub(crate) fn from_parts(ring: RingRef, head: u64, tail: u64, strategy: WaitStrategy) -> Self {
+        Self {
+            ring,
+            tail,
+            published: tail,
+            cached_head: head,
+            poisoned: false,
+            strategy,
+        }
+    }
+
+    /// The ring's data capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.ring.cap as usize
+    }
+
+    /// The largest payload a frame may have: `capacity / 2 - 8`.
+    pub fn max_payload(&self) -> usize {
+        self.ring.max_payload as usize
+    }
+
+    /// How the blocking forms wait (default [`WaitStrategy::BLOCK`]).
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.strategy
+    }
+
+    /// Sets how the blocking forms wait.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.strategy = strategy;
+    }
+
+    /// Whether the consumer is attached and alive (or never attached yet).
+    pub fn is_peer_alive(&self) -> bool {
+        self.ring.peer_alive()
+    }
+
+    /// Whether this handle found the ring corrupted (every call now fails).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Whether frames committed with [`Claim::commit_deferred`] wait for a
+    /// [`publish`](Self::publish).
+    pub fn has_unpublished(&self) -> bool {
+        self.tail != self.published
+    }
+
+    /// Claims room for a frame of `len` payload bytes without blocking.
+    ///
+    /// Write the payload through the returned [`Claim`] (it dereferences to
+    /// `&mut [u8]` of exactly `len` bytes, holding stale data), then
+    /// [`commit`](Claim::commit) it. Dropping it publishes nothing.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = polycephaly::ring::heap_pair(256).unwrap();
+    /// let mut claim = tx.try_claim(3).unwrap();
+    /// claim.copy_from_slice(b"abc");
+    /// claim.set_tag(7);
+    /// claim.commit();
+    /// let frame = rx.try_read().unwrap();
+    /// assert_eq!((&frame[..], frame.tag()), (&b"abc"[..], 7));
+    /// ```
+    ///
+    /// # Errors
+    /// [`ClaimError::TooLarge`] if `len > max_payload()`,
+    /// [`ClaimError::Full`] if there is no room now,
+    /// [`ClaimError::Corrupted`] if the ring is inconsistent.
+    #[inline]
+    pub fn try_claim(&mut self, len: usize) -> Result<Claim<'_>, ClaimError> {
+        let r = self.reserve(len)?;
+        Ok(self.guard(r))
+    }
+
+    /// Claims room for a frame of `len` payload bytes, waiting for it with
+    /// the handle's [`WaitStrategy`]. Publishes any deferred commits before
+    /// it waits.
+    ///
+    /// # Errors
+    /// As [`try_claim`](Self::try_claim) but never `Full`; and
+    /// [`ClaimError::PeerDead`] when the consumer died or detached while
+    /// the ring stayed full.
+    #[inline]
+    pub fn claim(&mut self, len: usize) -> Result<Claim<'_>, ClaimError> {
+        self.claim_until(len, None)
+    }
+
+    /// As [`claim`](Self::claim), giving up after `timeout`.
+    ///
+    /// # Errors
+    /// As [`claim`](Self::claim), and [`ClaimError::TimedOut`].
+    pub fn claim_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<Claim<'_>, ClaimError> {
+        self.claim_until(len, Instant::now().checked_add(timeout))
+    }
+
+    /// As [`claim`](Self::claim), giving up at `deadline` (`None`: never).
+    ///
+    /// # Errors
+    /// As [`claim_timeout`](Self::claim_timeout).
+    pub fn claim_until(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Claim<'_>, ClaimError> {
+        let r = loop {
+            match self.reserve(len) {
+                Ok(r) => break r,
+                Err(ClaimError::Full) => {}
+                Err(e) => return Err(e),
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(ClaimError::TimedOut);
+            }
+            self.wait_for_room(len, deadline)?;
+        };
+        Ok(self.guard(r))
+    }
+
+    /// Publishes every frame committed with [`Claim::commit_deferred`]
+    /// since the last publish: one Release store, and a wake-up only if the
+    /// consumer sleeps.
+    #[inline]
+    pub fn publish(&mut self) {
+        if self.tail != self.published {
+            self.published = self.tail;
+            // Release: publishes the frames written before it; pairs with
+            // the consumer's Acquire load of the tail.
+            self.ring.ctrl().tail.store(self.tail, Ordering::Release);
+            self.ring.ctrl().data_bell.ring();
+        }
+    }
+
+    /// Reserves room for a frame, refreshing the cached head only when the
+    /// cache says full.
+    #[inline]
+    fn reserve(&mut self, len: usize) -> Result<Reservation, ClaimError> {
+        if self.poisoned {
+            return Err(ClaimError::Corrupted);
+        }
+        if len as u64 > self.ring.max_payload {
+            return Err(ClaimError::TooLarge {
+                len,
+                max: self.ring.max_payload as usize,
+            });
+        }
+        let total = frame_len(len as u64);
+        let pad = pad_before(self.tail, total, self.ring.cap);
+        let need = pad + total;
+        // `tail - cached_head <= cap` (invariant), so no underflow.
+        if self.ring.cap - (self.tail - self.cached_head) < need {
+            self.refresh_head()?;
+            if self.ring.cap - (self.tail - self.cached_head) < need {
+                return Err(ClaimError::Full);
+            }
+        }
+        Ok(Reservation {
+            pad,
+            need,
+            len: len as u32,
+        })
+    }
+
+    /// Re-reads the consumer's position and checks it.
+    #[cold]
+    fn refresh_head(&mut self) -> Result<(), ClaimError> {
+        // Acquire: pairs with the consumer's Release store of the head; it
+        // finished reading the bytes we are about to overwrite.
+        let head = self.ring.ctrl().head.load(Ordering::Acquire);
+        // The head only grows, and never passes what we published.
+        let ok = head % 8 == 0 && self.cached_head <= head && head <= self.published;
+        if !ok || self.ring.shared_poisoned() {
+            return Err(self.poison());
+        }
+        self.cached_head = head;
+        Ok(())
+    }
+
+    #[cold]
+    fn poison(&mut self) -> ClaimError {
+        self.poisoned = true;
+        self.ring.poison_shared();
+        ClaimError::Corrupted
+    }
+
+    /// Sleeps (per the strategy) until the consumer freed room for a frame
+    /// of `len` bytes at the current tail.
+    #[cold]
+    fn wait_for_room(&mut self, len: usize, deadline: Option<Instant>) -> Result<(), ClaimError> {
+        // The consumer may be waiting for the frames we staged.
+        self.publish();
+        let ring = &self.ring;
+        let ctrl = ring.ctrl();
+        let total = frame_len(len as u64);
+        let need = pad_before(self.tail, total, ring.cap) + total;
+        let (tail, cap) = (self.tail, ring.cap);
+        let ready = || {
+            if ring.shared_poisoned() {
+                return Some(());
+            }
+            // Acquire: pairs with the consumer's Release store of the head.
+            let head = ctrl.head.load(Ordering::Acquire);
+            // Wrapping: the value is unchecked here; `reserve` checks it.
+            (tail.wrapping_sub(head) <= cap - need).then_some(())
+        };
+        ctrl.space_bell
+            .wait(ready, &self.strategy, deadline, || ring.peer_alive())?;
+        if ring.shared_poisoned() {
+            return Err(self.poison());
+        }
+        Ok(())
+    }
+
+    fn guard(&mut self, r: Reservation) -> Claim<'_> {
+        Claim {
+            producer: self,
+            r,
+            tag: 0,
+        }
+    }
+}
+
+impl Drop for SpscProducer {
+    /// Publishes deferred commits; the role is released by the ring view.
+    fn drop(&mut self) {
+        if !self.poisoned {
+            self.publish();
+        }
+    }
+}
+
+/// Room for one frame, claimed from an [`SpscProducer`]: write the payload
+/// in place, then [`commit`](Self::commit). Dropping it publishes nothing.
+///
+/// Dereferences to `&mut [u8]` of exactly the claimed length; the bytes are
+/// whatever the ring held before, so write all of them.
+#[must_use = "a claim publishes nothing unless committed"]
+pub struct Claim<'a> {
+    producer: &'a mut SpscProducer,
+    r: Reservation,
+    tag: u32,
+}
+
+impl fmt::Debug for Claim<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Claim")
+            .field("len", &self.r.len)
+            .field("tag", &self.tag)
+            .finish()
+    }
+}
+
+impl<'a> Claim<'a> {
+    /// Sets the frame's tag (default 0), a `u32` the consumer reads back
+    /// with [`Frame::tag`](super::Frame::tag).
+    #[inline]
+    pub fn set_tag(&mut self, tag: u32) {
+        self.tag = tag;
+    }
+
+    /// The frame's tag.
+    #[inline]
+    pub fn tag(&self) -> u32 {
+        self.tag
+    }
+
+    /// Data index of the payload.
+    #[inline(always)]
+    fn payload_idx(&self) -> u64 {
+        ((self.producer.tail + self.r.pad) & self.producer.ring.mask) + 8
+    }
+
+    /// Writes the headers and moves the private tail past the frame.
+    #[inline]
+    fn finish(self) -> &'a mut SpscProducer {
+        let p = self.producer;
+        let ring = &p.ring;
+        let pos = p.tail;
+        if self.r.pad > 0 {
+            // SAFETY: `pos` is 8-aligned and the padding (at least 8 bytes)
+            // ends at the end of the lap; the bytes are ours (reserved).
+            unsafe {
+                ring.write_header(pos & ring.mask, encode_header(pad_word(self.r.pad), 0));
+            }
+        }
+        let at = (pos + self.r.pad) & ring.mask;
+        // SAFETY: the reservation put the whole frame inside the lap, from
+        // an 8-aligned index; the bytes are ours.
+        unsafe { ring.write_header(at, encode_header(self.r.len, self.tag)) };
+        p.tail = pos + self.r.need;
+        p
+    }
+
+    /// Commits the frame and publishes it (with every deferred commit
+    /// before it): one Release store.
+    #[inline]
+    pub fn commit(self) {
+        self.finish().publish();
+    }
+
+    /// Commits the frame without publishing it: it becomes visible at the
+    /// next [`SpscProducer::publish`], commit, blocking claim or drop. Use
+    /// it to publish a batch with one store.
+    #[inline]
+    pub fn commit_deferred(self) {
+        self.finish();
+    }
+}
+
+impl Deref for Claim<'_> {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        let ring = &self.producer.ring;
+        // SAFETY: the reservation owns `len` bytes from the payload index,
+        // inside the lap (idx + 8 + len <= cap); nobody else touches them
+        // until we publish, and `&self` ties the slice to the claim.
+        unsafe {
+            core::slice::from_raw_parts(ring.data_at(self.payload_idx()), self.r.len as usize)
+        }
+    }
+}
+
+impl DerefMut for Claim<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let ring = &self.producer.ring;
+        // SAFETY: as in `deref`; `&mut self` makes the slice exclusive.
+        unsafe {
+            core::slice::from_raw_parts_mut(ring.data_at(self.payload_idx()), self.r.len as usize)
+        }
+    }
+}
