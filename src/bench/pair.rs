@@ -40,9 +40,12 @@ pub const STUCK_AFTER: Duration = Duration::from_secs(30);
 
 const PAGE: usize = 4096;
 
-/// Plain spins before a waiter starts yielding its CPU (so that a peer
-/// pinned to the same CPU can run).
-const SPINS_BEFORE_YIELD: u32 = 1 << 12;
+/// Plain spins before a waiter starts yielding its CPU (so that a peer on
+/// the same CPU can run): a few microseconds, well above a cross-CPU reply
+/// (~0.1-0.4 us here). When nothing else wants the CPU a yield returns at
+/// once, so polling goes on nearly as fast; when both processes are pinned
+/// to one CPU, a waiter yields at once.
+const SPINS_BEFORE_YIELD: u32 = 256;
 
 /// A `T` and `bulk_len` further bytes in an anonymous `MAP_SHARED` mapping:
 /// made before [`run_pair`] forks, so both processes see the same pages.
@@ -197,6 +200,8 @@ pub struct Pair<'a> {
     ctl: &'a Control,
     /// The child's pidfd, in the parent (readable once the child exited).
     pidfd: Option<&'a OwnedFd>,
+    /// Spins before yielding: 0 when both are pinned to one CPU.
+    spins: u32,
 }
 
 impl Pair<'_> {
@@ -248,7 +253,7 @@ impl Pair<'_> {
     /// false), [`BenchError::Stuck`] after [`STUCK_AFTER`].
     #[inline]
     pub fn spin_until(&self, mut cond: impl FnMut() -> bool) -> Result<(), BenchError> {
-        for _ in 0..SPINS_BEFORE_YIELD {
+        for _ in 0..self.spins {
             if cond() {
                 return Ok(());
             }
@@ -306,6 +311,14 @@ fn choose_cpus(pin: PinMode, mask: &CpuSet) -> Result<Option<(usize, usize)>, Be
             pin.as_str(),
             allowed.len()
         ))),
+    }
+}
+
+/// The spin budget of a waiter: none when both processes share one CPU.
+fn spins_for(cpu_pair: Option<(usize, usize)>) -> u32 {
+    match cpu_pair {
+        Some((a, b)) if a == b => 0,
+        _ => SPINS_BEFORE_YIELD,
     }
 }
 
@@ -374,7 +387,7 @@ pub fn run_pair<R>(
     }
     if pid == 0 {
         drop(parent);
-        child_side(&ctl, parent_pid, cpus.map(|c| c.1), child);
+        child_side(&ctl, parent_pid, cpus, child);
     }
     drop(child);
     let pid = Pid::from_raw(pid).ok_or(BenchError::Os {
@@ -382,7 +395,7 @@ pub fn run_pair<R>(
         errno: rustix::io::Errno::SRCH,
     })?;
     let mut guard = ChildGuard { pid, reaped: false };
-    let result = parent_side(&ctl, pid, &mut guard, cpus.map(|c| c.0), parent);
+    let result = parent_side(&ctl, pid, &mut guard, cpus, parent);
     // Back to the CPUs we had, whatever happened.
     let _ = rustix::thread::sched_setaffinity(None, &mask);
     result
@@ -392,7 +405,7 @@ fn parent_side<R>(
     ctl: &ShmArea<Control>,
     pid: Pid,
     guard: &mut ChildGuard,
-    cpu: Option<usize>,
+    cpu_pair: Option<(usize, usize)>,
     parent: impl FnOnce(&Pair<'_>) -> Result<R, BenchError>,
 ) -> Result<(R, Placement), BenchError> {
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
@@ -402,8 +415,9 @@ fn parent_side<R>(
         peer: pid,
         ctl: ctl.get(),
         pidfd: Some(&pidfd),
+        spins: spins_for(cpu_pair),
     };
-    pin_self(cpu)?;
+    pin_self(cpu_pair.map(|c| c.0))?;
     pair.barrier()?;
     let start_cpu = current_cpu();
     let outcome = parent(&pair);
@@ -503,7 +517,7 @@ impl Drop for ChildGuard {
 fn child_side(
     ctl: &ShmArea<Control>,
     parent_pid: Pid,
-    cpu: Option<usize>,
+    cpu_pair: Option<(usize, usize)>,
     child: impl FnOnce(&Pair<'_>) -> Result<(), BenchError>,
 ) -> ! {
     let run = || -> Result<(), BenchError> {
@@ -517,8 +531,9 @@ fn child_side(
             peer: parent_pid,
             ctl: ctl.get(),
             pidfd: None,
+            spins: spins_for(cpu_pair),
         };
-        pin_self(cpu)?;
+        pin_self(cpu_pair.map(|c| c.1))?;
         pair.barrier()?;
         let start = u64::from(current_cpu());
         let result = child(&pair);
@@ -554,6 +569,23 @@ fn child_side(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_choice_follows_the_pin_mode() {
+        let mut one = CpuSet::new();
+        one.set(3);
+        assert_eq!(choose_cpus(PinMode::None, &one).unwrap(), None);
+        assert_eq!(choose_cpus(PinMode::Same, &one).unwrap(), Some((3, 3)));
+        assert!(matches!(
+            choose_cpus(PinMode::Split, &one),
+            Err(BenchError::Pin(_))
+        ));
+        let mut two = one;
+        two.set(1);
+        assert_eq!(choose_cpus(PinMode::Split, &two).unwrap(), Some((1, 3)));
+        assert_eq!(spins_for(Some((3, 3))), 0);
+        assert_eq!(spins_for(Some((1, 3))), SPINS_BEFORE_YIELD);
+    }
 
     #[test]
     fn child_error_comes_back_with_its_text() {

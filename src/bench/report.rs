@@ -13,7 +13,7 @@
 
 use core::fmt::Write as _;
 
-use super::{Config, Measurement, Row};
+use super::{Config, Measurement, PinMode, Row};
 
 /// What the report says about the machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +102,7 @@ pub fn header(machine: &Machine, cfg: &Config) -> String {
          wait: spin = both processes busy-poll shared memory (no system call); \
          block = the waiting process sleeps in the kernel and is woken; local = one process\n\
          p99: the bad tail (slowest 1 % of times, lowest 1 % of rates). \
-         x floor: this row's cost / the cost of the row named in 'vs' (>1 = slower)\n",
+         x floor: this row's cost / the cost of the row named in 'vs' (>1 = slower)\n{}",
         if cfg.quick { " --quick" } else { "" },
         machine.cpu_model,
         machine.logical_cpus,
@@ -111,7 +111,12 @@ pub fn header(machine: &Machine, cfg: &Config) -> String {
             .split_whitespace()
             .next()
             .unwrap_or("unknown"),
-        cfg.pin.as_str()
+        cfg.pin.as_str(),
+        if cfg.pin == PinMode::Same {
+            "pin same: a spinning waiter yields its CPU at once (its peer needs that CPU to answer)\n"
+        } else {
+            ""
+        }
     )
 }
 
