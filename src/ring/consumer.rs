@@ -154,7 +154,8 @@ impl SpscConsumer {
     /// Reads up to `max` frames that are published now, calling `f(tag,
     /// payload)` for each in order, then releases them all with one store.
     /// Returns how many were read (0 if the ring is empty). It reads at
-    /// most what was published when it started.
+    /// most what was published when it started: one Acquire load of the
+    /// tail per batch.
     ///
     /// ```
     /// let (mut tx, mut rx) = polycephaly::ring::heap_pair(256).unwrap();
@@ -176,9 +177,9 @@ impl SpscConsumer {
         if self.poisoned {
             return Err(RecvError::Corrupted);
         }
-        if self.head == self.cached_tail {
-            self.refresh_tail()?;
-        }
+        // One refresh per batch (not only when the cache says empty), so a
+        // batch takes everything published when it starts.
+        self.refresh_tail()?;
         let mut pos = self.head;
         let mut n = 0;
         // Bounded by the tail snapshot: every frame moves `pos` forward by

@@ -148,6 +148,7 @@ pub fn section_len(capacity: usize) -> Result<usize, RingError> {
 /// power of two that fits after the control block, capped at
 /// [`MAX_CAPACITY`]. Both sides derive the same value from the same length,
 /// also when the region rounded the length up.
+#[cfg(not(loom))]
 pub(crate) fn capacity_for_section(len: usize) -> Option<usize> {
     let room = len.checked_sub(CONTROL_LEN)?;
     if room < MIN_CAPACITY {
