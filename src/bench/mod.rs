@@ -15,31 +15,64 @@
 //!
 //! # Adding a row (for the next topic, e.g. `src/bench/spsc.rs`)
 //!
-//! ```ignore
-//! use super::{BenchError, Config, Measurement, Plan, Row, Timings, Unit, Wait};
-//! use super::pair::{run_pair, ShmArea};
+//! A row is a name, a few labels and a `run` function; the kernel behind it
+//! makes its shared state, hands one closure to each process and times in
+//! the parent. This one (compiled and run as a doctest) is the spin floor
+//! again, in 30 lines:
+//!
+//! ```
+//! use std::time::Instant;
+//! use polycephaly::bench::{
+//!     BenchError, Measurement, PinMode, Plan, Row, ShmArea, Timings, Unit, Wait, run_pair,
+//! };
+//! use polycephaly::sync::shim::{AtomicU64, Ordering};
 //!
 //! pub const ROWS: &[Row] = &[Row {
-//!     name: "spsc_spin_rtt",          // snake_case, stable: it is the JSON key
-//!     payload: "8 B frame",
-//!     wait: Wait::Spin,
+//!     name: "example_spin_rtt",      // snake_case and stable: the JSON key
+//!     payload: "8 B",
+//!     wait: Wait::Spin,              // both sides busy-poll
 //!     unit: Unit::Ns,
-//!     floor: Some("floor_spin_rtt"),  // the ratio column divides by this row
+//!     floor: Some("floor_spin_rtt"), // the ratio column divides by this row
 //!     run: |cfg| {
-//!         let plan = cfg.plan(Plan::new(1_000, 20_000, 1), Plan::new(200, 2_000, 1));
-//!         Measurement::latency(&spin_rtt(cfg, &plan)?)
+//!         let plan = cfg.plan(Plan::new(1_000, 50_000, 1), Plan::new(100, 5_000, 1));
+//!         Measurement::latency(&example_rtt(cfg.pin, &plan)?)
 //!     },
 //! }];
 //!
-//! pub fn spin_rtt(cfg: &Config, plan: &Plan) -> Result<Timings, BenchError> {
-//!     let area = ShmArea::new(MyShared::new(), 0)?;      // before the fork
+//! /// Also what `benches/*.rs` calls, with `Plan::one_batch(iters)`.
+//! pub fn example_rtt(pin: PinMode, plan: &Plan) -> Result<Timings, BenchError> {
+//!     // [request, reply]: made before the fork, so both processes share it.
+//!     let area = ShmArea::new([AtomicU64::new(0), AtomicU64::new(0)], 0)?;
+//!     let [req, rep] = area.get();
 //!     let (samples, placement) = run_pair(
-//!         cfg.pin,
-//!         |pair| { /* time plan.samples() batches; pair.spin_until(..)? */ },
-//!         |pair| { /* answer every request; return Ok(()) */ },
+//!         pin,
+//!         |pair| {
+//!             let (mut out, mut n) = (Vec::new(), 0);
+//!             for s in 0..plan.total_samples() {
+//!                 let t0 = Instant::now();
+//!                 for _ in 0..plan.batch {
+//!                     n += 1;
+//!                     req.store(n, Ordering::Release); // pairs with the child's Acquire
+//!                     pair.spin_until(|| rep.load(Ordering::Acquire) == n)?;
+//!                 }
+//!                 if s >= plan.warmup { out.push(t0.elapsed()); }
+//!             }
+//!             Ok(out)
+//!         },
+//!         |pair| {
+//!             for n in 1..=plan.total_ops() {
+//!                 pair.spin_until(|| req.load(Ordering::Acquire) == n)?;
+//!                 rep.store(n, Ordering::Release); // pairs with the parent's Acquire
+//!             }
+//!             Ok(())
+//!         },
 //!     )?;
 //!     Ok(Timings::new(samples, plan.batch).with_placement(placement))
 //! }
+//!
+//! let m = (ROWS[0].run)(&polycephaly::bench::Config { quick: true, ..Default::default() })?;
+//! assert!(m.median() > 0.0 && m.p99() >= m.median());
+//! # Ok::<(), BenchError>(())
 //! ```
 //!
 //! Then add `pub mod spsc;` below and `spsc::ROWS` to [`rows`]. Kernels take

@@ -111,7 +111,9 @@ impl<T> ShmArea<T> {
         })
     }
 
-    /// The shared value.
+    /// The shared value. Meant for `T`s whose shared parts are atomics
+    /// (interior mutability); C objects that the other process mutates
+    /// through pointers are reached with [`as_ptr`](Self::as_ptr) instead.
     pub fn get(&self) -> &T {
         // SAFETY: `new` initialized a T there; the mapping lives as long as
         // self; it is only mutated through shared references (atomics) or
