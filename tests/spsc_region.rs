@@ -1,0 +1,307 @@
+//! SPSC rings in region sections, within one process: attach rules, role
+//! claims, capacity checks, corruption and poisoning, peer loss.
+
+use std::thread;
+use std::time::Duration;
+
+use polycephaly::region::{PeerId, Region, SectionId, SectionKind};
+use polycephaly::ring::{
+    AttachError, CONTROL_LEN, ClaimError, MIN_CAPACITY, RecvError, RingError, SpscConsumer,
+    SpscProducer, section_len,
+};
+use polycephaly::sync::WaitStrategy;
+
+/// Offsets in the control block (see `ring::layout`).
+const TAIL: usize = 0;
+const HEAD: usize = 64;
+const PRODUCER_HOLDER: usize = 128;
+
+fn region(capacity: usize) -> Region {
+    Region::builder()
+        .section(SectionKind::SpscRing, section_len(capacity).unwrap())
+        .build()
+        .unwrap()
+}
+
+/// Writes `value` at `offset` of section 0, as a hostile peer could.
+fn poke_u64(region: &Region, offset: usize, value: u64) {
+    let s = region.section(SectionId(0)).unwrap();
+    assert!(offset + 8 <= s.len);
+    // SAFETY: in bounds of the live mapping; 8-aligned (section 64-aligned,
+    // offsets multiples of 8). A racing atomic access would only see a new
+    // value, which the ring checks.
+    unsafe { s.ptr.as_ptr().add(offset).cast::<u64>().write_volatile(value) };
+}
+
+fn poke_u32(region: &Region, offset: usize, value: u32) {
+    let s = region.section(SectionId(0)).unwrap();
+    assert!(offset + 4 <= s.len);
+    // SAFETY: as in `poke_u64`.
+    unsafe { s.ptr.as_ptr().add(offset).cast::<u32>().write_volatile(value) };
+}
+
+#[test]
+fn capacities_are_checked_at_creation() {
+    assert_eq!(section_len(4096), Ok(CONTROL_LEN + 4096));
+    assert_eq!(section_len(3000), Err(RingError::NotPowerOfTwo(3000)));
+    assert_eq!(
+        section_len(32),
+        Err(RingError::TooSmall {
+            capacity: 32,
+            min: MIN_CAPACITY
+        })
+    );
+    assert!(polycephaly::ring::heap_pair(100).is_err());
+}
+
+#[test]
+fn attach_checks_the_section() {
+    let r = Region::builder()
+        .section(SectionKind::Raw, section_len(1024).unwrap())
+        .section(SectionKind::SpscRing, CONTROL_LEN + 10)
+        .section(SectionKind::SpscRing, section_len(1024).unwrap() + 100)
+        .build()
+        .unwrap();
+    assert!(matches!(
+        SpscProducer::attach(&r, SectionId(0)),
+        Err(AttachError::WrongKind)
+    ));
+    assert!(matches!(
+        SpscConsumer::attach(&r, SectionId(1)),
+        Err(AttachError::TooShort { .. })
+    ));
+    assert!(matches!(
+        SpscConsumer::attach(&r, SectionId(9)),
+        Err(AttachError::Section(_))
+    ));
+    // A longer section than asked for: the largest power of two that fits.
+    let tx = SpscProducer::attach(&r, SectionId(2)).unwrap();
+    assert_eq!(tx.capacity(), 1024);
+    assert_eq!(tx.max_payload(), 512 - 8);
+}
+
+#[test]
+fn one_producer_and_one_consumer_at_a_time() {
+    let r = Region::builder()
+        .named_random("polycephaly-test-spsc-roles-")
+        .section(SectionKind::SpscRing, section_len(1024).unwrap())
+        .build()
+        .unwrap();
+    let tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
+    let rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    let holder = r.peer_id().to_raw();
+    assert!(matches!(
+        SpscProducer::attach(&r, SectionId(0)),
+        Err(AttachError::RoleTaken { holder: h }) if h == holder
+    ));
+    // Another handle (another peer id) of the same region is refused too.
+    let other = Region::open(r.name().unwrap()).unwrap();
+    assert_ne!(other.peer_id(), r.peer_id());
+    assert!(matches!(
+        SpscConsumer::attach(&other, SectionId(0)),
+        Err(AttachError::RoleTaken { holder: h }) if h == holder
+    ));
+    drop(tx);
+    drop(rx);
+    let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    tx.try_send(b"again").unwrap();
+    let mut buf = Vec::new();
+    rx.try_recv(&mut buf).unwrap();
+    assert_eq!(buf, b"again");
+}
+
+#[test]
+fn a_dead_holder_is_taken_over_and_positions_survive() {
+    let r = region(256);
+    let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
+    tx.try_send(b"one").unwrap();
+    drop(tx);
+    // A role word naming a peer that does not exist (slot 40, generation
+    // 12345): the holder is dead, the role is taken over.
+    let ghost = PeerId::from_raw((12345 << 8) | 40).unwrap();
+    assert!(!r.peer_alive(ghost));
+    poke_u32(&r, PRODUCER_HOLDER, ghost.to_raw());
+    let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
+    tx.try_send(b"two").unwrap();
+    let mut rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    let mut buf = Vec::new();
+    rx.try_recv(&mut buf).unwrap();
+    assert_eq!(buf, b"one");
+    rx.try_recv(&mut buf).unwrap();
+    assert_eq!(buf, b"two");
+}
+
+#[test]
+fn a_corrupted_tail_poisons_the_ring_for_good() {
+    let r = region(256);
+    let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    tx.try_send(b"fine").unwrap();
+    let mut buf = Vec::new();
+    rx.try_recv(&mut buf).unwrap();
+    // A tail more than a capacity ahead of the head.
+    poke_u64(&r, TAIL, 8 + 4096);
+    assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Corrupted));
+    assert!(rx.is_poisoned());
+    // Even once the tail looks sane again, the consumer stays poisoned.
+    poke_u64(&r, TAIL, 16);
+    assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Corrupted));
+    assert_eq!(rx.read_timeout(Duration::from_secs(5)).err(), Some(RecvError::Corrupted));
+    // The producer learns on its slow path, and a new attach is refused.
+    let max = tx.max_payload();
+    let mut got = Ok(());
+    for _ in 0..64 {
+        got = tx.try_send(&vec![0; max]);
+        if got.is_err() {
+            break;
+        }
+    }
+    assert_eq!(got, Err(ClaimError::Corrupted));
+    drop(rx);
+    assert!(matches!(
+        SpscConsumer::attach(&r, SectionId(0)),
+        Err(AttachError::Corrupted)
+    ));
+}
+
+#[test]
+fn corrupted_headers_and_heads_are_detected() {
+    let capacity = 256;
+    // A frame header with a length beyond the maximum.
+    let r = region(capacity);
+    let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    tx.try_send(&[1; 16]).unwrap();
+    poke_u64(&r, CONTROL_LEN, 5000);
+    assert_eq!(rx.try_read().err(), Some(RecvError::Corrupted));
+
+    // A frame longer than what was published.
+    let r = region(capacity);
+    let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    tx.try_send(&[1; 16]).unwrap();
+    poke_u64(&r, CONTROL_LEN, 64);
+    assert_eq!(rx.try_read_batch(10, |_, _| {}), Err(RecvError::Corrupted));
+
+    // A bogus padding frame.
+    let r = region(capacity);
+    let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    tx.try_send(&[1; 16]).unwrap();
+    poke_u64(&r, CONTROL_LEN, 1 << 31);
+    assert_eq!(rx.try_read().err(), Some(RecvError::Corrupted));
+
+    // A head beyond the published tail, seen by a producer that needs room.
+    let r = region(capacity);
+    let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
+    let _rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    tx.try_send(&[1; 100]).unwrap();
+    poke_u64(&r, HEAD, 4096);
+    // The cached head still leaves room for one more frame; the refresh
+    // that the next one needs finds the bad head.
+    assert_eq!(tx.try_send(&[1; 120]), Ok(()));
+    assert_eq!(tx.try_send(&[1; 120]), Err(ClaimError::Corrupted));
+    assert_eq!(tx.try_send(&[]), Err(ClaimError::Corrupted));
+}
+
+#[test]
+fn too_large_is_an_error_not_a_hang() {
+    let r = region(256);
+    let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
+    let max = tx.max_payload();
+    assert_eq!(
+        tx.claim(max + 1).err(),
+        Some(ClaimError::TooLarge { len: max + 1, max })
+    );
+    assert_eq!(tx.send(&vec![0; 10_000]).err(), Some(ClaimError::TooLarge { len: 10_000, max }));
+}
+
+#[test]
+fn waiting_for_a_producer_that_never_came_times_out() {
+    let r = region(256);
+    let mut rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    rx.set_wait_strategy(WaitStrategy::SLEEP);
+    assert!(rx.is_peer_alive());
+    assert_eq!(rx.read_timeout(Duration::from_millis(20)).err(), Some(RecvError::TimedOut));
+}
+
+#[test]
+fn consumer_gets_every_frame_then_peer_dead_when_the_producer_leaves() {
+    let r = region(1024);
+    let mut rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    let r2 = r.clone();
+    let producer = thread::spawn(move || {
+        let mut tx = SpscProducer::attach(&r2, SectionId(0)).unwrap();
+        for i in 0..1000u32 {
+            tx.send_value(&i).unwrap();
+        }
+        // Dropping detaches.
+    });
+    for i in 0..1000u32 {
+        assert_eq!(rx.recv_value::<u32>(), Ok(i));
+    }
+    producer.join().unwrap();
+    assert!(!rx.is_peer_alive());
+    assert_eq!(rx.read().err(), Some(RecvError::PeerDead));
+    let mut buf = Vec::new();
+    assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Empty));
+}
+
+#[test]
+fn producer_blocked_on_a_full_ring_gets_peer_dead_when_the_consumer_leaves() {
+    let r = region(256);
+    let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
+    let rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    while tx.try_send(&[0; 64]).is_ok() {}
+    let consumer = thread::spawn(move || drop(rx));
+    consumer.join().unwrap();
+    assert_eq!(tx.send_timeout(&[0; 64], Duration::from_secs(30)), Err(ClaimError::PeerDead));
+}
+
+#[test]
+fn typed_frames_check_their_size() {
+    let (mut tx, mut rx) = polycephaly::ring::heap_pair(256).unwrap();
+    tx.try_send_value(&[1u16, 2, 3]).unwrap();
+    assert_eq!(
+        rx.try_recv_value::<u64>(),
+        Err(RecvError::WrongSize {
+            expected: 8,
+            got: 6
+        })
+    );
+    // The wrong-sized frame was consumed.
+    assert_eq!(rx.try_recv_value::<u64>(), Err(RecvError::Empty));
+    tx.try_send_value(&u64::MAX).unwrap();
+    assert_eq!(rx.try_recv_value::<u64>(), Ok(u64::MAX));
+}
+
+#[test]
+fn a_dropped_claim_publishes_nothing_and_batches_publish_once() {
+    let (mut tx, mut rx) = polycephaly::ring::heap_pair(256).unwrap();
+    let mut claim = tx.try_claim(10).unwrap();
+    claim.fill(9);
+    drop(claim);
+    assert_eq!(rx.try_read().err(), Some(RecvError::Empty));
+    for i in 0..3u8 {
+        let mut c = tx.try_claim(1).unwrap();
+        c[0] = i;
+        c.commit_deferred();
+    }
+    assert!(tx.has_unpublished());
+    assert_eq!(rx.try_read().err(), Some(RecvError::Empty));
+    tx.publish();
+    let mut seen = Vec::new();
+    assert_eq!(rx.try_read_batch(usize::MAX, |_, b| seen.push(b[0])), Ok(3));
+    assert_eq!(seen, [0, 1, 2]);
+    // Dropping the producer publishes deferred commits.
+    tx.try_claim(0).unwrap().commit_deferred();
+    drop(tx);
+    assert_eq!(rx.try_read().map(|f| f.len()), Ok(0));
+}
+
+fn _handles_are_send() {
+    fn send<T: Send>() {}
+    send::<SpscProducer>();
+    send::<SpscConsumer>();
+}

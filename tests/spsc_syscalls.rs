@@ -1,0 +1,70 @@
+//! While the peer keeps up, the ring makes no system call: counted with
+//! the process-local futex call counters. And when a side does sleep, the
+//! other side's publish wakes it (one FUTEX_WAKE).
+//!
+//! The counters are per process, so the tests in this binary take a lock
+//! to run one at a time.
+
+use std::sync::Mutex;
+use std::thread;
+
+use polycephaly::ring::heap_pair;
+use polycephaly::sync::{WaitStrategy, futex_calls};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+#[test]
+fn no_syscall_while_the_peer_is_awake() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut tx, mut rx) = heap_pair(1 << 12).unwrap();
+    let (mut back_tx, mut back_rx) = heap_pair(1 << 12).unwrap();
+    // Spinning waits: both sides stay awake, as a busy peer does.
+    for s in [&mut tx, &mut back_tx] {
+        s.set_wait_strategy(WaitStrategy::SPIN);
+    }
+    rx.set_wait_strategy(WaitStrategy::SPIN);
+    back_rx.set_wait_strategy(WaitStrategy::SPIN);
+    let before = futex_calls();
+    let n = if cfg!(debug_assertions) { 20_000u64 } else { 200_000 };
+    let echo = thread::spawn(move || {
+        for _ in 0..n {
+            let v = rx.recv_value::<u64>().unwrap();
+            back_tx.send_value(&(v + 1)).unwrap();
+        }
+    });
+    // A stream that fills the ring now and then (blocking claims), plus
+    // round trips.
+    for i in 0..n {
+        tx.send_value(&i).unwrap();
+        assert_eq!(back_rx.recv_value::<u64>(), Ok(i + 1));
+    }
+    echo.join().unwrap();
+    let after = futex_calls();
+    assert_eq!(after, before, "futex calls made while both sides were awake");
+}
+
+#[test]
+fn a_sleeping_consumer_is_woken() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut tx, mut rx) = heap_pair(256).unwrap();
+    rx.set_wait_strategy(WaitStrategy::SLEEP);
+    let (mut ready_tx, mut ready_rx) = heap_pair(64).unwrap();
+    let before = futex_calls();
+    let consumer = thread::spawn(move || {
+        ready_tx.try_send(&[]).unwrap();
+        rx.recv_value::<u32>()
+    });
+    ready_rx.set_wait_strategy(WaitStrategy::SPIN);
+    ready_rx.read().unwrap().release();
+    // Wait until the consumer announced itself as a sleeper: then the
+    // publish below must wake it with a system call. (Polling a counter is
+    // not timing: it ends as soon as the consumer is announced.)
+    while futex_calls().waits == before.waits {
+        thread::yield_now();
+    }
+    tx.try_send_value(&42u32).unwrap();
+    assert_eq!(consumer.join().unwrap(), Ok(42));
+    let after = futex_calls();
+    assert!(after.waits > before.waits);
+    assert!(after.wakes > before.wakes);
+}
