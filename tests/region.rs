@@ -623,3 +623,40 @@ fn the_fuzz_corpus_files_give_their_errors() {
     });
     expect("peer-table-full", |e| matches!(e, OpenError::PeerTableFull));
 }
+
+/// An opener waits for a creator that has not marked the region ready yet;
+/// whether the child looks before or after the parent's store, it must open.
+#[test]
+fn an_opener_waits_for_a_late_creator() {
+    if common::role().as_deref() == Some("waiting-child") {
+        let name = std::env::var("REGION_NAME").unwrap();
+        let opts = OpenOptions {
+            init_timeout: Duration::MAX, // no deadline: only READY ends the wait
+            role: 3,
+        };
+        let region = Region::open_with(&name, &opts).unwrap();
+        assert_eq!(region.sections().len(), 2);
+        return;
+    }
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let mut bytes = valid_bytes("late");
+    let ready = bytes[INIT_OFFSET..INIT_OFFSET + 4].to_vec();
+    put_u32(&mut bytes, INIT_OFFSET, 0);
+    let name = unique("late");
+    let _cleanup = Cleanup(name.clone());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(shm_path(&name))
+        .unwrap();
+    file.write_all_at(&bytes, 0).unwrap();
+    let child = common::spawn_self(
+        "an_opener_waits_for_a_late_creator",
+        "waiting-child",
+        &[("REGION_NAME", name.clone())],
+    );
+    file.write_all_at(&ready, INIT_OFFSET as u64).unwrap();
+    common::expect_success(child);
+}

@@ -187,6 +187,12 @@ impl core::fmt::Debug for Region {
     }
 }
 
+// Handles are shared between threads (the rings keep a clone).
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Region>();
+};
+
 /// The init word of a mapping of at least `HEADER_LEN` bytes at `base`.
 ///
 /// # Safety
@@ -363,11 +369,14 @@ impl Region {
 
 /// The opener's side, for named segments and inherited descriptors alike.
 fn attach(fd: OwnedFd, name: Option<String>, opts: &OpenOptions) -> Result<Region, OpenError> {
+    // `None`: a timeout too large to represent, i.e. no deadline.
     let deadline = Instant::now().checked_add(opts.init_timeout);
-    let expired = || deadline.is_none_or(|d| Instant::now() >= d);
-    let remaining = || {
-        deadline.map_or(Duration::ZERO, |d| {
-            d.saturating_duration_since(Instant::now())
+    let expired = || deadline.is_some_and(|d| Instant::now() >= d);
+    // The longest single pause: polls are sliced so a missed wake-up or an
+    // unsignalled change (ftruncate) costs at most one slice.
+    let slice = |cap: Duration| {
+        deadline.map_or(cap, |d| {
+            d.saturating_duration_since(Instant::now()).min(cap)
         })
     };
     // 1. The file: a regular file of ours, not empty (a creator between
@@ -393,7 +402,7 @@ fn attach(fd: OwnedFd, name: Option<String>, opts: &OpenOptions) -> Result<Regio
             return Err(OpenError::NotInitialized);
         }
         // A bounded poll: the creator does not signal its ftruncate.
-        std::thread::sleep(pause.min(remaining()));
+        std::thread::sleep(slice(pause));
         pause = (pause * 2).min(Duration::from_millis(10));
     };
     validate::check_file_len(file_len)?;
@@ -428,7 +437,7 @@ fn attach(fd: OwnedFd, name: Option<String>, opts: &OpenOptions) -> Result<Regio
                 _ => OpenError::NotInitialized,
             });
         }
-        init.wait(state, Some(remaining().min(Duration::from_millis(10))));
+        init.wait(state, Some(slice(Duration::from_millis(10))));
     }
     // 3. Validate a private copy of the plain header.
     let plain = copy_plain(base);
