@@ -13,6 +13,11 @@
 //! [`Region::from_fd`] holds a slot of the peer table until its last clone
 //! drops, so peers can tell whether each other is alive.
 //!
+//! Limits of the trust model: a memfd is sealed against growing and
+//! shrinking, but a named segment is a plain tmpfs file; a peer of the same
+//! user that truncates it makes our accesses past the new end fault
+//! (SIGBUS). Use a memfd when peers are not trusted that far.
+//!
 //! ```
 //! use polycephaly::region::{Region, SectionKind};
 //!

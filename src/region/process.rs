@@ -49,6 +49,18 @@ impl ProcessId {
         })
     }
 
+    /// A pidfd for this very process, if it runs: the pidfd is opened
+    /// first and the start time checked after, so the descriptor refers to
+    /// this process and not to a later one that reused its pid. It stays a
+    /// valid handle after the process exits (poll it for readability to
+    /// learn of the exit without racing pid reuse).
+    pub fn pidfd(&self) -> Option<std::os::fd::OwnedFd> {
+        let raw = i32::try_from(self.pid).ok()?;
+        let pid = rustix::process::Pid::from_raw(raw)?;
+        let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()?;
+        self.is_alive().then_some(fd)
+    }
+
     /// Whether this very process still runs: its pid exists, is not a
     /// zombie, and has the same start time (a reused pid is another process).
     pub fn is_alive(&self) -> bool {
@@ -131,6 +143,8 @@ mod tests {
             ..me
         };
         assert!(!reused.is_alive());
+        assert!(me.pidfd().is_some());
+        assert!(reused.pidfd().is_none());
         assert_eq!(ProcessId::of(0), None);
         assert_eq!(ProcessId::of(u32::MAX), None);
     }
