@@ -4,9 +4,11 @@
 //! Each function takes arbitrary bytes and must return normally whatever
 //! they are: a panic, a hang or a crash is a bug in the library.
 
+mod mpsc_consume;
 mod region_open;
 mod spsc_consume;
 
+pub use mpsc_consume::mpsc_consume;
 pub use region_open::region_open;
 pub use spsc_consume::spsc_consume;
 

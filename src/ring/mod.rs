@@ -39,6 +39,7 @@ pub mod layout;
 mod attach;
 mod consumer;
 mod error;
+pub mod mpsc;
 mod producer;
 mod spsc;
 mod typed;

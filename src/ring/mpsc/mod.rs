@@ -1,0 +1,1 @@
+//! MPSC ring: many producer processes, one consumer (to be written).
