@@ -164,14 +164,7 @@ impl Event {
         }
         // SAFETY: the region keeps the section's `len` bytes mapped while
         // `Keep::Region` (a clone) lives, as long as the handle.
-        unsafe {
-            Self::from_parts(
-                section.ptr,
-                section.len,
-                mode,
-                Keep::Region(region.clone()),
-            )
-        }
+        unsafe { Self::from_parts(section.ptr, section.len, mode, Keep::Region(region.clone())) }
     }
 
     /// Attaches to an event at `ptr` (memory shared without a region, such
@@ -245,12 +238,11 @@ impl Event {
         };
         // Relaxed: the mode word publishes nothing else; every handle reads
         // it with a CAS, so all see the one value that bound it.
-        match ev.ctrl().mode.compare_exchange(
-            0,
-            mode.code(),
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        ) {
+        match ev
+            .ctrl()
+            .mode
+            .compare_exchange(0, mode.code(), Ordering::Relaxed, Ordering::Relaxed)
+        {
             Ok(_) => Ok(ev),
             Err(found) => match EventMode::from_code(found) {
                 Some(m) if m == mode => Ok(ev),

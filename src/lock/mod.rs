@@ -57,7 +57,9 @@ mod mutex;
 
 use core::fmt::Debug;
 
-pub use error::{AttachError, EventCorrupted, LockError, TryLockError, UnlockError, WaitEventError};
+pub use error::{
+    AttachError, EventCorrupted, LockError, TryLockError, UnlockError, WaitEventError,
+};
 pub use event::{Event, EventMode};
 pub use mutex::{LockStatus, MutexGuard, OwnerRecord, ShmMutex};
 

@@ -48,9 +48,9 @@ use bytemuck::Pod;
 
 use super::error::{AttachError, LockError, TryLockError, UnlockError};
 use super::{CONTENDED, OwnerCheck, TAG_MASK};
+use crate::sync::WaitStrategy;
 use crate::sync::futex::{Futex, WaitOutcome};
 use crate::sync::shim::{AtomicU32, AtomicU64, Ordering, spin_loop};
-use crate::sync::WaitStrategy;
 
 /// `state`: the data is consistent.
 const CONSISTENT: u32 = 0;
@@ -481,7 +481,11 @@ impl<T: Pod> ShmMutex<T> {
     /// [`LockError::TimedOut`]; [`LockError::Corrupted`].
     #[inline]
     pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'_, T>, LockError> {
-        self.lock_deadline(Some(Instant::now().checked_add(timeout).unwrap_or_else(far_future)))
+        self.lock_deadline(Some(
+            Instant::now()
+                .checked_add(timeout)
+                .unwrap_or_else(far_future),
+        ))
     }
 
     /// Locks, waiting until `deadline` at most (`None`: no limit).

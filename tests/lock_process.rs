@@ -1,0 +1,281 @@
+//! The mutex and the event across real processes: an exact shared count,
+//! owners killed with SIGKILL while holding the lock (100 times), a
+//! stopped owner that keeps its lock, an event ping-pong.
+//!
+//! Children are this test binary re-executed (tests/common); they inherit
+//! the region's memfd, whose number travels in `REGION_FD`.
+
+mod common;
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::process::Child;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use polycephaly::lock::{Event, EventMode, LockError, LockStatus, ShmMutex};
+use polycephaly::region::{OpenOptions, Region, SectionId, SectionKind};
+use polycephaly::sync::WaitStrategy;
+use polycephaly::sync::shim::AtomicU32;
+
+/// The value under the lock.
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+struct Shared {
+    count: u64,
+    marker: u64,
+}
+
+const MUTEX: SectionId = SectionId(0);
+const FLAGS: SectionId = SectionId(1);
+const PING: SectionId = SectionId(2);
+const PONG: SectionId = SectionId(3);
+
+/// Handshake words outside the lock, in the raw section: `locked` (the
+/// child holds the lock, for round n), `release` (the parent lets it go).
+const LOCKED: usize = 0;
+const RELEASE: usize = 64;
+
+/// Short slices: a dead owner is noticed within a few milliseconds.
+const QUICK: WaitStrategy = WaitStrategy {
+    spin: Duration::from_micros(20),
+    spin_only: false,
+    slice: Duration::from_millis(5),
+};
+
+fn new_region() -> Region {
+    Region::builder()
+        .section(SectionKind::Mutex, ShmMutex::<Shared>::section_len())
+        .section(SectionKind::Raw, 4096)
+        .section(SectionKind::Event, Event::section_len())
+        .section(SectionKind::Event, Event::section_len())
+        .build()
+        .expect("create region")
+}
+
+fn child_region() -> Region {
+    let fd: i32 = std::env::var("REGION_FD")
+        .expect("REGION_FD")
+        .parse()
+        .expect("fd number");
+    // SAFETY: the parent passed us this inherited descriptor; we own it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    Region::from_fd(fd, &OpenOptions::default()).expect("open inherited region")
+}
+
+fn flag(region: &Region, offset: usize) -> &AtomicU32 {
+    let s = region.section(FLAGS).expect("flags section");
+    assert!(offset + 4 <= s.len);
+    // SAFETY: inside the raw section, 4-aligned (sections are 64-aligned);
+    // an atomic laid over shared bytes, valid for any bits.
+    unsafe { &*s.ptr.as_ptr().add(offset).cast::<AtomicU32>() }
+}
+
+fn spawn(region: &Region, test: &str, role: &str, round: u32) -> Child {
+    let fd = region.inheritable_fd().expect("dup region fd");
+    let env = [("REGION_FD", fd.to_string()), ("ROUND", round.to_string())];
+    let child = common::spawn_self(test, role, &env);
+    // SAFETY: `fd` is our duplicate, now inherited by the child: close ours.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    child
+}
+
+/// Waits (yielding) until `cond`, for at most 60 s, failing early if
+/// `child` (when given) exits first.
+fn wait_until(what: &str, mut child: Option<&mut Child>, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if let Some(c) = child.as_mut() {
+            let exited = c.try_wait().expect("try_wait");
+            assert!(
+                exited.is_none() || cond(),
+                "the child exited ({exited:?}) before {what}"
+            );
+        }
+        std::thread::yield_now();
+    }
+}
+
+const PROCS: u64 = 4;
+const TOTAL: u64 = 1_000_000;
+
+/// N processes increment a shared counter under the mutex, 1,000,000 times
+/// in all: the count is exact.
+#[test]
+fn processes_count_exactly_under_the_mutex() {
+    const NAME: &str = "processes_count_exactly_under_the_mutex";
+    if let Some(role) = common::role() {
+        assert_eq!(role, "counter");
+        let region = child_region();
+        let m = ShmMutex::<Shared>::attach(&region, MUTEX).expect("attach");
+        for _ in 0..TOTAL / PROCS {
+            let mut g = m.lock().expect("lock");
+            assert_eq!(g.status(), LockStatus::Consistent);
+            g.count += 1;
+        }
+        return;
+    }
+    let region = new_region();
+    let children: Vec<Child> = (0..PROCS)
+        .map(|_| spawn(&region, NAME, "counter", 0))
+        .collect();
+    for c in children {
+        common::expect_success(c);
+    }
+    let m = ShmMutex::<Shared>::attach(&region, MUTEX).expect("attach");
+    let g = m.lock().expect("lock");
+    assert_eq!(g.status(), LockStatus::Consistent);
+    assert_eq!(g.count, TOTAL);
+}
+
+/// A child locks, says so, and is killed with SIGKILL holding the lock; the
+/// parent's `lock_timeout` gets the lock with `OwnerDied` and sees what the
+/// child wrote. 100 times in a row, alternately marking the value
+/// consistent or leaving it poisoned (the next child is told).
+#[test]
+fn a_killed_owner_is_taken_over_100_times() {
+    const NAME: &str = "a_killed_owner_is_taken_over_100_times";
+    if let Some(role) = common::role() {
+        assert_eq!(role, "holder");
+        let region = child_region();
+        let round: u32 = std::env::var("ROUND").expect("ROUND").parse().expect("n");
+        let m = ShmMutex::<Shared>::attach(&region, MUTEX).expect("attach");
+        let mut g = m.lock_timeout(Duration::from_secs(60)).expect("lock");
+        // The parent left it poisoned after odd rounds.
+        let expect = if round % 2 == 0 {
+            LockStatus::Poisoned
+        } else {
+            LockStatus::Consistent
+        };
+        if round > 1 {
+            assert_eq!(g.status(), expect, "round {round}");
+        }
+        g.marker = u64::from(round);
+        // Release: pairs with the parent's Acquire load: it kills us only
+        // once we hold the lock.
+        flag(&region, LOCKED).store(round, Ordering::Release);
+        loop {
+            // Killed here; park until then (a spurious return parks again).
+            std::thread::park();
+        }
+    }
+    let region = new_region();
+    let m = ShmMutex::<Shared>::attach(&region, MUTEX)
+        .expect("attach")
+        .with_strategy(QUICK);
+    for round in 1..=100u32 {
+        let mut child = spawn(&region, NAME, "holder", round);
+        let child_pid = child.id();
+        wait_until("the child to lock", Some(&mut child), || {
+            // Acquire: pairs with the child's Release store.
+            flag(&region, LOCKED).load(Ordering::Acquire) == round
+        });
+        assert_eq!(m.owner().expect("locked").pid, child_pid);
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        let mut g = m
+            .lock_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(g.status(), LockStatus::OwnerDied, "round {round}");
+        assert_eq!(g.marker, u64::from(round));
+        g.count += 1;
+        if round % 2 == 0 {
+            g.mark_consistent();
+        }
+    }
+    let g = m.lock().expect("lock");
+    assert_eq!(g.status(), LockStatus::Consistent);
+    assert_eq!(g.count, 100);
+}
+
+fn proc_state(pid: u32) -> Option<u8> {
+    let text = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let close = text.iter().rposition(|&b| b == b')')?;
+    text.get(close + 2).copied()
+}
+
+fn signal(pid: u32, sig: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(pid as i32).expect("pid");
+    rustix::process::kill_process(pid, sig).expect("kill");
+}
+
+/// A stopped owner is alive: the parent's `lock_timeout` times out (it is
+/// not robbed); after SIGCONT the child releases and the parent locks
+/// normally.
+#[test]
+fn a_stopped_owner_keeps_its_lock() {
+    const NAME: &str = "a_stopped_owner_keeps_its_lock";
+    if let Some(role) = common::role() {
+        assert_eq!(role, "stopped");
+        let region = child_region();
+        let m = ShmMutex::<Shared>::attach(&region, MUTEX).expect("attach");
+        let mut g = m.lock().expect("lock");
+        g.marker = 7;
+        // Release: pairs with the parent's Acquire load.
+        flag(&region, LOCKED).store(1, Ordering::Release);
+        // Acquire: pairs with the parent's Release store.
+        wait_until("the parent's release", None, || {
+            flag(&region, RELEASE).load(Ordering::Acquire) == 1
+        });
+        g.marker = 8;
+        g.unlock().expect("still ours");
+        return;
+    }
+    let region = new_region();
+    let m = ShmMutex::<Shared>::attach(&region, MUTEX)
+        .expect("attach")
+        .with_strategy(QUICK);
+    let mut child = spawn(&region, NAME, "stopped", 0);
+    let pid = child.id();
+    wait_until("the child to lock", Some(&mut child), || {
+        flag(&region, LOCKED).load(Ordering::Acquire) == 1
+    });
+    signal(pid, rustix::process::Signal::STOP);
+    wait_until("the child to stop", None, || proc_state(pid) == Some(b'T'));
+    // Release: pairs with the child's Acquire load, once it runs again.
+    flag(&region, RELEASE).store(1, Ordering::Release);
+    // Many slices, each followed by a liveness check: never a takeover.
+    assert_eq!(
+        m.lock_timeout(Duration::from_millis(300)).unwrap_err(),
+        LockError::TimedOut
+    );
+    assert_eq!(m.try_lock().unwrap_err().to_string(), "the lock is held");
+    assert_eq!(m.owner().expect("held").pid, pid);
+    signal(pid, rustix::process::Signal::CONT);
+    let g = m.lock_timeout(Duration::from_secs(60)).expect("lock");
+    assert_eq!(g.status(), LockStatus::Consistent);
+    assert_eq!(g.marker, 8);
+    drop(g);
+    common::expect_success(child);
+}
+
+/// Auto-reset events between two processes: 500 rounds of ping and pong,
+/// the child sleeping in `wait` each time.
+#[test]
+fn events_ping_pong_between_processes() {
+    const NAME: &str = "events_ping_pong_between_processes";
+    const ROUNDS: u32 = 500;
+    if let Some(role) = common::role() {
+        assert_eq!(role, "echo");
+        let region = child_region();
+        let ping = Event::attach(&region, PING, EventMode::AutoReset)
+            .expect("attach")
+            .with_strategy(WaitStrategy::SLEEP);
+        let pong = Event::attach(&region, PONG, EventMode::AutoReset).expect("attach");
+        for _ in 0..ROUNDS {
+            ping.wait(Duration::from_secs(60)).expect("ping");
+            pong.signal().expect("signal");
+        }
+        return;
+    }
+    let region = new_region();
+    let ping = Event::attach(&region, PING, EventMode::AutoReset).expect("attach");
+    let pong = Event::attach(&region, PONG, EventMode::AutoReset).expect("attach");
+    let child = spawn(&region, NAME, "echo", 0);
+    for _ in 0..ROUNDS {
+        ping.signal().expect("signal");
+        pong.wait(Duration::from_secs(60)).expect("pong");
+    }
+    common::expect_success(child);
+    assert!(!ping.is_signalled().expect("state"));
+}
