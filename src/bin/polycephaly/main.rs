@@ -5,143 +5,15 @@
 //! - `polycephaly demo`: for now, the quick bench (the worker pool will
 //!   replace it).
 
-use std::io::{IsTerminal as _, Write as _};
-use std::path::PathBuf;
-use std::process::ExitCode;
-use std::time::Instant;
+// Under `--cfg loom` (the loom models build every target of the crate) the
+// command is empty: the bench harness needs real mappings and processes.
+#[cfg(not(loom))]
+mod cli;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use polycephaly::bench::{self, Config, PinMode, report};
-
-/// Shared-memory IPC between processes, and its measurements.
-#[derive(Debug, Parser)]
-#[command(name = "polycephaly", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
+#[cfg(not(loom))]
+fn main() -> std::process::ExitCode {
+    cli::main()
 }
 
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Measure round trips, throughput and bulk transfers between two
-    /// processes, and the floors they are compared with.
-    Bench(BenchArgs),
-    /// A first look: runs `bench --quick` until the worker pool exists.
-    Demo,
-}
-
-#[derive(Debug, clap::Args)]
-struct BenchArgs {
-    /// Fewer samples (well under 30 s).
-    #[arg(long)]
-    quick: bool,
-    /// Keep only the rows whose names start with one of these prefixes.
-    #[arg(long, value_delimiter = ',', value_name = "PREFIX,...")]
-    only: Vec<String>,
-    /// Also write the figures to this JSON file.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-    /// CPU placement of the two processes: none (the scheduler's choice),
-    /// split (one process per CPU), same (both on one CPU).
-    #[arg(long, value_enum, default_value_t = Pin::None)]
-    pin: Pin,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Pin {
-    None,
-    Split,
-    Same,
-}
-
-impl From<Pin> for PinMode {
-    fn from(p: Pin) -> Self {
-        match p {
-            Pin::None => PinMode::None,
-            Pin::Split => PinMode::Split,
-            Pin::Same => PinMode::Same,
-        }
-    }
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Bench(args) => run_bench(&args),
-        Command::Demo => {
-            println!(
-                "The worker pool is not there yet: `demo` runs the quick bench \
-                 (`polycephaly bench --quick`), which measures what the pool will be \
-                 built on.\n"
-            );
-            run_bench(&BenchArgs {
-                quick: true,
-                only: Vec::new(),
-                json: None,
-                pin: Pin::None,
-            })
-        }
-    }
-}
-
-fn run_bench(args: &BenchArgs) -> ExitCode {
-    let cfg = Config {
-        quick: args.quick,
-        pin: args.pin.into(),
-    };
-    let rows = bench::select(&bench::rows(), &args.only);
-    if rows.is_empty() {
-        eprintln!("no row starts with any of {:?}", args.only);
-        return ExitCode::FAILURE;
-    }
-    let machine = report::Machine::detect();
-    print!("{}", report::header(&machine, &cfg));
-    let started = Instant::now();
-    let mut outcomes = Vec::with_capacity(rows.len());
-    let mut stderr = std::io::stderr();
-    // On a terminal the progress line is rewritten in place; elsewhere
-    // (logs, tests) it is one plain line per row.
-    let tty = stderr.is_terminal();
-    let _ = std::io::stdout().flush();
-    for (i, row) in rows.iter().enumerate() {
-        // The progress line, from this (only) thread, between rows.
-        let line = format!(
-            "[{}/{}] {} ({:.1} s so far)",
-            i + 1,
-            rows.len(),
-            row.name,
-            started.elapsed().as_secs_f64()
-        );
-        let _ = if tty {
-            write!(stderr, "\r\x1b[2K{line}")
-        } else {
-            writeln!(stderr, "{line}")
-        };
-        let _ = stderr.flush();
-        let result = (row.run)(&cfg).map_err(|e| e.to_string());
-        outcomes.push(report::Outcome { row: *row, result });
-    }
-    if tty {
-        let _ = write!(stderr, "\r\x1b[2K");
-        let _ = stderr.flush();
-    }
-    print!("{}", report::table(&outcomes));
-    println!(
-        "{} row(s) in {:.1} s",
-        outcomes.len(),
-        started.elapsed().as_secs_f64()
-    );
-    let mut ok = outcomes.iter().all(|o| o.result.is_ok());
-    if let Some(path) = &args.json {
-        let text = report::json(&machine, &cfg, &outcomes);
-        if let Err(e) = std::fs::write(path, text) {
-            eprintln!("cannot write {}: {e}", path.display());
-            ok = false;
-        }
-    }
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
+#[cfg(loom)]
+fn main() {}
