@@ -27,9 +27,11 @@ const STRATEGY_VAR: &str = "POLYCEPHALY_TEST_SPSC_STRATEGY";
 const FRAMES_VAR: &str = "POLYCEPHALY_TEST_SPSC_FRAMES";
 
 /// Word 0 of the raw section: frames the producer committed (kill test);
-/// word 1: stop flag (hostile test).
+/// word 1: stop flag, word 2: the hostile process has been writing for a
+/// while (hostile test).
 const COMMITTED: usize = 0;
 const STOP: usize = 1;
+const ATTACKING: usize = 2;
 
 /// The longest random frame.
 const MAX_LEN: u64 = 128;
@@ -131,7 +133,12 @@ impl Checker {
         }
         assert!(self.end.is_none(), "frame after the end");
         assert_eq!(tag, self.seq as u32, "frame out of order");
-        assert_eq!(bytes.len(), len_of(self.seq), "frame {} has the wrong length", self.seq);
+        assert_eq!(
+            bytes.len(),
+            len_of(self.seq),
+            "frame {} has the wrong length",
+            self.seq
+        );
         self.sum = checksum(self.sum, bytes);
         self.seq += 1;
     }
@@ -157,7 +164,11 @@ fn consume(rx: &mut SpscConsumer, batch: bool) -> u64 {
 }
 
 fn stream(test_name: &str, strategy: &str) {
-    let n: u64 = if cfg!(debug_assertions) { 200_000 } else { 10_000_000 };
+    let n: u64 = if cfg!(debug_assertions) {
+        200_000
+    } else {
+        10_000_000
+    };
     if common::role().as_deref() == Some("producer") {
         let n = std::env::var(FRAMES_VAR).unwrap().parse().unwrap();
         produce(&open_from_env(), n);
@@ -277,7 +288,10 @@ fn producer_killed_consumer_gets_every_committed_frame() {
     let committed = word(&region, COMMITTED).load(Ordering::Acquire);
     // Every frame counted as committed arrived; at most the one being
     // counted when the kill landed arrived beyond the count.
-    assert!(next >= committed && next <= committed + 1, "{next} vs {committed}");
+    assert!(
+        next >= committed && next <= committed + 1,
+        "{next} vs {committed}"
+    );
 }
 
 /// xorshift64*: the hostile process's random bytes.
@@ -302,7 +316,10 @@ fn a_hostile_process_gets_errors_not_crashes() {
             let mut seq = 0u64;
             // Relaxed: only a request to stop.
             while stop.load(Ordering::Relaxed) == 0 {
-                if tx.send_timeout(&seq.to_le_bytes(), Duration::from_secs(5)).is_err() {
+                if tx
+                    .send_timeout(&seq.to_le_bytes(), Duration::from_secs(5))
+                    .is_err()
+                {
                     break;
                 }
                 seq += 1;
@@ -334,6 +351,11 @@ fn a_hostile_process_gets_errors_not_crashes() {
                         .write_volatile(value.to_ne_bytes());
                 }
                 rounds += 1;
+                if rounds == 10_000 {
+                    // Release: pairs with the test's Acquire load; the first
+                    // writes are done.
+                    word(&region, ATTACKING).store(1, Ordering::Release);
+                }
             }
             return;
         }
@@ -344,12 +366,25 @@ fn a_hostile_process_gets_errors_not_crashes() {
     let env = [(REGION_VAR, region.name().unwrap().to_string())];
     let name = "a_hostile_process_gets_errors_not_crashes";
     let producer = common::spawn_self(name, "producer", &env);
-    let hostile = common::spawn_self(name, "hostile", &env);
     let mut buf = Vec::new();
+    // Frames flow first; then the hostile process starts writing.
+    for seq in 0..1000u64 {
+        assert_eq!(rx.recv_value::<u64>(), Ok(seq));
+    }
+    let mut hostile = common::spawn_self(name, "hostile", &env);
+    // Acquire: pairs with the hostile process's Release store.
+    while word(&region, ATTACKING).load(Ordering::Acquire) == 0 {
+        assert!(
+            hostile.try_wait().unwrap().is_none(),
+            "the hostile process ended early"
+        );
+        std::thread::yield_now();
+    }
     let mut corrupted = false;
     let mut received = 0u64;
-    // Bounded: every call returns within its timeout.
-    for _ in 0..2_000 {
+    // Bounded: every call returns within its timeout, and the hostile
+    // process writes millions of random words a second.
+    for _ in 0..1_000_000 {
         match rx.recv_timeout(&mut buf, Duration::from_millis(50)) {
             Ok(_) => received += 1,
             Err(RecvError::Corrupted) => {
@@ -367,5 +402,5 @@ fn a_hostile_process_gets_errors_not_crashes() {
     word(&region, STOP).store(1, Ordering::Relaxed);
     common::expect_success(hostile);
     common::expect_success(producer);
-    eprintln!("received {received} frames before the corruption was seen");
+    eprintln!("received {received} frames under attack before the corruption was seen");
 }
