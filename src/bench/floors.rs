@@ -261,7 +261,7 @@ pub fn wake_rtt(pin: PinMode, plan: &Plan) -> Result<Timings, BenchError> {
     Ok(t)
 }
 
-fn open_stat(pair: &Pair<'_>) -> Result<OwnedFd, BenchError> {
+pub(crate) fn open_stat(pair: &Pair<'_>) -> Result<OwnedFd, BenchError> {
     let path = format!("/proc/{}/stat", pair.peer_pid().as_raw_nonzero());
     rustix::fs::open(
         path.as_str(),
@@ -283,7 +283,7 @@ fn stat_state(text: &[u8]) -> Option<u8> {
 }
 
 /// Polls the peer's state until it is `S` (interruptibly asleep).
-fn wait_until_sleeping(pair: &Pair<'_>, stat: &OwnedFd) -> Result<(), BenchError> {
+pub(crate) fn wait_until_sleeping(pair: &Pair<'_>, stat: &OwnedFd) -> Result<(), BenchError> {
     let mut buf = [0u8; 512];
     let start = Instant::now();
     loop {

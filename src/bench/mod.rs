@@ -89,6 +89,7 @@ pub mod floors;
 pub mod os;
 pub mod pair;
 pub mod report;
+pub mod spsc;
 
 pub use pair::{Pair, Placement, Role, ShmArea, run_pair};
 
@@ -259,6 +260,9 @@ pub enum BenchError {
     /// The data that arrived was not the data that was sent.
     #[error("wrong data received: {0}")]
     Corrupt(String),
+    /// A library call (region, ring, lock) failed.
+    #[error("{0}")]
+    Library(String),
     /// A kernel produced no usable sample (empty, negative or not finite).
     #[error("no usable samples: {0}")]
     NoSamples(&'static str),
@@ -456,7 +460,7 @@ pub struct Row {
 /// Every row, in table order: round trips, then message rates, then bulk
 /// rates; within each group, in registry order (floors first).
 pub fn rows() -> Vec<Row> {
-    let mut all = [floors::ROWS, os::ROWS].concat();
+    let mut all = [floors::ROWS, os::ROWS, spsc::ROWS].concat();
     // Stable: keeps the registry order inside each group.
     all.sort_by_key(|r| match r.unit {
         Unit::Ns => 0,

@@ -1,0 +1,253 @@
+//! The SPSC ring through its public API, between two real processes:
+//! round trips (spinning, and waking a sleeping responder) and message
+//! rates at three frame sizes.
+//!
+//! The region is a memfd made before the fork. The parent attaches with the
+//! creating handle; the child opens its own handle from an inherited
+//! descriptor, so each side has its own peer slot and the rings' liveness
+//! checks see the real other process.
+
+use std::os::fd::{FromRawFd as _, OwnedFd};
+use std::time::Instant;
+
+use super::floors::{open_stat, wait_until_sleeping};
+use super::pair::{Pair, run_pair};
+use super::{BenchError, Measurement, PinMode, Plan, Row, Timings, Unit, Wait};
+use crate::region::{OpenOptions, Region, SectionId, SectionKind};
+use crate::ring::{SpscConsumer, SpscProducer, section_len};
+use crate::sync::WaitStrategy;
+
+/// The SPSC rows, in table order within their groups.
+pub const ROWS: &[Row] = &[
+    Row {
+        name: "spsc_spin_rtt",
+        payload: "64 B cmd + 64 B reply",
+        wait: Wait::Spin,
+        unit: Unit::Ns,
+        floor: Some("floor_spin_rtt"),
+        run: |cfg| {
+            let plan = cfg.plan(Plan::new(20_000, 300_000, 1), Plan::new(5_000, 60_000, 1));
+            Measurement::latency(&rtt(cfg.pin, &plan, RttMode::Spin)?)
+        },
+    },
+    Row {
+        name: "spsc_block_rtt",
+        payload: "64 B cmd + 64 B reply",
+        wait: Wait::Block,
+        unit: Unit::Ns,
+        floor: Some("floor_wake_rtt"),
+        run: |cfg| {
+            let plan = cfg.plan(Plan::new(200, 20_000, 1), Plan::new(50, 2_000, 1));
+            Measurement::latency(&rtt(cfg.pin, &plan, RttMode::WakeSleeper)?)
+        },
+    },
+    Row {
+        name: "spsc_8b_throughput",
+        payload: "8 B",
+        wait: Wait::Spin,
+        unit: Unit::MsgPerSec,
+        floor: Some("floor_ring_64b_throughput"),
+        run: |cfg| {
+            let plan = cfg.plan(Plan::new(10, 300, 200_000), Plan::new(5, 50, 100_000));
+            Measurement::rate(&throughput(cfg.pin, &plan, 8)?, Unit::MsgPerSec, 1)
+        },
+    },
+    Row {
+        name: "spsc_64b_throughput",
+        payload: "64 B",
+        wait: Wait::Spin,
+        unit: Unit::MsgPerSec,
+        floor: Some("floor_ring_64b_throughput"),
+        run: |cfg| {
+            let plan = cfg.plan(Plan::new(10, 300, 200_000), Plan::new(5, 50, 100_000));
+            Measurement::rate(&throughput(cfg.pin, &plan, 64)?, Unit::MsgPerSec, 1)
+        },
+    },
+    Row {
+        name: "spsc_1kb_throughput",
+        payload: "1 KiB",
+        wait: Wait::Spin,
+        unit: Unit::MsgPerSec,
+        floor: Some("floor_ring_64b_throughput"),
+        run: |cfg| {
+            let plan = cfg.plan(Plan::new(10, 200, 50_000), Plan::new(5, 40, 25_000));
+            Measurement::rate(&throughput(cfg.pin, &plan, 1024)?, Unit::MsgPerSec, 1)
+        },
+    },
+];
+
+/// The command and reply size of the round-trip rows.
+const RTT_MSG: usize = 64;
+/// Data bytes of each round-trip ring.
+const RTT_CAPACITY: usize = 4096;
+/// Data bytes of the throughput ring: 64 KiB, like the bare ring's slots.
+const THROUGHPUT_CAPACITY: usize = 64 * 1024;
+
+fn lib_err(what: &'static str) -> impl FnOnce(String) -> BenchError {
+    move |e| BenchError::Library(format!("{what}: {e}"))
+}
+
+/// A memfd region with `rings` SPSC sections of `capacity` data bytes.
+fn region_with_rings(rings: u16, capacity: usize) -> Result<Region, BenchError> {
+    let len = section_len(capacity).map_err(|e| lib_err("section_len")(e.to_string()))?;
+    let mut b = Region::builder().memfd();
+    for _ in 0..rings {
+        b = b.section(SectionKind::SpscRing, len);
+    }
+    b.build()
+        .map_err(|e| lib_err("create region")(e.to_string()))
+}
+
+/// The child's own handle on the parent's region (its own peer slot).
+fn child_handle(region: &Region) -> Result<Region, BenchError> {
+    let raw = region
+        .inheritable_fd()
+        .map_err(|e| lib_err("dup region fd")(e.to_string()))?;
+    // SAFETY: `inheritable_fd` returned a fresh descriptor that nothing else
+    // owns; the OwnedFd takes it over and closes it.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    Region::from_fd(fd, &OpenOptions::default()).map_err(|e| lib_err("open region")(e.to_string()))
+}
+
+fn producer(region: &Region, id: u16, strategy: WaitStrategy) -> Result<SpscProducer, BenchError> {
+    let mut p = SpscProducer::attach(region, SectionId(id))
+        .map_err(|e| lib_err("attach producer")(e.to_string()))?;
+    p.set_wait_strategy(strategy);
+    Ok(p)
+}
+
+fn consumer(region: &Region, id: u16, strategy: WaitStrategy) -> Result<SpscConsumer, BenchError> {
+    let mut c = SpscConsumer::attach(region, SectionId(id))
+        .map_err(|e| lib_err("attach consumer")(e.to_string()))?;
+    c.set_wait_strategy(strategy);
+    Ok(c)
+}
+
+/// Sends one frame of `len` bytes whose first 8 bytes are `seq` (the rest
+/// keeps whatever the claim holds), waiting as the producer's strategy says.
+#[inline]
+fn send_seq(p: &mut SpscProducer, seq: u64, len: usize) -> Result<(), BenchError> {
+    let mut claim = p.claim(len).map_err(|e| lib_err("claim")(e.to_string()))?;
+    if let Some(head) = claim.get_mut(..8) {
+        head.copy_from_slice(&seq.to_le_bytes());
+    }
+    claim.commit();
+    Ok(())
+}
+
+/// Receives one frame, checks its length and that it carries `seq`.
+#[inline]
+fn recv_seq(c: &mut SpscConsumer, seq: u64, len: usize) -> Result<(), BenchError> {
+    let frame = c.read().map_err(|e| lib_err("read")(e.to_string()))?;
+    let ok = frame.len() == len
+        && frame
+            .get(..8)
+            .is_some_and(|b| b == seq.to_le_bytes().as_slice());
+    frame.release();
+    if ok {
+        Ok(())
+    } else {
+        Err(BenchError::Corrupt(format!("frame {seq}")))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RttMode {
+    /// Both sides spin ([`WaitStrategy::SPIN`]).
+    Spin,
+    /// The responder sleeps in the ring's blocking read before each request
+    /// (checked through `/proc`); the requester uses the default blocking
+    /// strategy, whose spin phase catches the reply without sleeping.
+    WakeSleeper,
+}
+
+/// 64-byte command and 64-byte reply through two SPSC rings (section 0:
+/// requests, parent to child; section 1: replies). Each trip is timed alone.
+fn rtt(pin: PinMode, plan: &Plan, mode: RttMode) -> Result<Timings, BenchError> {
+    let region = region_with_rings(2, RTT_CAPACITY)?;
+    let total = plan.total_samples();
+    let warmup = plan.warmup;
+    let (parent_wait, child_wait) = match mode {
+        RttMode::Spin => (WaitStrategy::SPIN, WaitStrategy::SPIN),
+        RttMode::WakeSleeper => (WaitStrategy::BLOCK, WaitStrategy::SLEEP),
+    };
+    let (samples, placement) = run_pair(
+        pin,
+        |pair: &Pair<'_>| {
+            let mut req = producer(&region, 0, parent_wait)?;
+            let mut rsp = consumer(&region, 1, parent_wait)?;
+            let stat = match mode {
+                RttMode::WakeSleeper => Some(open_stat(pair)?),
+                RttMode::Spin => None,
+            };
+            pair.barrier()?;
+            let mut out = Vec::with_capacity(total.saturating_sub(warmup));
+            for i in 0..total as u64 {
+                if let Some(stat) = &stat {
+                    wait_until_sleeping(pair, stat)?;
+                }
+                let t0 = Instant::now();
+                send_seq(&mut req, i, RTT_MSG)?;
+                recv_seq(&mut rsp, i, RTT_MSG)?;
+                let d = t0.elapsed();
+                if i as usize >= warmup {
+                    out.push(d);
+                }
+            }
+            Ok(out)
+        },
+        |pair: &Pair<'_>| {
+            let mine = child_handle(&region)?;
+            let mut req = consumer(&mine, 0, child_wait)?;
+            let mut rsp = producer(&mine, 1, child_wait)?;
+            pair.barrier()?;
+            for i in 0..total as u64 {
+                recv_seq(&mut req, i, RTT_MSG)?;
+                send_seq(&mut rsp, i, RTT_MSG)?;
+            }
+            Ok(())
+        },
+    )?;
+    Ok(Timings::new(samples, 1).with_placement(placement))
+}
+
+/// Messages per second of `len` bytes through one ring, both sides
+/// spinning, one commit (one Release store) per message; the consumer
+/// checks each message's sequence number. Samples time `plan.batch`
+/// messages at the producer, in steady state.
+fn throughput(pin: PinMode, plan: &Plan, len: usize) -> Result<Timings, BenchError> {
+    let region = region_with_rings(1, THROUGHPUT_CAPACITY)?;
+    let plan = *plan;
+    let total = plan.total_ops();
+    let (samples, placement) = run_pair(
+        pin,
+        |pair: &Pair<'_>| {
+            let mut p = producer(&region, 0, WaitStrategy::SPIN)?;
+            pair.barrier()?;
+            let mut out = Vec::with_capacity(plan.samples);
+            let mut seq = 0u64;
+            for s in 0..plan.total_samples() {
+                let t0 = Instant::now();
+                for _ in 0..plan.batch {
+                    send_seq(&mut p, seq, len)?;
+                    seq += 1;
+                }
+                let d = t0.elapsed();
+                if s >= plan.warmup {
+                    out.push(d);
+                }
+            }
+            Ok(out)
+        },
+        |pair: &Pair<'_>| {
+            let mine = child_handle(&region)?;
+            let mut c = consumer(&mine, 0, WaitStrategy::SPIN)?;
+            pair.barrier()?;
+            for seq in 0..total {
+                recv_seq(&mut c, seq, len)?;
+            }
+            Ok(())
+        },
+    )?;
+    Ok(Timings::new(samples, plan.batch).with_placement(placement))
+}
