@@ -146,10 +146,7 @@ fn corrupted_mutex_words_give_errors_not_hangs() {
             value: 0x1234_5600
         }
     );
-    assert!(matches!(
-        m.try_lock(),
-        Err(TryLockError::Corrupted { .. })
-    ));
+    assert!(matches!(m.try_lock(), Err(TryLockError::Corrupted { .. })));
     assert!(m.lock().is_err(), "no hang without a deadline either");
     // A state out of range: reported, and the lock is released again.
     word(&region, 0).store(0, Ordering::SeqCst);
