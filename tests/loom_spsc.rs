@@ -1,4 +1,3 @@
-#![cfg(loom)]
 //! Loom models of the SPSC ring: the same code as a ring in a region, on a
 //! heap ring (loom atomics cannot live in a mapping), with the futex
 //! modelled by a mutex and condition variable so that a lost wakeup
@@ -6,6 +5,7 @@
 //!
 //! Run: `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom
 //! LOOM_MAX_PREEMPTIONS=3 cargo test --release --test 'loom_*'`
+#![cfg(loom)]
 
 use loom::thread;
 use polycephaly::ring::{ClaimError, RecvError, heap_pair};

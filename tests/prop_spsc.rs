@@ -11,10 +11,16 @@ use proptest::prelude::*;
 #[derive(Debug, Clone)]
 enum Op {
     /// Claim `len` bytes; then 0 commit, 1 commit deferred, 2 drop.
-    Claim { len: usize, tag: u32, then: u8 },
+    Claim {
+        len: usize,
+        tag: u32,
+        then: u8,
+    },
     Publish,
     Read,
-    Batch { max: usize },
+    Batch {
+        max: usize,
+    },
     Recv,
 }
 
@@ -52,7 +58,9 @@ impl Model {
 }
 
 fn payload(len: usize, seed: u32) -> Vec<u8> {
-    (0..len).map(|i| (i as u32).wrapping_mul(31).wrapping_add(seed) as u8).collect()
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(31).wrapping_add(seed) as u8)
+        .collect()
 }
 
 fn run(cap_exp: u32, ops: Vec<Op>) -> Result<(), TestCaseError> {
@@ -110,7 +118,9 @@ fn run(cap_exp: u32, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Read => match m.published.pop_front() {
                 None => prop_assert_eq!(rx.try_read().err(), Some(RecvError::Empty)),
                 Some((data, tag, need)) => {
-                    let frame = rx.try_read().map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    let frame = rx
+                        .try_read()
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
                     prop_assert_eq!(&frame[..], &data[..]);
                     prop_assert_eq!(frame.tag(), tag);
                     frame.release();

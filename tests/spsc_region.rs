@@ -30,14 +30,26 @@ fn poke_u64(region: &Region, offset: usize, value: u64) {
     // SAFETY: in bounds of the live mapping; 8-aligned (section 64-aligned,
     // offsets multiples of 8). A racing atomic access would only see a new
     // value, which the ring checks.
-    unsafe { s.ptr.as_ptr().add(offset).cast::<u64>().write_volatile(value) };
+    unsafe {
+        s.ptr
+            .as_ptr()
+            .add(offset)
+            .cast::<u64>()
+            .write_volatile(value)
+    };
 }
 
 fn poke_u32(region: &Region, offset: usize, value: u32) {
     let s = region.section(SectionId(0)).unwrap();
     assert!(offset + 4 <= s.len);
     // SAFETY: as in `poke_u64`.
-    unsafe { s.ptr.as_ptr().add(offset).cast::<u32>().write_volatile(value) };
+    unsafe {
+        s.ptr
+            .as_ptr()
+            .add(offset)
+            .cast::<u32>()
+            .write_volatile(value)
+    };
 }
 
 #[test]
@@ -147,7 +159,10 @@ fn a_corrupted_tail_poisons_the_ring_for_good() {
     // Even once the tail looks sane again, the consumer stays poisoned.
     poke_u64(&r, TAIL, 16);
     assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Corrupted));
-    assert_eq!(rx.read_timeout(Duration::from_secs(5)).err(), Some(RecvError::Corrupted));
+    assert_eq!(
+        rx.read_timeout(Duration::from_secs(5)).err(),
+        Some(RecvError::Corrupted)
+    );
     // The producer learns on its slow path, and a new attach is refused.
     let max = tx.max_payload();
     let mut got = Ok(());
@@ -214,7 +229,10 @@ fn too_large_is_an_error_not_a_hang() {
         tx.claim(max + 1).err(),
         Some(ClaimError::TooLarge { len: max + 1, max })
     );
-    assert_eq!(tx.send(&vec![0; 10_000]).err(), Some(ClaimError::TooLarge { len: 10_000, max }));
+    assert_eq!(
+        tx.send(&vec![0; 10_000]).err(),
+        Some(ClaimError::TooLarge { len: 10_000, max })
+    );
 }
 
 #[test]
@@ -223,7 +241,10 @@ fn waiting_for_a_producer_that_never_came_times_out() {
     let mut rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
     rx.set_wait_strategy(WaitStrategy::SLEEP);
     assert!(rx.is_peer_alive());
-    assert_eq!(rx.read_timeout(Duration::from_millis(20)).err(), Some(RecvError::TimedOut));
+    assert_eq!(
+        rx.read_timeout(Duration::from_millis(20)).err(),
+        Some(RecvError::TimedOut)
+    );
 }
 
 #[test]
@@ -256,7 +277,10 @@ fn producer_blocked_on_a_full_ring_gets_peer_dead_when_the_consumer_leaves() {
     while tx.try_send(&[0; 64]).is_ok() {}
     let consumer = thread::spawn(move || drop(rx));
     consumer.join().unwrap();
-    assert_eq!(tx.send_timeout(&[0; 64], Duration::from_secs(30)), Err(ClaimError::PeerDead));
+    assert_eq!(
+        tx.send_timeout(&[0; 64], Duration::from_secs(30)),
+        Err(ClaimError::PeerDead)
+    );
 }
 
 #[test]

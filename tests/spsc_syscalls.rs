@@ -25,7 +25,11 @@ fn no_syscall_while_the_peer_is_awake() {
     rx.set_wait_strategy(WaitStrategy::SPIN);
     back_rx.set_wait_strategy(WaitStrategy::SPIN);
     let before = futex_calls();
-    let n = if cfg!(debug_assertions) { 20_000u64 } else { 200_000 };
+    let n = if cfg!(debug_assertions) {
+        20_000u64
+    } else {
+        200_000
+    };
     let echo = thread::spawn(move || {
         for _ in 0..n {
             let v = rx.recv_value::<u64>().unwrap();
@@ -40,7 +44,10 @@ fn no_syscall_while_the_peer_is_awake() {
     }
     echo.join().unwrap();
     let after = futex_calls();
-    assert_eq!(after, before, "futex calls made while both sides were awake");
+    assert_eq!(
+        after, before,
+        "futex calls made while both sides were awake"
+    );
 }
 
 #[test]
