@@ -692,13 +692,18 @@ impl<T: Pod> ShmMutex<T> {
     }
 
     /// Having taken the lock: record ourselves, read the consistency state.
+    #[inline]
     fn finish(&self, took_over: bool) -> Result<MutexGuard<'_, T>, LockError> {
         let c = self.ctrl();
         // Relaxed (record): a hint for `owner`; the lock orders nothing
-        // through it.
-        c.owner_tag.store(self.me, Ordering::Relaxed);
-        c.owner_pid.store(self.process.0, Ordering::Relaxed);
-        c.owner_start.store(self.process.1, Ordering::Relaxed);
+        // through it. A record that already names our tag names our
+        // process (a tag belongs to one process), so it is left alone: the
+        // uncontended path then stores nothing but the lock word.
+        if c.owner_tag.load(Ordering::Relaxed) != self.me {
+            c.owner_pid.store(self.process.0, Ordering::Relaxed);
+            c.owner_start.store(self.process.1, Ordering::Relaxed);
+            c.owner_tag.store(self.me, Ordering::Relaxed);
+        }
         let status = if took_over {
             // Relaxed: `state` is only accessed by the holder; the lock
             // orders it.
@@ -728,6 +733,7 @@ impl<T: Pod> ShmMutex<T> {
 
     /// Unlocks: CAS our word to 0, waking one sleeper if the waiters bit
     /// was set. Refuses (changing nothing) if the word is not ours.
+    #[inline]
     fn release(&self) -> Result<(), UnlockError> {
         let word = &self.ctrl().word;
         let mut cur = self.me;
