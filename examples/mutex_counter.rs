@@ -1,0 +1,89 @@
+//! Several processes count under one `ShmMutex`, then one is killed while
+//! it holds the lock and the parent takes the lock over.
+//!
+//! Run: `cargo run --release --example mutex_counter`.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::process::Command;
+use std::time::Duration;
+
+use polycephaly::lock::{LockStatus, ShmMutex};
+use polycephaly::region::{OpenOptions, Region, SectionId, SectionKind};
+
+const WORKERS: u64 = 3;
+const EACH: u64 = 100_000;
+
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+struct Counter {
+    count: u64,
+    /// Set by the worker that is killed while it holds the lock.
+    doomed: u64,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if let Ok(fd) = std::env::var("COUNTER_FD") {
+        // A worker: open the inherited region and count.
+        // SAFETY: the parent passed us this inherited descriptor.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd.parse()?) };
+        let region = Region::from_fd(fd, &OpenOptions::default())?;
+        let counter = ShmMutex::<Counter>::attach(&region, SectionId(0))?;
+        if std::env::var("DOOMED").is_ok() {
+            let mut g = counter.lock()?;
+            g.doomed = 1;
+            // Hold the lock until killed.
+            loop {
+                std::thread::park();
+            }
+        }
+        for _ in 0..EACH {
+            counter.lock()?.count += 1;
+        }
+        return Ok(());
+    }
+
+    let region = Region::builder()
+        .section(SectionKind::Mutex, ShmMutex::<Counter>::section_len())
+        .build()?;
+    let counter = ShmMutex::<Counter>::attach(&region, SectionId(0))?;
+    let spawn = |doomed: bool| -> Result<std::process::Child, Box<dyn std::error::Error>> {
+        let fd = region.inheritable_fd()?;
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.env("COUNTER_FD", fd.to_string());
+        if doomed {
+            cmd.env("DOOMED", "1");
+        }
+        let child = cmd.spawn()?;
+        // SAFETY: our duplicate, now inherited by the child.
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        Ok(child)
+    };
+
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| spawn(false))
+        .collect::<Result<_, _>>()?;
+    for mut w in workers {
+        w.wait()?;
+    }
+    println!(
+        "count = {} (expected {})",
+        counter.lock()?.count,
+        WORKERS * EACH
+    );
+
+    // A worker that dies holding the lock: the next locker is told.
+    let mut doomed = spawn(true)?;
+    while counter.try_lock().map(|g| g.doomed).unwrap_or(1) == 0 {
+        std::thread::yield_now();
+    }
+    doomed.kill()?;
+    doomed.wait()?;
+    let mut g = counter.lock_timeout(Duration::from_secs(5))?;
+    println!("after the kill: {:?}", g.status());
+    assert_eq!(g.status(), LockStatus::OwnerDied);
+    // The count was not touched in the middle of an update: repair nothing,
+    // declare it consistent.
+    g.doomed = 0;
+    g.mark_consistent();
+    Ok(())
+}
