@@ -100,7 +100,7 @@ enum Keep {
     Raw,
 }
 
-/// A cross-process event; see the [module docs](self) and
+/// A cross-process event; see the [module docs](super) and
 /// [`Event::attach`]. Clones are handles to the same event.
 ///
 /// ```
