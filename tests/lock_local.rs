@@ -273,3 +273,39 @@ fn manual_reset_releases_every_wait_until_reset() {
         Err(WaitEventError::TimedOut)
     );
 }
+
+#[test]
+fn spin_only_waiters_exclude_and_take_over() {
+    let spin = WaitStrategy {
+        spin: Duration::ZERO,
+        spin_only: true,
+        slice: Duration::from_millis(1),
+    };
+    let table = Arc::new(Table::default());
+    let a = ShmMutex::<u64>::new_heap(who(1, &table))
+        .unwrap()
+        .with_strategy(spin);
+    let b = a.handle(who(2, &table)).unwrap();
+    std::thread::scope(|s| {
+        for m in [&a, &b] {
+            s.spawn(move || {
+                for _ in 0..5_000 {
+                    *m.lock().unwrap() += 1;
+                }
+            });
+        }
+    });
+    assert_eq!(*a.lock().unwrap(), 10_000);
+    assert_eq!(
+        b.lock_timeout(Duration::ZERO).map(|g| g.status()),
+        Ok(LockStatus::Consistent)
+    );
+    std::mem::forget(a.lock().unwrap());
+    assert_eq!(
+        b.lock_timeout(Duration::from_millis(5)).unwrap_err(),
+        LockError::TimedOut
+    );
+    table.dead[0].store(true, Ordering::SeqCst);
+    let g = b.lock_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(g.status(), LockStatus::OwnerDied);
+}
