@@ -1,7 +1,8 @@
-//! Property test: random claim/commit/abort/publish/read/batch sequences on
-//! a heap SPSC ring against a plain model (a VecDeque of published frames
-//! and the byte accounting of the ring), with capacities small enough that
-//! wrap-around and padding happen constantly.
+//! Property test: random claim/commit/abort/publish/read/batch/flush
+//! sequences on a heap SPSC ring against a plain model (a VecDeque of
+//! published frames and the byte accounting of the ring, lazy releases
+//! included), with capacities small enough that wrap-around and padding
+//! happen constantly.
 
 use std::collections::VecDeque;
 
@@ -22,6 +23,7 @@ enum Op {
         max: usize,
     },
     Recv,
+    Flush,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -31,6 +33,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => Just(Op::Read),
         1 => (0usize..6).prop_map(|max| Op::Batch { max }),
         1 => Just(Op::Recv),
+        1 => Just(Op::Flush),
     ]
 }
 
@@ -42,11 +45,23 @@ struct Model {
     staged: Vec<(Vec<u8>, u32, u64)>,
     /// Bytes of committed frames (padding included) not yet released.
     used: u64,
+    /// Bytes released by the consumer but not yet published to the
+    /// producer (releases are lazy: published once a quarter of the ring
+    /// is pending, when a read finds the ring empty, on flush).
+    unflushed: u64,
     /// Producer position (committed).
     tail: u64,
 }
 
 impl Model {
+    fn release(&mut self, need: u64) {
+        self.used -= need;
+        self.unflushed += need;
+        if self.unflushed >= self.cap / 4 {
+            self.unflushed = 0;
+        }
+    }
+
     /// Ring bytes a frame of `len` takes at the current tail, padding
     /// included: the stated layout (8-byte header, 8-byte alignment, a
     /// frame never straddles the end of the lap).
@@ -73,6 +88,7 @@ fn run(cap_exp: u32, ops: Vec<Op>) -> Result<(), TestCaseError> {
         published: VecDeque::new(),
         staged: Vec::new(),
         used: 0,
+        unflushed: 0,
         tail: 0,
     };
     let mut buf = Vec::new();
@@ -85,7 +101,7 @@ fn run(cap_exp: u32, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     continue;
                 }
                 let need = m.need(len);
-                if need > m.cap - m.used {
+                if need > m.cap - m.used - m.unflushed {
                     prop_assert_eq!(r.err(), Some(ClaimError::Full), "step {}", step);
                     continue;
                 }
@@ -116,7 +132,10 @@ fn run(cap_exp: u32, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 m.published.extend(m.staged.drain(..));
             }
             Op::Read => match m.published.pop_front() {
-                None => prop_assert_eq!(rx.try_read().err(), Some(RecvError::Empty)),
+                None => {
+                    prop_assert_eq!(rx.try_read().err(), Some(RecvError::Empty));
+                    m.unflushed = 0;
+                }
                 Some((data, tag, need)) => {
                     let frame = rx
                         .try_read()
@@ -124,17 +143,24 @@ fn run(cap_exp: u32, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     prop_assert_eq!(&frame[..], &data[..]);
                     prop_assert_eq!(frame.tag(), tag);
                     frame.release();
-                    m.used -= need;
+                    m.release(need);
                 }
             },
             Op::Recv => match m.published.pop_front() {
-                None => prop_assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Empty)),
+                None => {
+                    prop_assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Empty));
+                    m.unflushed = 0;
+                }
                 Some((data, tag, need)) => {
                     prop_assert_eq!(rx.try_recv(&mut buf), Ok(tag));
                     prop_assert_eq!(&buf, &data);
-                    m.used -= need;
+                    m.release(need);
                 }
             },
+            Op::Flush => {
+                rx.flush_releases();
+                m.unflushed = 0;
+            }
             Op::Batch { max } => {
                 let mut got = Vec::new();
                 let n = rx
@@ -143,11 +169,24 @@ fn run(cap_exp: u32, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let expect = max.min(m.published.len());
                 prop_assert_eq!(n, expect);
                 prop_assert_eq!(got.len(), expect);
+                let mut released = 0;
                 for (data, tag) in got {
                     let (d, t, need) = m.published.pop_front().unwrap();
                     prop_assert_eq!(data, d);
                     prop_assert_eq!(tag, t);
-                    m.used -= need;
+                    released += need;
+                }
+                // A batch releases all its frames at once.
+                if released > 0 {
+                    m.used -= released;
+                    m.unflushed += released;
+                    if m.unflushed >= m.cap / 4 {
+                        m.unflushed = 0;
+                    }
+                }
+                if m.published.is_empty() {
+                    // The batch drained the ring: releases are published.
+                    m.unflushed = 0;
                 }
             }
         }

@@ -19,11 +19,20 @@ use crate::sync::shim::Ordering;
 ///
 /// Every position and header it reads from shared memory is checked before
 /// use; an inconsistency gives [`RecvError::Corrupted`] from then on.
+///
+/// Released frames reach the producer lazily, so that a consumer keeping
+/// up with its producer does not pay a store and a fence per frame: the
+/// shared head is stored when a quarter of the ring has been released since
+/// the last store, when a read finds the ring empty, before a blocking call
+/// waits, on [`flush_releases`](Self::flush_releases) and on drop.
 pub struct SpscConsumer {
     ring: RingRef,
-    /// Start of the next unread frame; the last value stored to the shared
-    /// head. Private: never re-read after attach. Multiple of 8.
+    /// Start of the next unread frame. Private: never re-read after
+    /// attach. Multiple of 8.
     head: u64,
+    /// The last value stored to the shared head: `released <= head`.
+    /// Releases reach the producer lazily (see [`SpscConsumer`]).
+    released: u64,
     /// A producer position seen earlier (checked when read): possibly stale,
     /// never newer. `head <= cached_tail <= head + cap`.
     cached_tail: u64,
@@ -63,6 +72,7 @@ impl SpscConsumer {
         Self {
             ring,
             head,
+            released: head,
             cached_tail: tail,
             poisoned: false,
             strategy,
@@ -152,7 +162,7 @@ impl SpscConsumer {
     }
 
     /// Reads up to `max` frames that are published now, calling `f(tag,
-    /// payload)` for each in order, then releases them all with one store.
+    /// payload)` for each in order, then releases them all at once.
     /// Returns how many were read (0 if the ring is empty). It reads at
     /// most what was published when it started: one Acquire load of the
     /// tail per batch.
@@ -199,6 +209,10 @@ impl SpscConsumer {
         if n > 0 {
             self.release_to(pos);
         }
+        if pos == self.cached_tail {
+            // Drained: nothing to read until the producer publishes more.
+            self.flush_releases();
+        }
         Ok(n)
     }
 
@@ -235,6 +249,7 @@ impl SpscConsumer {
         if self.head == self.cached_tail {
             self.refresh_tail()?;
             if self.head == self.cached_tail {
+                self.flush_releases();
                 return Err(RecvError::Empty);
             }
         }
@@ -300,20 +315,39 @@ impl SpscConsumer {
         RecvError::Corrupted
     }
 
-    /// Gives the bytes before `end` back to the producer.
+    /// Gives the bytes before `end` back to the producer (lazily: stores the
+    /// shared head once a quarter of the ring is pending).
     #[inline]
     fn release_to(&mut self, end: u64) {
         debug_assert!(self.head <= end && end <= self.cached_tail);
         self.head = end;
-        // Release: we finished reading the frames before `end`; pairs with
-        // the producer's Acquire load of the head before it overwrites them.
-        self.ring.ctrl().head.store(end, Ordering::Release);
-        self.ring.ctrl().space_bell.ring();
+        if end - self.released >= self.ring.cap / 4 {
+            self.flush_releases();
+        }
+    }
+
+    /// Publishes every release made so far to the producer: one Release
+    /// store of the head, and a wake-up only if the producer sleeps. The
+    /// consumer does this on its own when it finds the ring empty, before
+    /// it waits, and on drop; call it when you stop reading for a while
+    /// with frames released but the ring not drained.
+    #[inline]
+    pub fn flush_releases(&mut self) {
+        if self.head != self.released && !self.poisoned {
+            self.released = self.head;
+            // Release: we finished reading the frames before the head;
+            // pairs with the producer's Acquire load of the head before it
+            // overwrites them.
+            self.ring.ctrl().head.store(self.head, Ordering::Release);
+            self.ring.ctrl().space_bell.ring();
+        }
     }
 
     /// Sleeps (per the strategy) until the tail moves past our head.
     #[cold]
     fn wait_for_data(&mut self, deadline: Option<Instant>) -> Result<(), RecvError> {
+        // The producer may be waiting for room we released.
+        self.flush_releases();
         let ring = &self.ring;
         let ctrl = ring.ctrl();
         let head = self.head;
@@ -337,6 +371,13 @@ impl SpscConsumer {
             consumer: self,
             loc,
         }
+    }
+}
+
+impl Drop for SpscConsumer {
+    /// Publishes pending releases; the role is released by the ring view.
+    fn drop(&mut self) {
+        self.flush_releases();
     }
 }
 
