@@ -34,6 +34,10 @@ const PONG: SectionId = SectionId(3);
 /// child holds the lock, for round n), `release` (the parent lets it go).
 const LOCKED: usize = 0;
 const RELEASE: usize = 64;
+/// Start gate of the counting test: children count themselves in `READY`
+/// and start on `GO`.
+const READY: usize = 128;
+const GO: usize = 192;
 
 /// Short slices: a dead owner is noticed within a few milliseconds.
 const QUICK: WaitStrategy = WaitStrategy {
@@ -107,7 +111,23 @@ fn processes_count_exactly_under_the_mutex() {
     if let Some(role) = common::role() {
         assert_eq!(role, "counter");
         let region = child_region();
-        let m = ShmMutex::<Shared>::attach(&region, MUTEX).expect("attach");
+        let index: u32 = std::env::var("ROUND").expect("ROUND").parse().expect("n");
+        // Half the children sleep at once when the lock is held (no
+        // spinning), so the futex path is exercised hard.
+        let strategy = if index % 2 == 1 {
+            WaitStrategy::SLEEP
+        } else {
+            WaitStrategy::BLOCK
+        };
+        let m = ShmMutex::<Shared>::attach(&region, MUTEX)
+            .expect("attach")
+            .with_strategy(strategy);
+        // Start together, so the processes really contend.
+        // Release/Acquire: pair with the parent's loads and store.
+        flag(&region, READY).fetch_add(1, Ordering::Release);
+        wait_until("the start", None, || {
+            flag(&region, GO).load(Ordering::Acquire) == 1
+        });
         for _ in 0..TOTAL / PROCS {
             let mut g = m.lock().expect("lock");
             assert_eq!(g.status(), LockStatus::Consistent);
@@ -116,9 +136,15 @@ fn processes_count_exactly_under_the_mutex() {
         return;
     }
     let region = new_region();
-    let children: Vec<Child> = (0..PROCS)
-        .map(|_| spawn(&region, NAME, "counter", 0))
+    let mut children: Vec<Child> = (0..PROCS as u32)
+        .map(|i| spawn(&region, NAME, "counter", i))
         .collect();
+    wait_until("the counters to start", children.first_mut(), || {
+        // Acquire: pairs with the children's Release increments.
+        flag(&region, READY).load(Ordering::Acquire) == PROCS as u32
+    });
+    // Release: pairs with the children's Acquire loads.
+    flag(&region, GO).store(1, Ordering::Release);
     for c in children {
         common::expect_success(c);
     }
