@@ -221,6 +221,21 @@ fn corrupted_headers_and_heads_are_detected() {
 }
 
 #[test]
+fn positions_near_overflow_are_refused_at_attach() {
+    let r = region(256);
+    poke_u64(&r, TAIL, u64::MAX - 7);
+    poke_u64(&r, HEAD, u64::MAX - 7);
+    assert!(matches!(
+        SpscProducer::attach(&r, SectionId(0)),
+        Err(AttachError::Corrupted)
+    ));
+    assert!(matches!(
+        SpscConsumer::attach(&r, SectionId(0)),
+        Err(AttachError::Corrupted)
+    ));
+}
+
+#[test]
 fn too_large_is_an_error_not_a_hang() {
     let r = region(256);
     let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();

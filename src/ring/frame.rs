@@ -100,11 +100,20 @@ pub(crate) const fn is_aligned(pos: u64) -> bool {
     pos % FRAME_ALIGN as u64 == 0
 }
 
+/// The largest position accepted when attaching (2^62 bytes: 146 years at
+/// 1 GB/s), so that position arithmetic can never overflow.
+pub(crate) const MAX_POSITION: u64 = 1 << 62;
+
 /// Whether a pair (head, tail) read from shared memory is consistent: both
-/// aligned, head <= tail, and at most `capacity` bytes in flight.
+/// aligned, head <= tail <= MAX_POSITION, and at most `capacity` bytes in
+/// flight.
 #[inline]
 pub(crate) const fn positions_ok(head: u64, tail: u64, capacity: u64) -> bool {
-    is_aligned(head) && is_aligned(tail) && head <= tail && tail - head <= capacity
+    is_aligned(head)
+        && is_aligned(tail)
+        && head <= tail
+        && tail <= MAX_POSITION
+        && tail - head <= capacity
 }
 
 #[cfg(all(test, not(loom)))]
@@ -139,6 +148,7 @@ mod tests {
         assert!(!positions_ok(8, 80, 64));
         assert!(!positions_ok(16, 8, 64));
         assert!(!positions_ok(3, 8, 64));
+        assert!(!positions_ok(u64::MAX - 7, u64::MAX - 7, 64));
         assert_eq!(max_payload(64), 24);
     }
 }

@@ -14,7 +14,9 @@
 //!   claim publishes nothing.
 //! - [`SpscConsumer::try_read`] gives the next frame in place; dropping the
 //!   [`Frame`] releases it. [`SpscConsumer::try_read_batch`] reads many and
-//!   releases them with one store.
+//!   releases them at once. Releases reach the producer lazily (a quarter
+//!   of the ring at a time, or when the consumer finds the ring empty or
+//!   waits), so a consumer that keeps up pays no store per frame.
 //! - Copying forms (`send`/`recv`) and typed forms for `T: bytemuck::Pod`
 //!   (`send_value`/`recv_value`) sit on top.
 //! - Each operation has a `try_` form that never blocks, a blocking form

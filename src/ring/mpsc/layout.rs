@@ -1,0 +1,354 @@
+//! The shared layout of an MPSC ring section, the frame header word, and
+//! the heap twin of a section.
+//!
+//! ```text
+//! section offset
+//!    0  +------------------------------------------------+
+//!       | tail: u64      claimed end; CAS by producers    |  line 0
+//!   64  +------------------------------------------------+
+//!       | head: u64      written by the consumer          |  line 1
+//!  128  +------------------------------------------------+
+//!       | consumer: u32  raw PeerId of the consumer, 0 free
+//!       | epoch: u32     consumer attaches so far         |  line 2
+//!       | poisoned: u32  non-zero once corruption seen    |
+//!  192  +------------------------------------------------+
+//!       | data bell: Doorbell   the consumer sleeps here  |  line 3
+//!  256  +------------------------------------------------+
+//!       | space bell: Doorbell  producers sleep here      |  line 4
+//!  320  +------------------------------------------------+
+//!       | records[64]: one line per producer entry:       |  lines 5..69
+//!       |   intent: u64  (claim start | 1), 0 = none      |
+//!       |   need: u32    bytes of that claim              |
+//!       |   owner: u32   raw PeerId of the producer, 0 free
+//! 4416  +------------------------------------------------+
+//!       | data: capacity bytes (2^k) of frames            |
+//!       +------------------------------------------------+
+//! ```
+//!
+//! All-zero memory is a valid, empty ring with no producer and no consumer.
+//!
+//! # Invariants (checked on every read, never trusted)
+//! - `tail`: moved forward only by a producer's CAS (by the bytes of one
+//!   claim); multiple of 8; `head <= tail <= head + capacity`.
+//! - `head`: written only by the consumer (Release), after it zeroed the
+//!   bytes it releases; multiple of 8, never decreases.
+//! - `records[e]`: written only by the producer holding entry `e`
+//!   (`owner`), except that a new producer takes over an entry whose owner
+//!   is gone and whose `intent` names no claim at or after the head.
+//!   `intent` and `need` describe the producer's latest claim *attempt*
+//!   (written before its tail CAS, Release): they are how the consumer
+//!   finds the claimer of a frame whose header is still 0.
+//! - `poisoned`: set by any side that found the ring inconsistent; never
+//!   cleared.
+//!
+//! # Frame header (one `u64`, at an 8-aligned position)
+//! ```text
+//! bits  0..23  len: payload bytes (< 2^23)
+//! bits 23..29  entry: the claimer's record index (0..64)
+//! bits 29..32  kind: 1 claimed, 2 committed, 3 padding, 4 abandoned
+//! bits 32..64  tag: the user's tag (set by the commit)
+//! ```
+//! A header word of 0 is "unwritten": the consumer zeroes every byte it
+//! consumed, so a position of the next lap reads as 0 until claimed.
+
+use core::ops::Deref;
+use core::ptr::NonNull;
+
+use crate::ring::RingError;
+use crate::ring::frame::MIN_CAPACITY;
+use crate::sync::Doorbell;
+use crate::sync::shim::{AtomicU32, AtomicU64};
+
+/// The largest byte capacity of an MPSC ring (16 MiB), so that every
+/// payload length (at most half the ring) fits the header's 23 bits.
+pub const MAX_CAPACITY: usize = 1 << 24;
+
+/// How many producers can be attached to one ring at a time (the record
+/// table's length).
+#[cfg(not(loom))]
+pub const MAX_PRODUCERS: usize = 64;
+/// How many producers can be attached at a time (small under loom, to keep
+/// the models' state space small).
+#[cfg(loom)]
+pub const MAX_PRODUCERS: usize = 4;
+
+/// Header kinds (bits 29..32 of the header's low half).
+pub(crate) const CLAIMED: u32 = 1;
+pub(crate) const COMMITTED: u32 = 2;
+pub(crate) const PADDING: u32 = 3;
+pub(crate) const ABANDONED: u32 = 4;
+
+const LEN_BITS: u32 = 23;
+const LEN_MASK: u32 = (1 << LEN_BITS) - 1;
+const ENTRY_SHIFT: u32 = LEN_BITS;
+const ENTRY_MASK: u32 = 0x3F;
+const KIND_SHIFT: u32 = 29;
+
+/// A decoded frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub(crate) kind: u32,
+    pub(crate) entry: u32,
+    pub(crate) len: u32,
+    pub(crate) tag: u32,
+}
+
+impl Header {
+    /// Packs a header. `len < 2^23`, `entry < 64`, `kind < 8`.
+    #[inline]
+    pub(crate) const fn encode(kind: u32, entry: u32, len: u32, tag: u32) -> u64 {
+        let low = (kind << KIND_SHIFT) | ((entry & ENTRY_MASK) << ENTRY_SHIFT) | (len & LEN_MASK);
+        (low as u64) | ((tag as u64) << 32)
+    }
+
+    /// Unpacks a header word (any bits).
+    #[inline]
+    pub(crate) const fn decode(word: u64) -> Self {
+        let low = word as u32;
+        Self {
+            kind: low >> KIND_SHIFT,
+            entry: (low >> ENTRY_SHIFT) & ENTRY_MASK,
+            len: low & LEN_MASK,
+            tag: (word >> 32) as u32,
+        }
+    }
+}
+
+/// One 64-byte cache line holding `T`.
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+pub(crate) struct Line<T>(pub(crate) T);
+
+impl<T> Deref for Line<T> {
+    type Target = T;
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// The consumer's role words and the poison flag (line 2).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct Roles {
+    /// Raw `PeerId` of the consumer, 0 when free.
+    pub(crate) consumer: AtomicU32,
+    /// Consumer attaches so far.
+    pub(crate) epoch: AtomicU32,
+    /// Non-zero once a side saw the ring inconsistent.
+    pub(crate) poisoned: AtomicU32,
+}
+
+/// A producer's record (see the module docs).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct Record {
+    /// Start of the latest claim attempt, with bit 0 set; 0 for none.
+    pub(crate) intent: AtomicU64,
+    /// Bytes of that attempt (padding included).
+    pub(crate) need: AtomicU32,
+    /// Raw `PeerId` of the producer holding this entry; 0 when free.
+    pub(crate) owner: AtomicU32,
+}
+
+/// The control block at the start of an MPSC section.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct Control {
+    pub(crate) tail: Line<AtomicU64>,
+    pub(crate) head: Line<AtomicU64>,
+    pub(crate) roles: Line<Roles>,
+    pub(crate) data_bell: Line<Doorbell>,
+    pub(crate) space_bell: Line<Doorbell>,
+    pub(crate) records: [Line<Record>; MAX_PRODUCERS],
+}
+
+/// Bytes of control block before the data bytes of an MPSC section.
+pub const CONTROL_LEN: usize = (5 + MAX_PRODUCERS) * 64;
+
+#[cfg(not(loom))]
+const _: () = {
+    use core::mem::offset_of;
+    assert!(size_of::<Control>() == CONTROL_LEN);
+    assert!(align_of::<Control>() == 64);
+    assert!(offset_of!(Control, tail) == 0);
+    assert!(offset_of!(Control, head) == 64);
+    assert!(offset_of!(Control, roles) == 128);
+    assert!(offset_of!(Control, data_bell) == 192);
+    assert!(offset_of!(Control, space_bell) == 256);
+    assert!(offset_of!(Control, records) == 320);
+    assert!(size_of::<Record>() == 16);
+    assert!(size_of::<Line<Record>>() == 64);
+    assert!(size_of::<Roles>() == 12);
+    // Every payload length fits the header's len field.
+    assert!(MAX_CAPACITY / 2 <= LEN_MASK as usize + 1);
+    assert!(MAX_PRODUCERS <= ENTRY_MASK as usize + 1);
+};
+
+/// Checks an MPSC capacity: a power of two within
+/// [`MIN_CAPACITY`]..=[`MAX_CAPACITY`].
+///
+/// # Errors
+/// The [`RingError`] naming the broken rule.
+pub fn check_capacity(capacity: usize) -> Result<(), RingError> {
+    if capacity < MIN_CAPACITY {
+        return Err(RingError::TooSmall {
+            capacity,
+            min: MIN_CAPACITY,
+        });
+    }
+    if capacity > MAX_CAPACITY {
+        return Err(RingError::TooLarge {
+            capacity,
+            max: MAX_CAPACITY,
+        });
+    }
+    if !capacity.is_power_of_two() {
+        return Err(RingError::NotPowerOfTwo(capacity));
+    }
+    Ok(())
+}
+
+/// The section length to ask the region for, for an MPSC ring of
+/// `capacity` data bytes: the control block plus the capacity.
+///
+/// ```
+/// use polycephaly::ring::mpsc::{section_len, CONTROL_LEN};
+/// assert_eq!(section_len(4096).unwrap(), CONTROL_LEN + 4096);
+/// assert!(section_len(1000).is_err());
+/// ```
+///
+/// # Errors
+/// [`RingError`] when `capacity` is not a power of two or out of range.
+pub fn section_len(capacity: usize) -> Result<usize, RingError> {
+    check_capacity(capacity)?;
+    Ok(CONTROL_LEN + capacity)
+}
+
+/// The capacity of a ring laid over a section of `len` bytes: the largest
+/// power of two that fits after the control block, capped at
+/// [`MAX_CAPACITY`].
+#[cfg(not(loom))]
+pub(crate) fn capacity_for_section(len: usize) -> Option<usize> {
+    let room = len.checked_sub(CONTROL_LEN)?;
+    if room < MIN_CAPACITY {
+        return None;
+    }
+    let cap = 1usize << (usize::BITS - 1 - room.leading_zeros());
+    Some(cap.min(MAX_CAPACITY))
+}
+
+/// The memory of a heap-backed ring: the control block and the data bytes.
+/// In a normal build they are one allocation laid out as a section; under
+/// loom the control block is a loom object and the header words are a
+/// separate array of loom atomics beside the payload bytes (loom atomics
+/// cannot be laid over raw memory).
+#[derive(Debug)]
+pub(crate) struct HeapMem {
+    pub(crate) ctrl: NonNull<Control>,
+    pub(crate) data: NonNull<u8>,
+    pub(crate) capacity: usize,
+    alloc: NonNull<u8>,
+    layout: std::alloc::Layout,
+    #[cfg(loom)]
+    _ctrl_box: Box<Control>,
+    /// One atomic per 8 data bytes: the header words (loom only).
+    #[cfg(loom)]
+    pub(crate) words: Box<[AtomicU64]>,
+}
+
+// SAFETY: HeapMem owns its allocation; shared access goes through atomics
+// in `Control`, the header words, or the ring protocol on payload bytes.
+unsafe impl Send for HeapMem {}
+// SAFETY: as above; `&HeapMem` only hands out raw pointers.
+unsafe impl Sync for HeapMem {}
+
+impl HeapMem {
+    /// A zeroed ring of `capacity` bytes.
+    pub(crate) fn new(capacity: usize) -> Result<Self, RingError> {
+        check_capacity(capacity)?;
+        #[cfg(not(loom))]
+        let size = CONTROL_LEN + capacity;
+        #[cfg(loom)]
+        let size = capacity;
+        let Ok(layout) = std::alloc::Layout::from_size_align(size, 64) else {
+            return Err(RingError::TooLarge {
+                capacity,
+                max: MAX_CAPACITY,
+            });
+        };
+        // SAFETY: `layout` has a non-zero size (capacity >= MIN_CAPACITY).
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let Some(alloc) = NonNull::new(raw) else {
+            std::alloc::handle_alloc_error(layout);
+        };
+        #[cfg(not(loom))]
+        {
+            // SAFETY: the allocation holds CONTROL_LEN + capacity bytes.
+            let data = unsafe { alloc.add(CONTROL_LEN) };
+            Ok(Self {
+                ctrl: alloc.cast(),
+                data,
+                capacity,
+                alloc,
+                layout,
+            })
+        }
+        #[cfg(loom)]
+        {
+            let ctrl_box = Box::new(Control::default());
+            let words = (0..capacity / 8).map(|_| AtomicU64::new(0)).collect();
+            Ok(Self {
+                ctrl: NonNull::from(&*ctrl_box),
+                data: alloc,
+                capacity,
+                alloc,
+                layout,
+                _ctrl_box: ctrl_box,
+                words,
+            })
+        }
+    }
+
+    /// The whole memory (control and data) as raw bytes, for the fuzzer.
+    #[cfg(not(loom))]
+    pub(crate) fn raw_bytes(&self) -> (*mut u8, usize) {
+        (self.alloc.as_ptr(), self.layout.size())
+    }
+}
+
+impl Drop for HeapMem {
+    fn drop(&mut self) {
+        // SAFETY: `alloc` came from `alloc_zeroed(self.layout)`, freed once.
+        unsafe { std::alloc::dealloc(self.alloc.as_ptr(), self.layout) };
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip() {
+        let w = Header::encode(COMMITTED, 63, (1 << 23) - 1, 0xDEAD_BEEF);
+        assert_eq!(
+            Header::decode(w),
+            Header {
+                kind: COMMITTED,
+                entry: 63,
+                len: (1 << 23) - 1,
+                tag: 0xDEAD_BEEF
+            }
+        );
+        assert_ne!(Header::encode(CLAIMED, 0, 0, 0), 0, "a claim is never 0");
+        assert_eq!(Header::decode(0).kind, 0);
+    }
+
+    #[test]
+    fn capacities() {
+        assert!(check_capacity(64).is_ok());
+        assert!(check_capacity(MAX_CAPACITY * 2).is_err());
+        assert_eq!(capacity_for_section(CONTROL_LEN + 4096 + 8), Some(4096));
+        assert_eq!(capacity_for_section(CONTROL_LEN + 8), None);
+    }
+}

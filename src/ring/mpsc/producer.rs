@@ -1,0 +1,536 @@
+//! The producer side of an MPSC ring: claim by CAS on the tail, write in
+//! place, commit by CAS on the frame header.
+
+use core::fmt;
+use core::ops::{Deref, DerefMut};
+use core::time::Duration;
+use std::time::Instant;
+
+use super::error::{CommitError, SendError};
+use super::layout::{ABANDONED, CLAIMED, COMMITTED, Header, PADDING};
+use super::view::RingView;
+use crate::ring::ClaimError;
+use crate::ring::frame::{frame_len, pad_before};
+use crate::sync::WaitStrategy;
+use crate::sync::shim::Ordering;
+
+/// How many tail CAS attempts a `try_` claim makes before it reports the
+/// ring [`Full`](ClaimError::Full): other producers winning every race for
+/// this long is contention a blocking claim waits out.
+const CAS_ATTEMPTS: u32 = 1 << 12;
+
+/// One of the writing ends of an MPSC ring.
+///
+/// `Send` but not `Sync`: one thread writes through a handle at a time
+/// (`&mut self`). Any number of producers (up to
+/// [`MAX_PRODUCERS`](super::MAX_PRODUCERS) at once), in any processes, may
+/// write to one ring; each holds an entry of the ring's producer table,
+/// released when the handle drops.
+pub struct MpscProducer {
+    view: RingView,
+    /// Our entry in the record table.
+    entry: usize,
+    /// Our raw peer id (the region's, or one handed out by a heap ring).
+    me: u32,
+    /// A consumer position seen earlier: possibly stale (older), never
+    /// newer.
+    cached_head: u64,
+    poisoned: bool,
+    strategy: WaitStrategy,
+}
+
+// SAFETY: the handle holds raw pointers into memory kept alive by its
+// backing (an `Arc` or a `Region`, both Send + Sync); its entry moves with
+// it.
+unsafe impl Send for MpscProducer {}
+
+impl fmt::Debug for MpscProducer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MpscProducer")
+            .field("capacity", &self.view.cap)
+            .field("entry", &self.entry)
+            .field("id", &self.me)
+            .field("cached_head", &self.cached_head)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+/// Room reserved by a claim: plain numbers, no borrow.
+#[derive(Debug, Clone, Copy)]
+struct Reservation {
+    /// Position of the frame (after any padding).
+    pos: u64,
+    len: u32,
+}
+
+impl MpscProducer {
+    pub(crate) fn from_parts(view: RingView, entry: usize, me: u32) -> Self {
+        Self {
+            view,
+            entry,
+            me,
+            cached_head: 0,
+            poisoned: false,
+            strategy: WaitStrategy::BLOCK,
+        }
+    }
+
+    /// The ring's data capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.view.cap as usize
+    }
+
+    /// The largest payload a frame may have: `capacity / 2 - 8`.
+    pub fn max_payload(&self) -> usize {
+        self.view.max_payload as usize
+    }
+
+    /// This producer's raw peer id (what a heap ring's
+    /// [`mark_dead`](super::HeapMpsc::mark_dead) takes).
+    pub fn id(&self) -> u32 {
+        self.me
+    }
+
+    /// This producer's entry in the ring's producer table.
+    pub fn entry(&self) -> usize {
+        self.entry
+    }
+
+    /// How the blocking forms wait (default [`WaitStrategy::BLOCK`]).
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.strategy
+    }
+
+    /// Sets how the blocking forms wait.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.strategy = strategy;
+    }
+
+    /// Whether the consumer is attached and alive (or never attached yet).
+    pub fn is_peer_alive(&self) -> bool {
+        self.view.consumer_alive()
+    }
+
+    /// Whether this handle found the ring corrupted (every call now fails).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Claims room for a frame of `len` payload bytes without blocking.
+    ///
+    /// Write the payload through the returned [`MpscClaim`] (it
+    /// dereferences to `&mut [u8]` of exactly `len` bytes, zeroed), then
+    /// [`commit`](MpscClaim::commit) it. Dropping it uncommitted turns the
+    /// frame into padding.
+    ///
+    /// ```
+    /// let ring = polycephaly::ring::mpsc::HeapMpsc::new(256).unwrap();
+    /// let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
+    /// let mut claim = tx.try_claim(3).unwrap();
+    /// claim.copy_from_slice(b"abc");
+    /// claim.set_tag(7);
+    /// claim.commit().unwrap();
+    /// let frame = rx.try_read().unwrap();
+    /// assert_eq!((&frame[..], frame.tag()), (&b"abc"[..], 7));
+    /// ```
+    ///
+    /// # Errors
+    /// [`ClaimError::TooLarge`] if `len > max_payload()`,
+    /// [`ClaimError::Full`] if there is no room now,
+    /// [`ClaimError::Corrupted`] if the ring is inconsistent.
+    #[inline]
+    pub fn try_claim(&mut self, len: usize) -> Result<MpscClaim<'_>, ClaimError> {
+        let r = self.reserve(len)?;
+        Ok(self.guard(r))
+    }
+
+    /// Claims room for a frame, waiting for it with the handle's
+    /// [`WaitStrategy`].
+    ///
+    /// # Errors
+    /// As [`try_claim`](Self::try_claim) but never `Full`; and
+    /// [`ClaimError::PeerDead`] when the consumer died or detached while
+    /// the ring stayed full.
+    #[inline]
+    pub fn claim(&mut self, len: usize) -> Result<MpscClaim<'_>, ClaimError> {
+        self.claim_until(len, None)
+    }
+
+    /// As [`claim`](Self::claim), giving up after `timeout`.
+    ///
+    /// # Errors
+    /// As [`claim`](Self::claim), and [`ClaimError::TimedOut`].
+    pub fn claim_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<MpscClaim<'_>, ClaimError> {
+        self.claim_until(len, Instant::now().checked_add(timeout))
+    }
+
+    /// As [`claim`](Self::claim), giving up at `deadline` (`None`: never).
+    ///
+    /// # Errors
+    /// As [`claim_timeout`](Self::claim_timeout).
+    pub fn claim_until(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<MpscClaim<'_>, ClaimError> {
+        let r = loop {
+            match self.reserve(len) {
+                Ok(r) => break r,
+                Err(ClaimError::Full) => {}
+                Err(e) => return Err(e),
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(ClaimError::TimedOut);
+            }
+            self.wait_for_room(deadline)?;
+        };
+        Ok(self.guard(r))
+    }
+
+    /// Test hook: reserves room for a frame exactly as a claim does (the
+    /// tail CAS and this producer's intent record) and stops before writing
+    /// the frame header, as a producer killed at that instant would. The
+    /// handle must not be used afterwards (forget it, or let the process
+    /// die); for heap rings, declare its id dead.
+    ///
+    /// # Errors
+    /// As [`try_claim`](Self::try_claim).
+    #[doc(hidden)]
+    pub fn reserve_and_vanish(&mut self, len: usize) -> Result<(), ClaimError> {
+        self.reserve_space(len).map(|_| ())
+    }
+
+    /// Reserves room and writes the headers: the frame's as claimed by us,
+    /// then the padding before it (if any).
+    #[inline]
+    fn reserve(&mut self, len: usize) -> Result<Reservation, ClaimError> {
+        let (start, pos, len) = self.reserve_space(len)?;
+        let v = &self.view;
+        // Release: pairs with the consumer's Acquire load of the header;
+        // also ordered before our next intent (Release), which is how the
+        // consumer knows the header is written once our intent moved on.
+        v.header(pos)
+            .store(Header::encode(CLAIMED, self.entry as u32, len, 0), Ordering::Release);
+        if start != pos {
+            let pad = (pos - start) as u32;
+            // Release: the consumer that reads this padding (Acquire) then
+            // reads the frame header after it, already written above.
+            v.header(start)
+                .store(Header::encode(PADDING, self.entry as u32, pad - 8, 0), Ordering::Release);
+        }
+        Ok(Reservation { pos, len })
+    }
+
+    /// The claim proper: returns (claim start, frame position, len).
+    #[inline]
+    fn reserve_space(&mut self, len: usize) -> Result<(u64, u64, u32), ClaimError> {
+        if self.poisoned {
+            return Err(ClaimError::Corrupted);
+        }
+        let v = &self.view;
+        if len as u64 > v.max_payload {
+            return Err(ClaimError::TooLarge {
+                len,
+                max: v.max_payload as usize,
+            });
+        }
+        let total = frame_len(len as u64);
+        let ctrl = v.ctrl();
+        let rec = v.record(self.entry);
+        // Relaxed: only a guess for the CAS below, which checks it; the
+        // bytes we write are ordered by the Acquire load of the head.
+        let mut t = ctrl.tail.load(Ordering::Relaxed);
+        let mut refreshed = false;
+        for _ in 0..CAS_ATTEMPTS {
+            if t % 8 != 0 || t < self.cached_head {
+                return Err(self.poison());
+            }
+            let need = pad_before(t, total, v.cap) + total;
+            // `t - cached_head <= cap` holds for a consistent ring; a stale
+            // head cache (or a bad tail) is refreshed and checked first.
+            if t - self.cached_head > v.cap - need {
+                if refreshed {
+                    return Err(ClaimError::Full);
+                }
+                t = self.refresh_head()?;
+                refreshed = true;
+                continue;
+            }
+            // Our intent, before the CAS: if the CAS wins and we die before
+            // writing the header, the consumer finds the claimer here.
+            // Relaxed: published by the Release store of the intent.
+            rec.need.store(need as u32, Ordering::Relaxed);
+            // Release: a consumer that reads a later intent of ours
+            // (Acquire) sees the header we wrote for this claim.
+            rec.intent.store(t | 1, Ordering::Release);
+            // Release on success: pairs with the consumer's Acquire load of
+            // the tail (and with that of any producer whose CAS follows in
+            // the tail's release sequence): our intent is visible with the
+            // new tail. Relaxed on failure: we only retry with the value.
+            match ctrl
+                .tail
+                .compare_exchange(t, t + need, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    let pos = t + need - total;
+                    return Ok((t, pos, len as u32));
+                }
+                Err(actual) => {
+                    t = actual;
+                    refreshed = false;
+                }
+            }
+        }
+        Err(ClaimError::Full)
+    }
+
+    /// Re-reads the consumer's position and then the tail; checks them.
+    /// Returns the fresh tail.
+    #[cold]
+    fn refresh_head(&mut self) -> Result<u64, ClaimError> {
+        let ctrl = self.view.ctrl();
+        // Acquire: pairs with the consumer's Release store of the head; it
+        // zeroed and finished reading the bytes we may now overwrite.
+        let head = ctrl.head.load(Ordering::Acquire);
+        // Relaxed: read after the head, so it is at least as new as the
+        // tail the consumer saw; the CAS checks it.
+        let tail = ctrl.tail.load(Ordering::Relaxed);
+        let ok = head % 8 == 0
+            && self.cached_head <= head
+            && head <= tail
+            && tail - head <= self.view.cap;
+        if !ok || self.view.shared_poisoned() {
+            return Err(self.poison());
+        }
+        self.cached_head = head;
+        Ok(tail)
+    }
+
+    #[cold]
+    fn poison(&mut self) -> ClaimError {
+        self.poisoned = true;
+        self.view.poison_shared();
+        ClaimError::Corrupted
+    }
+
+    /// Sleeps (per the strategy) until the consumer moves its head.
+    #[cold]
+    fn wait_for_room(&mut self, deadline: Option<Instant>) -> Result<(), ClaimError> {
+        let v = &self.view;
+        let ctrl = v.ctrl();
+        let seen = self.cached_head;
+        let ready = || {
+            // Acquire: pairs with the consumer's Release store of the head.
+            (v.shared_poisoned() || ctrl.head.load(Ordering::Acquire) != seen).then_some(())
+        };
+        ctrl.space_bell
+            .wait(ready, &self.strategy, deadline, || v.consumer_alive())?;
+        if v.shared_poisoned() {
+            return Err(self.poison());
+        }
+        Ok(())
+    }
+
+    fn guard(&mut self, r: Reservation) -> MpscClaim<'_> {
+        MpscClaim {
+            producer: self,
+            r,
+            tag: 0,
+            done: false,
+        }
+    }
+
+    /// Copies `bytes` into a new frame and commits it, without blocking.
+    ///
+    /// # Errors
+    /// As [`try_claim`](Self::try_claim) and [`MpscClaim::commit`].
+    #[inline]
+    pub fn try_send(&mut self, bytes: &[u8]) -> Result<(), SendError> {
+        let mut claim = self.try_claim(bytes.len())?;
+        claim.copy_from_slice(bytes);
+        Ok(claim.commit()?)
+    }
+
+    /// Copies `bytes` into a new frame and commits it, waiting for room.
+    ///
+    /// # Errors
+    /// As [`claim`](Self::claim) and [`MpscClaim::commit`].
+    #[inline]
+    pub fn send(&mut self, bytes: &[u8]) -> Result<(), SendError> {
+        self.send_until(bytes, None)
+    }
+
+    /// As [`send`](Self::send), giving up after `timeout`.
+    ///
+    /// # Errors
+    /// As [`claim_timeout`](Self::claim_timeout) and [`MpscClaim::commit`].
+    pub fn send_timeout(&mut self, bytes: &[u8], timeout: Duration) -> Result<(), SendError> {
+        self.send_until(bytes, Instant::now().checked_add(timeout))
+    }
+
+    /// As [`send`](Self::send), giving up at `deadline` (`None`: never).
+    ///
+    /// # Errors
+    /// As [`claim_until`](Self::claim_until) and [`MpscClaim::commit`].
+    pub fn send_until(&mut self, bytes: &[u8], deadline: Option<Instant>) -> Result<(), SendError> {
+        let mut claim = self.claim_until(bytes.len(), deadline)?;
+        claim.copy_from_slice(bytes);
+        Ok(claim.commit()?)
+    }
+
+    /// Sends a plain-old-data value as one frame, without blocking.
+    ///
+    /// # Errors
+    /// As [`try_send`](Self::try_send).
+    #[inline]
+    pub fn try_send_value<T: bytemuck::Pod>(&mut self, value: &T) -> Result<(), SendError> {
+        self.try_send(bytemuck::bytes_of(value))
+    }
+
+    /// Sends a plain-old-data value, waiting for room.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    #[inline]
+    pub fn send_value<T: bytemuck::Pod>(&mut self, value: &T) -> Result<(), SendError> {
+        self.send(bytemuck::bytes_of(value))
+    }
+}
+
+impl Drop for MpscProducer {
+    /// Releases the producer entry (no claim can be pending: a claim
+    /// borrows the handle).
+    fn drop(&mut self) {
+        self.view.release_producer(self.entry, self.me);
+    }
+}
+
+/// Room for one frame, claimed from an [`MpscProducer`]: write the payload
+/// in place, then [`commit`](Self::commit). Dropping it uncommitted turns
+/// the frame into padding that the consumer skips.
+///
+/// Dereferences to `&mut [u8]` of exactly the claimed length, zeroed.
+#[must_use = "a claim delivers nothing unless committed"]
+pub struct MpscClaim<'a> {
+    producer: &'a mut MpscProducer,
+    r: Reservation,
+    tag: u32,
+    done: bool,
+}
+
+impl fmt::Debug for MpscClaim<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MpscClaim")
+            .field("len", &self.r.len)
+            .field("tag", &self.tag)
+            .finish()
+    }
+}
+
+impl MpscClaim<'_> {
+    /// Sets the frame's tag (default 0).
+    #[inline]
+    pub fn set_tag(&mut self, tag: u32) {
+        self.tag = tag;
+    }
+
+    /// The frame's tag.
+    #[inline]
+    pub fn tag(&self) -> u32 {
+        self.tag
+    }
+
+    /// The header word we wrote at claim time.
+    #[inline]
+    fn claimed_word(&self) -> u64 {
+        Header::encode(CLAIMED, self.producer.entry as u32, self.r.len, 0)
+    }
+
+    /// Commits the frame: one CAS of its header from claimed to committed
+    /// (with the tag), then a wake-up only if the consumer sleeps.
+    ///
+    /// # Errors
+    /// [`CommitError::Abandoned`] if the consumer judged this producer
+    /// dead and skipped the frame first (nothing is delivered);
+    /// [`CommitError::Corrupted`] if the header was overwritten.
+    #[inline]
+    pub fn commit(mut self) -> Result<(), CommitError> {
+        self.done = true;
+        let p = &mut *self.producer;
+        let entry = p.entry as u32;
+        let claimed = Header::encode(CLAIMED, entry, self.r.len, 0);
+        let committed = Header::encode(COMMITTED, entry, self.r.len, self.tag);
+        // Release: publishes the payload; pairs with the consumer's Acquire
+        // load of the header. Relaxed on failure: the value is only
+        // compared.
+        match p.view.header(self.r.pos).compare_exchange(
+            claimed,
+            committed,
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => {
+                p.view.ctrl().data_bell.ring();
+                Ok(())
+            }
+            Err(w) if w == Header::encode(ABANDONED, entry, self.r.len, 0) => {
+                Err(CommitError::Abandoned)
+            }
+            Err(_) => {
+                p.poison();
+                Err(CommitError::Corrupted)
+            }
+        }
+    }
+}
+
+impl Drop for MpscClaim<'_> {
+    /// An uncommitted claim becomes padding, so the consumer moves on.
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let claimed = self.claimed_word();
+        let p = &*self.producer;
+        let abandoned = Header::encode(ABANDONED, p.entry as u32, self.r.len, 0);
+        // Release: pairs with the consumer's Acquire load of the header.
+        // Failure: the consumer abandoned it already (or it was
+        // overwritten); either way nothing more to do.
+        let _ = p.view.header(self.r.pos).compare_exchange(
+            claimed,
+            abandoned,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+        p.view.ctrl().data_bell.ring();
+    }
+}
+
+impl Deref for MpscClaim<'_> {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        let v = &self.producer.view;
+        let idx = (self.r.pos & v.mask) + 8;
+        // SAFETY: the reservation owns the frame's bytes, inside the lap
+        // (idx + len <= cap by `pad_before`); the consumer does not read the
+        // payload before the commit, and `&self` ties the slice to the
+        // claim.
+        unsafe { core::slice::from_raw_parts(v.data_at(idx), self.r.len as usize) }
+    }
+}
+
+impl DerefMut for MpscClaim<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let v = &self.producer.view;
+        let idx = (self.r.pos & v.mask) + 8;
+        // SAFETY: as in `deref`; `&mut self` makes the slice exclusive.
+        unsafe { core::slice::from_raw_parts_mut(v.data_at(idx), self.r.len as usize) }
+    }
+}
