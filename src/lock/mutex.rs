@@ -35,6 +35,16 @@
 //! CONTENDED set, or sets it again before sleeping, so the sleepers that
 //! were not woken are never forgotten. A waiter that was woken but gives
 //! up (deadline) passes the wake on.
+//!
+//! Under loom no futex timeout is ever taken, so a waiter judges the
+//! owner's liveness on every pass instead of after a timed-out slice
+//! (`tests/loom_lock.rs`).
+//!
+//! A takeover has no Release from the dead owner to pair with: what the
+//! dead process wrote is visible because it is gone (its stores completed
+//! before the kernel reported it dead, and the liveness check is a system
+//! call); the value may still be half-updated, which is what
+//! [`LockStatus::OwnerDied`] tells.
 
 use core::fmt;
 use core::marker::PhantomData;
