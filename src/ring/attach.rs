@@ -78,7 +78,8 @@ impl SpscProducer {
 
 impl SpscConsumer {
     /// Attaches as the consumer of the SPSC ring in section `id` of
-    /// `region`; see [`SpscProducer::attach`].
+    /// `region`; see [`SpscProducer::attach`]. Taking over from a dead
+    /// consumer resumes at the last head it stored (see [`SpscConsumer`]).
     ///
     /// # Errors
     /// As [`SpscProducer::attach`], for the consumer role.

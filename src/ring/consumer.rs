@@ -24,7 +24,10 @@ use crate::sync::shim::Ordering;
 /// up with its producer does not pay a store and a fence per frame: the
 /// shared head is stored when a quarter of the ring has been released since
 /// the last store, when a read finds the ring empty, before a blocking call
-/// waits, on [`flush_releases`](Self::flush_releases) and on drop.
+/// waits, on [`flush_releases`](Self::flush_releases) and on drop. A
+/// consumer that takes over the role from a dead one starts at the last
+/// stored head, so frames the dead one had read but not yet published as
+/// released are delivered again (at-least-once across a consumer crash).
 pub struct SpscConsumer {
     ring: RingRef,
     /// Start of the next unread frame. Private: never re-read after

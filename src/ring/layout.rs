@@ -27,8 +27,8 @@
 //!   publishes), read by the consumer (Acquire). Multiple of 8, never
 //!   decreases, `head <= tail <= head + capacity`.
 //! - `head`: written only by the consumer (Release, after it finished
-//!   reading the frames it releases), read by the producer (Acquire). Same
-//!   constraints. Each side keeps a private copy of the other's position
+//!   reading the frames it releases; lazily, see `SpscConsumer`), read by
+//!   the producer (Acquire). Same constraints. Each side keeps a private copy of the other's position
 //!   that may be stale (older, never newer).
 //! - `holder[r]`: the raw `PeerId` of the process that holds role `r`
 //!   (0 producer, 1 consumer), 0 when free; set by CAS on attach, cleared on

@@ -153,7 +153,7 @@ pub(crate) struct Record {
 
 /// The control block at the start of an MPSC section.
 #[repr(C)]
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Control {
     pub(crate) tail: Line<AtomicU64>,
     pub(crate) head: Line<AtomicU64>,
@@ -161,6 +161,19 @@ pub(crate) struct Control {
     pub(crate) data_bell: Line<Doorbell>,
     pub(crate) space_bell: Line<Doorbell>,
     pub(crate) records: [Line<Record>; MAX_PRODUCERS],
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Self {
+            tail: Line::default(),
+            head: Line::default(),
+            roles: Line::default(),
+            data_bell: Line::default(),
+            space_bell: Line::default(),
+            records: core::array::from_fn(|_| Line::default()),
+        }
+    }
 }
 
 /// Bytes of control block before the data bytes of an MPSC section.

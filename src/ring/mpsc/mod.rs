@@ -1,1 +1,102 @@
-//! MPSC ring: many producer processes, one consumer (to be written).
+//! MPSC ring: many producer processes, one consumer (drones reporting to
+//! the master, clients to a server).
+//!
+//! A ring section of kind [`SectionKind::MpscRing`](crate::region::SectionKind)
+//! holds a control block (tail, head, consumer role, doorbells, one record
+//! per producer: see [`layout`] for the diagram) and 2^k data bytes of
+//! frames, each an 8-byte header word and the payload, 8-byte aligned.
+//! All-zero memory is an empty ring: no initialisation step.
+//!
+//! - [`MpscProducer::attach`] (any number, each identified by its region
+//!   peer id, attaching and detaching at any time) and
+//!   [`MpscConsumer::attach`] (one, the role claimed by CAS and taken over
+//!   when its holder is dead); [`HeapMpsc`] for rings on the heap (threads,
+//!   loom, property tests), the same code otherwise.
+//! - Zero-copy [`MpscProducer::try_claim`] / [`MpscClaim::commit`] and
+//!   [`MpscConsumer::try_read`] / [`MpscFrame`]; copying (`send`/`recv`) and
+//!   Pod (`send_value`/`recv_value`) forms; `try_`, blocking, `_timeout`
+//!   and `_until` forms of each; batch reads.
+//! - Frames of one producer arrive in its order; frames of different
+//!   producers interleave in claim order. Every committed frame is
+//!   delivered exactly once.
+//!
+//! # Protocol
+//!
+//! Header word of a frame (see [`layout`]): 0 unwritten, CLAIMED(entry,
+//! len), COMMITTED(entry, len, tag), PADDING(len), ABANDONED(entry, len).
+//!
+//! ```text
+//! producer (entry e)                          consumer
+//! ------------------                          --------
+//! t = tail                                    at head h < tail (Acquire):
+//! loop:                                         word = header(h) (Acquire)
+//!   need = pad(t) + 8 + align8(len)             COMMITTED -> deliver
+//!   room vs cached head (refresh: Acquire)      PADDING / ABANDONED -> skip
+//!   record[e].need = need                       CLAIMED(e) / 0 -> wait; after
+//!   record[e].intent = t|1      (Release)         the claim timeout, resolve
+//!   CAS tail t -> t+need        (Release)       consumed: zero the bytes,
+//!     failed: t = current, retry                  head = end (Release),
+//! header(frame) = CLAIMED(e,len) (Release)        ring the space bell
+//! header(t) = PADDING, if pad    (Release)
+//! write the payload in place
+//! CAS header CLAIMED -> COMMITTED(tag) (Release); ring the data bell
+//!   failed with ABANDONED -> Err(Abandoned)
+//! ```
+//!
+//! Resolving a claim that blocked the head for the claim timeout:
+//!
+//! - CLAIMED(e): the claimer is `record[e].owner`. Only if that peer is
+//!   dead (pid plus start time: a stopped or slow process is alive and is
+//!   waited for, one timeout at a time) does the consumer CAS the header
+//!   CLAIMED -> ABANDONED. The producer's commit is a CAS from the same
+//!   value, so exactly one wins: a late commit returns
+//!   [`CommitError::Abandoned`] and nothing is delivered or lost silently.
+//! - 0 below the tail: a producer won the tail CAS and has not written the
+//!   header (or died in between). The tail CAS cannot write the claimer's
+//!   id, so each producer records its *intent* (start and length of the
+//!   attempt) before the CAS. The consumer's Acquire load of the tail
+//!   synchronises with the winning CAS, so the winner's intent naming this
+//!   position is visible; the winner changes its intent only after writing
+//!   the header (Release), so "no intent names it any more" means the
+//!   header is written (re-read, Acquire). A producer that lost the CAS may
+//!   still name the position until it retries. Hence: if any record naming
+//!   the position belongs to a live peer, wait; if all belong to dead
+//!   peers, the reservation (`need` bytes, padding included) is skipped
+//!   whole. The one undecidable case, two dead producers naming the same
+//!   position with different lengths (the loser died between its failed
+//!   CAS and its retry, the winner between its CAS and its header: two
+//!   deaths within nanoseconds at the same spot), poisons the ring rather
+//!   than guess.
+//!
+//! The consumer zeroes every byte it consumed before it publishes the
+//! head, so the next lap's headers read as unwritten; a producer writes
+//! only below `head + capacity` after an Acquire load of the head.
+//!
+//! Wake-ups: a commit rings the consumer's doorbell (a fence and a load;
+//! `FUTEX_WAKE` only when the consumer sleeps); each release rings the
+//! producers' doorbell likewise. A sleeping consumer with a claim pending
+//! at the head wakes at the claim timeout to resolve it.
+//!
+//! Everything read from shared memory is checked (positions, header kinds,
+//! lengths, entries, records); an inconsistency gives `Corrupted` and
+//! poisons the ring. Loops over shared state are bounded.
+
+mod consumer;
+mod error;
+pub mod layout;
+mod producer;
+mod typed;
+mod view;
+
+pub use consumer::{DEFAULT_CLAIM_TIMEOUT, MpscConsumer, MpscFrame, ProducerInfo};
+pub use error::{CommitError, SendError};
+pub use layout::{CONTROL_LEN, MAX_CAPACITY, MAX_PRODUCERS, check_capacity, section_len};
+pub use producer::{MpscClaim, MpscProducer};
+pub use view::HeapMpsc;
+
+/// The largest payload an MPSC ring of `capacity` bytes accepts: half the
+/// ring minus a header.
+#[inline]
+pub const fn max_payload(capacity: usize) -> usize {
+    crate::ring::frame::max_payload(capacity)
+}

@@ -19,6 +19,26 @@ use crate::sync::shim::Ordering;
 /// this long is contention a blocking claim waits out.
 const CAS_ATTEMPTS: u32 = 1 << 12;
 
+/// Re-reads the consumer's position and then the tail, and checks them
+/// against each other and against `cached_head`. (head, tail), or `None`
+/// when they are inconsistent or the ring is poisoned.
+#[cold]
+fn read_positions(v: &RingView, cached_head: u64) -> Option<(u64, u64)> {
+    let ctrl = v.ctrl();
+    // Acquire: pairs with the consumer's Release store of the head; it
+    // zeroed and finished reading the bytes we may now overwrite.
+    let head = ctrl.head.load(Ordering::Acquire);
+    // Relaxed: read after the head, so at least as new as the tail the
+    // consumer had seen; the CAS that follows checks it.
+    let tail = ctrl.tail.load(Ordering::Relaxed);
+    let ok = head % 8 == 0
+        && tail % 8 == 0
+        && cached_head <= head
+        && head <= tail
+        && tail - head <= v.cap;
+    (ok && !v.shared_poisoned()).then_some((head, tail))
+}
+
 /// One of the writing ends of an MPSC ring.
 ///
 /// `Send` but not `Sync`: one thread writes through a handle at a time
@@ -248,7 +268,9 @@ impl MpscProducer {
         let mut refreshed = false;
         for _ in 0..CAS_ATTEMPTS {
             if t % 8 != 0 || t < self.cached_head {
-                return Err(self.poison());
+                self.poisoned = true;
+                v.poison_shared();
+                return Err(ClaimError::Corrupted);
             }
             let need = pad_before(t, total, v.cap) + total;
             // `t - cached_head <= cap` holds for a consistent ring; a stale
@@ -257,7 +279,13 @@ impl MpscProducer {
                 if refreshed {
                     return Err(ClaimError::Full);
                 }
-                t = self.refresh_head()?;
+                let Some((head, tail)) = read_positions(v, self.cached_head) else {
+                    self.poisoned = true;
+                    v.poison_shared();
+                    return Err(ClaimError::Corrupted);
+                };
+                self.cached_head = head;
+                t = tail;
                 refreshed = true;
                 continue;
             }
@@ -287,28 +315,6 @@ impl MpscProducer {
             }
         }
         Err(ClaimError::Full)
-    }
-
-    /// Re-reads the consumer's position and then the tail; checks them.
-    /// Returns the fresh tail.
-    #[cold]
-    fn refresh_head(&mut self) -> Result<u64, ClaimError> {
-        let ctrl = self.view.ctrl();
-        // Acquire: pairs with the consumer's Release store of the head; it
-        // zeroed and finished reading the bytes we may now overwrite.
-        let head = ctrl.head.load(Ordering::Acquire);
-        // Relaxed: read after the head, so it is at least as new as the
-        // tail the consumer saw; the CAS checks it.
-        let tail = ctrl.tail.load(Ordering::Relaxed);
-        let ok = head % 8 == 0
-            && self.cached_head <= head
-            && head <= tail
-            && tail - head <= self.view.cap;
-        if !ok || self.view.shared_poisoned() {
-            return Err(self.poison());
-        }
-        self.cached_head = head;
-        Ok(tail)
     }
 
     #[cold]

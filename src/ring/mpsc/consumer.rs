@@ -1,0 +1,610 @@
+//! The consumer side of an MPSC ring: read committed frames in claim
+//! order, skip padding and abandoned frames, zero what was consumed,
+//! abandon the claims of dead producers.
+
+use core::fmt;
+use core::ops::Deref;
+use core::time::Duration;
+use std::time::Instant;
+
+use super::layout::{ABANDONED, CLAIMED, COMMITTED, Header, MAX_PRODUCERS, PADDING};
+use super::view::RingView;
+use crate::ring::RecvError;
+use crate::ring::frame::frame_len;
+use crate::sync::WaitStrategy;
+use crate::sync::shim::Ordering;
+
+/// The default claim timeout: how long a frame may stay claimed (or
+/// reserved and unwritten) at the head before the consumer checks whether
+/// its claimer is alive.
+pub const DEFAULT_CLAIM_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// The reading end of an MPSC ring (one per ring).
+///
+/// `Send` but not `Sync`. Every position, header and record it reads from
+/// shared memory is checked before use; an inconsistency gives
+/// [`RecvError::Corrupted`] from then on.
+pub struct MpscConsumer {
+    view: RingView,
+    me: u32,
+    /// Start of the next unconsumed frame; the last value stored to the
+    /// shared head.
+    head: u64,
+    /// A tail seen earlier (checked when read): possibly stale, never
+    /// newer. `head <= cached_tail <= head + cap`.
+    cached_tail: u64,
+    poisoned: bool,
+    strategy: WaitStrategy,
+    claim_timeout: Duration,
+    /// The pending frame at the head and when we last started timing it.
+    stuck: Option<(u64, Instant)>,
+}
+
+// SAFETY: raw pointers into memory kept alive by the backing, and an
+// exclusive role that moves with the handle.
+unsafe impl Send for MpscConsumer {}
+
+impl fmt::Debug for MpscConsumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MpscConsumer")
+            .field("capacity", &self.view.cap)
+            .field("head", &self.head)
+            .field("cached_tail", &self.cached_tail)
+            .field("poisoned", &self.poisoned)
+            .field("claim_timeout", &self.claim_timeout)
+            .finish()
+    }
+}
+
+/// One attached producer, as listed by [`MpscConsumer::producers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerInfo {
+    /// Its entry in the ring's producer table.
+    pub entry: usize,
+    /// Its raw peer id (a region [`PeerId`](crate::region::PeerId) in raw
+    /// form, for rings in a region).
+    pub id: u32,
+    /// Whether its process runs.
+    pub alive: bool,
+}
+
+/// A checked committed frame: plain numbers, no borrow.
+#[derive(Debug, Clone, Copy)]
+struct Loc {
+    /// Data index of the payload.
+    idx: u64,
+    len: u32,
+    tag: u32,
+    entry: u32,
+    /// Position just after the frame.
+    end: u64,
+}
+
+/// What lies at a position.
+#[derive(Debug, Clone, Copy)]
+enum Parsed {
+    /// A committed frame.
+    Frame(Loc),
+    /// Padding or an abandoned frame of this many bytes.
+    Skip(u64),
+    /// A claim in progress: the header word (claimed), or 0 (reserved,
+    /// header not written yet).
+    Pending(u64),
+}
+
+impl MpscConsumer {
+    pub(crate) fn from_parts(view: RingView, head: u64, me: u32) -> Self {
+        Self {
+            view,
+            me,
+            head,
+            cached_tail: head,
+            poisoned: false,
+            strategy: WaitStrategy::BLOCK,
+            claim_timeout: DEFAULT_CLAIM_TIMEOUT,
+            stuck: None,
+        }
+    }
+
+    /// The ring's data capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.view.cap as usize
+    }
+
+    /// The largest payload a frame may have: `capacity / 2 - 8`.
+    pub fn max_payload(&self) -> usize {
+        self.view.max_payload as usize
+    }
+
+    /// How the blocking forms wait (default [`WaitStrategy::BLOCK`]).
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.strategy
+    }
+
+    /// Sets how the blocking forms wait.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.strategy = strategy;
+    }
+
+    /// How long a claim may block the head before its claimer's liveness
+    /// is checked (default [`DEFAULT_CLAIM_TIMEOUT`]).
+    pub fn claim_timeout(&self) -> Duration {
+        self.claim_timeout
+    }
+
+    /// Sets the claim timeout. A claimer found alive is waited for again,
+    /// one timeout at a time, for as long as it lives.
+    pub fn set_claim_timeout(&mut self, timeout: Duration) {
+        self.claim_timeout = timeout;
+    }
+
+    /// Whether this handle found the ring corrupted (every call now fails).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// The producers attached now, by entry.
+    pub fn producers(&self) -> Vec<ProducerInfo> {
+        (0..MAX_PRODUCERS)
+            .filter_map(|entry| {
+                // Acquire: pairs with the producer's AcqRel claim of its
+                // entry.
+                let id = self.view.record(entry).owner.load(Ordering::Acquire);
+                (id != 0).then(|| ProducerInfo {
+                    entry,
+                    id,
+                    alive: self.view.alive(id),
+                })
+            })
+            .collect()
+    }
+
+    /// Reads the next committed frame in place, without blocking. Padding,
+    /// abandoned frames and the claims of dead producers (after the claim
+    /// timeout) are skipped on the way. Dropping the returned [`MpscFrame`]
+    /// releases it.
+    ///
+    /// # Errors
+    /// [`RecvError::Empty`] if no frame is ready (the ring is empty, or the
+    /// frame at the head is still being written),
+    /// [`RecvError::Corrupted`] if the ring is inconsistent.
+    #[inline]
+    pub fn try_read(&mut self) -> Result<MpscFrame<'_>, RecvError> {
+        let loc = self.next()?;
+        Ok(MpscFrame {
+            consumer: self,
+            loc,
+        })
+    }
+
+    /// Reads the next frame, waiting for it with the handle's
+    /// [`WaitStrategy`] (and waking at claim timeouts to check claimers).
+    ///
+    /// # Errors
+    /// As [`try_read`](Self::try_read) but never `Empty`. Producers come
+    /// and go, so this never reports `PeerDead`: use a deadline.
+    #[inline]
+    pub fn read(&mut self) -> Result<MpscFrame<'_>, RecvError> {
+        self.read_until(None)
+    }
+
+    /// As [`read`](Self::read), giving up after `timeout`.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read), and [`RecvError::TimedOut`].
+    pub fn read_timeout(&mut self, timeout: Duration) -> Result<MpscFrame<'_>, RecvError> {
+        self.read_until(Instant::now().checked_add(timeout))
+    }
+
+    /// As [`read`](Self::read), giving up at `deadline` (`None`: never).
+    ///
+    /// # Errors
+    /// As [`read_timeout`](Self::read_timeout).
+    pub fn read_until(&mut self, deadline: Option<Instant>) -> Result<MpscFrame<'_>, RecvError> {
+        let loc = loop {
+            match self.next() {
+                Ok(loc) => break loc,
+                Err(RecvError::Empty) => {}
+                Err(e) => return Err(e),
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(RecvError::TimedOut);
+            }
+            self.wait_for_data(deadline)?;
+        };
+        Ok(MpscFrame {
+            consumer: self,
+            loc,
+        })
+    }
+
+    /// Reads up to `max` committed frames that are ready now, calling
+    /// `f(tag, payload)` for each in order, then releases them all with one
+    /// store of the head. Returns how many were read.
+    ///
+    /// # Errors
+    /// [`RecvError::Corrupted`] if the ring is inconsistent (frames passed
+    /// to `f` before the bad one stay read).
+    pub fn try_read_batch(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(u32, &[u8]),
+    ) -> Result<usize, RecvError> {
+        if self.poisoned {
+            return Err(RecvError::Corrupted);
+        }
+        self.refresh_tail()?;
+        let mut pos = self.head;
+        let mut n = 0;
+        // Bounded: every step moves `pos` forward by at least 8 bytes, and
+        // `cached_tail - head <= cap`.
+        while n < max && pos != self.cached_tail {
+            match self.parse(pos)? {
+                Parsed::Frame(loc) => {
+                    // SAFETY: `parse` checked that the payload lies inside
+                    // the lap and below the tail; it is committed, so no
+                    // producer writes it until we release it.
+                    let bytes = unsafe {
+                        core::slice::from_raw_parts(self.view.data_at(loc.idx), loc.len as usize)
+                    };
+                    f(loc.tag, bytes);
+                    self.view.zero(pos, loc.end - pos);
+                    pos = loc.end;
+                    n += 1;
+                }
+                Parsed::Skip(span) => {
+                    self.view.zero(pos, span);
+                    pos += span;
+                }
+                Parsed::Pending(_) => break,
+            }
+        }
+        if pos != self.head {
+            self.release_to(pos);
+        }
+        // Frames may wait behind a claim at the head: give `next` a chance
+        // to check its claimer (the timeout decides).
+        if n < max && pos != self.cached_tail {
+            match self.next() {
+                Ok(loc) => {
+                    // SAFETY: as above.
+                    let bytes = unsafe {
+                        core::slice::from_raw_parts(self.view.data_at(loc.idx), loc.len as usize)
+                    };
+                    f(loc.tag, bytes);
+                    self.consume(loc);
+                    n += 1;
+                }
+                Err(RecvError::Empty) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+
+    /// As [`try_read_batch`](Self::try_read_batch), first waiting (with the
+    /// handle's strategy, until `deadline`) for at least one frame.
+    ///
+    /// # Errors
+    /// As [`read_until`](Self::read_until).
+    pub fn read_batch_until(
+        &mut self,
+        max: usize,
+        deadline: Option<Instant>,
+        mut f: impl FnMut(u32, &[u8]),
+    ) -> Result<usize, RecvError> {
+        loop {
+            let n = self.try_read_batch(max, &mut f)?;
+            if n > 0 || max == 0 {
+                return Ok(n);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(RecvError::TimedOut);
+            }
+            self.wait_for_data(deadline)?;
+        }
+    }
+
+    /// The next committed frame at the head, releasing padding, abandoned
+    /// frames and dead claims before it.
+    fn next(&mut self) -> Result<Loc, RecvError> {
+        if self.poisoned {
+            return Err(RecvError::Corrupted);
+        }
+        // Bounded: each skip moves the head by at least 8 bytes, and a
+        // resolution that asks for a re-parse happens at most twice per
+        // frame (the header changed under us); cap / 8 + 4 rounds cover a
+        // full ring.
+        for _ in 0..(self.view.cap / 8 + 4) {
+            if self.head == self.cached_tail {
+                self.refresh_tail()?;
+                if self.head == self.cached_tail {
+                    return Err(RecvError::Empty);
+                }
+            }
+            match self.parse(self.head)? {
+                Parsed::Frame(loc) => return Ok(loc),
+                Parsed::Skip(span) => {
+                    self.view.zero(self.head, span);
+                    self.release_to(self.head + span);
+                }
+                Parsed::Pending(word) => {
+                    if !self.resolve(word)? {
+                        return Err(RecvError::Empty);
+                    }
+                }
+            }
+        }
+        Err(RecvError::Empty)
+    }
+
+    /// Reads and checks the header at `pos` (`head <= pos < cached_tail`).
+    #[inline]
+    fn parse(&mut self, pos: u64) -> Result<Parsed, RecvError> {
+        let v = &self.view;
+        let idx = pos & v.mask;
+        // Acquire: pairs with the producer's Release store of the claimed
+        // or padding header and its Release CAS to committed; the payload
+        // and the header after a padding are visible.
+        let word = v.header(idx).load(Ordering::Acquire);
+        if word == 0 {
+            return Ok(Parsed::Pending(0));
+        }
+        let h = Header::decode(word);
+        if h.kind == PADDING {
+            let room = v.cap - idx;
+            // Padding fills the rest of a lap it does not start, and is
+            // claimed together with the frame after it.
+            if idx == 0 || u64::from(h.len) != room - 8 || pos + room >= self.cached_tail {
+                return Err(self.poison());
+            }
+            return Ok(Parsed::Skip(room));
+        }
+        let len = u64::from(h.len);
+        let total = frame_len(len);
+        let ok = len <= v.max_payload
+            && idx + total <= v.cap
+            && pos + total <= self.cached_tail
+            && (h.entry as usize) < MAX_PRODUCERS;
+        if !ok {
+            return Err(self.poison());
+        }
+        match h.kind {
+            COMMITTED => Ok(Parsed::Frame(Loc {
+                idx: idx + 8,
+                len: h.len,
+                tag: h.tag,
+                entry: h.entry,
+                end: pos + total,
+            })),
+            ABANDONED => Ok(Parsed::Skip(total)),
+            CLAIMED if h.tag == 0 => Ok(Parsed::Pending(word)),
+            _ => Err(self.poison()),
+        }
+    }
+
+    /// A claim blocks the head. Once it has done so for the claim timeout,
+    /// checks its claimer: a dead one's frame is abandoned (and skipped by
+    /// the caller's next round). Returns whether the caller should parse
+    /// the head again.
+    fn resolve(&mut self, word: u64) -> Result<bool, RecvError> {
+        let now = Instant::now();
+        match self.stuck {
+            Some((pos, since)) if pos == self.head => {
+                if now.duration_since(since) < self.claim_timeout {
+                    return Ok(false);
+                }
+            }
+            _ => {
+                self.stuck = Some((self.head, now));
+                if !self.claim_timeout.is_zero() {
+                    return Ok(false);
+                }
+            }
+        }
+        // Timed out: the next check is one timeout from now.
+        self.stuck = Some((self.head, now));
+        if word == 0 {
+            return self.resolve_unwritten();
+        }
+        let h = Header::decode(word);
+        // Acquire: pairs with the producer's AcqRel claim of its entry.
+        let owner = self.view.record(h.entry as usize).owner.load(Ordering::Acquire);
+        if owner != 0 && self.view.alive(owner) {
+            return Ok(false);
+        }
+        let abandoned = Header::encode(ABANDONED, h.entry, h.len, 0);
+        // AcqRel: exactly one of this CAS and the producer's commit CAS
+        // wins. Release: the producer that loses reads ABANDONED. Whether we
+        // win or lose, the caller re-parses the header (Acquire).
+        let _ = self.view.header(self.head).compare_exchange(
+            word,
+            abandoned,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+        Ok(true)
+    }
+
+    /// The header at the head is still 0 below the tail: a producer won
+    /// the tail CAS and has not written the header. Its intent record names
+    /// the position; if every record naming it belongs to a dead producer,
+    /// the reservation is skipped whole.
+    fn resolve_unwritten(&mut self) -> Result<bool, RecvError> {
+        let pos = self.head;
+        let mut need = None;
+        let mut conflict = false;
+        for e in 0..MAX_PRODUCERS {
+            let rec = self.view.record(e);
+            // Acquire: pairs with the producer's Release store of its
+            // intent; a later intent means its header for `pos` is written.
+            if rec.intent.load(Ordering::Acquire) != pos | 1 {
+                continue;
+            }
+            // Relaxed: ordered by the Acquire above; for a dead owner the
+            // record is frozen, and a live one only makes us wait.
+            let n = u64::from(rec.need.load(Ordering::Relaxed));
+            let owner = rec.owner.load(Ordering::Relaxed);
+            if owner != 0 && self.view.alive(owner) {
+                // The claimer (or a producer about to retry) is alive.
+                return Ok(false);
+            }
+            match need {
+                None => need = Some(n),
+                Some(m) if m != n => conflict = true,
+                Some(_) => {}
+            }
+        }
+        // Acquire: a claimer that wrote its header and moved on is seen
+        // here (see above).
+        if self.view.header(pos).load(Ordering::Acquire) != 0 {
+            return Ok(true);
+        }
+        let Some(need) = need else {
+            // Reserved, never written, and nobody's intent: not a state the
+            // protocol reaches.
+            return Err(self.poison());
+        };
+        // Two dead producers named this position with different lengths
+        // (one of them lost the CAS and died before retrying): we cannot
+        // tell which length the tail moved by.
+        let ok = !conflict && need % 8 == 0 && need >= 8 && pos + need <= self.cached_tail;
+        if !ok {
+            return Err(self.poison());
+        }
+        self.view.zero(pos, need);
+        self.release_to(pos + need);
+        Ok(true)
+    }
+
+    /// Re-reads the tail and checks it.
+    #[cold]
+    fn refresh_tail(&mut self) -> Result<(), RecvError> {
+        // Acquire: pairs with the producers' Release CASes of the tail;
+        // their intents are visible.
+        let tail = self.view.ctrl().tail.load(Ordering::Acquire);
+        let ok = tail % 8 == 0 && self.cached_tail <= tail && tail - self.head <= self.view.cap;
+        if !ok || self.view.shared_poisoned() {
+            return Err(self.poison());
+        }
+        self.cached_tail = tail;
+        Ok(())
+    }
+
+    #[cold]
+    fn poison(&mut self) -> RecvError {
+        self.poisoned = true;
+        self.view.poison_shared();
+        RecvError::Corrupted
+    }
+
+    /// Zeroes a consumed frame and releases it.
+    #[inline]
+    fn consume(&mut self, loc: Loc) {
+        self.view.zero(self.head, loc.end - self.head);
+        self.release_to(loc.end);
+    }
+
+    /// Gives the bytes before `end` (already zeroed) back to the producers.
+    #[inline]
+    fn release_to(&mut self, end: u64) {
+        debug_assert!(self.head <= end && end <= self.cached_tail);
+        self.head = end;
+        // Release: the zeroing and our reads of the released bytes come
+        // before; pairs with the producers' Acquire load of the head.
+        self.view.ctrl().head.store(end, Ordering::Release);
+        self.view.ctrl().space_bell.ring();
+    }
+
+    /// Sleeps (per the strategy) until the frame at the head is ready or
+    /// the claim timeout of a pending frame expires.
+    #[cold]
+    fn wait_for_data(&mut self, deadline: Option<Instant>) -> Result<(), RecvError> {
+        let v = &self.view;
+        let head = self.head;
+        let wake = match self.stuck {
+            Some((pos, since)) if pos == head => since.checked_add(self.claim_timeout),
+            _ => None,
+        };
+        let until = match (deadline, wake) {
+            (Some(d), Some(w)) => Some(d.min(w)),
+            (d, w) => d.or(w),
+        };
+        let ready = || {
+            if v.shared_poisoned() {
+                return Some(());
+            }
+            // Acquire: pairs with the producers' Release header stores.
+            let word = v.header(head).load(Ordering::Acquire);
+            (word != 0 && Header::decode(word).kind != CLAIMED).then_some(())
+        };
+        // Timing out only means "check the claimer / the deadline": the
+        // callers loop.
+        let _ = v.ctrl().data_bell.wait(ready, &self.strategy, until, || true);
+        if v.shared_poisoned() {
+            return Err(self.poison());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for MpscConsumer {
+    fn drop(&mut self) {
+        self.view.release_consumer(self.me);
+    }
+}
+
+/// A committed frame read in place from an [`MpscConsumer`].
+/// Dereferences to its payload; dropping it (or
+/// [`release`](Self::release)) zeroes and releases its bytes.
+pub struct MpscFrame<'a> {
+    consumer: &'a mut MpscConsumer,
+    loc: Loc,
+}
+
+impl fmt::Debug for MpscFrame<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MpscFrame")
+            .field("len", &self.loc.len)
+            .field("tag", &self.loc.tag)
+            .field("entry", &self.loc.entry)
+            .finish()
+    }
+}
+
+impl MpscFrame<'_> {
+    /// The tag the producer set.
+    #[inline]
+    pub fn tag(&self) -> u32 {
+        self.loc.tag
+    }
+
+    /// The producer-table entry of the producer that sent it.
+    #[inline]
+    pub fn entry(&self) -> usize {
+        self.loc.entry as usize
+    }
+
+    /// Releases the frame (the same as dropping it).
+    #[inline]
+    pub fn release(self) {}
+}
+
+impl Deref for MpscFrame<'_> {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        let v = &self.consumer.view;
+        // SAFETY: `parse` checked that the payload lies inside the lap and
+        // below the tail; it is committed, so no producer touches it until
+        // we release it, which happens when this frame drops.
+        unsafe { core::slice::from_raw_parts(v.data_at(self.loc.idx), self.loc.len as usize) }
+    }
+}
+
+impl Drop for MpscFrame<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.consumer.consume(self.loc);
+    }
+}
