@@ -7,6 +7,7 @@
 
 use std::sync::Mutex;
 use std::thread;
+use std::time::Duration;
 
 use polycephaly::ring::heap_pair;
 use polycephaly::sync::{WaitStrategy, futex_calls};
@@ -54,7 +55,12 @@ fn no_syscall_while_the_peer_is_awake() {
 fn a_sleeping_consumer_is_woken() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (mut tx, mut rx) = heap_pair(256).unwrap();
-    rx.set_wait_strategy(WaitStrategy::SLEEP);
+    // Sleep at once, in one long slice: the consumer stays announced until
+    // it is woken, so the publish below must make the wake call.
+    rx.set_wait_strategy(WaitStrategy {
+        slice: Duration::from_secs(3600),
+        ..WaitStrategy::SLEEP
+    });
     let (mut ready_tx, mut ready_rx) = heap_pair(64).unwrap();
     let before = futex_calls();
     let consumer = thread::spawn(move || {
