@@ -236,9 +236,12 @@ impl MpscConsumer {
         self.refresh_tail()?;
         let mut pos = self.head;
         let mut n = 0;
-        // Bounded: every step moves `pos` forward by at least 8 bytes, and
-        // `cached_tail - head <= cap`.
-        while n < max && pos != self.cached_tail {
+        // Bounded: every step but a re-parse moves `pos` forward by at
+        // least 8 bytes (and `cached_tail - head <= cap`); a resolution asks
+        // for a re-parse at most twice per frame.
+        let mut steps = self.view.cap / 8 + 8;
+        while n < max && pos != self.cached_tail && steps > 0 {
+            steps -= 1;
             match self.parse(pos)? {
                 Parsed::Frame(loc) => {
                     // SAFETY: `parse` checked that the payload lies inside
@@ -256,28 +259,21 @@ impl MpscConsumer {
                     self.view.zero(pos, span);
                     pos += span;
                 }
-                Parsed::Pending(_) => break,
+                Parsed::Pending(word) => {
+                    // A claim blocks: release what we read, then let the
+                    // claim timeout decide whether to wait or skip it.
+                    if pos != self.head {
+                        self.release_to(pos);
+                    }
+                    if !self.resolve(word)? {
+                        break;
+                    }
+                    pos = self.head;
+                }
             }
         }
         if pos != self.head {
             self.release_to(pos);
-        }
-        // Frames may wait behind a claim at the head: give `next` a chance
-        // to check its claimer (the timeout decides).
-        if n < max && pos != self.cached_tail {
-            match self.next() {
-                Ok(loc) => {
-                    // SAFETY: as above.
-                    let bytes = unsafe {
-                        core::slice::from_raw_parts(self.view.data_at(loc.idx), loc.len as usize)
-                    };
-                    f(loc.tag, bytes);
-                    self.consume(loc);
-                    n += 1;
-                }
-                Err(RecvError::Empty) => {}
-                Err(e) => return Err(e),
-            }
         }
         Ok(n)
     }
@@ -409,7 +405,11 @@ impl MpscConsumer {
         }
         let h = Header::decode(word);
         // Acquire: pairs with the producer's AcqRel claim of its entry.
-        let owner = self.view.record(h.entry as usize).owner.load(Ordering::Acquire);
+        let owner = self
+            .view
+            .record(h.entry as usize)
+            .owner
+            .load(Ordering::Acquire);
         if owner != 0 && self.view.alive(owner) {
             return Ok(false);
         }
@@ -540,7 +540,10 @@ impl MpscConsumer {
         };
         // Timing out only means "check the claimer / the deadline": the
         // callers loop.
-        let _ = v.ctrl().data_bell.wait(ready, &self.strategy, until, || true);
+        let _ = v
+            .ctrl()
+            .data_bell
+            .wait(ready, &self.strategy, until, || true);
         if v.shared_poisoned() {
             return Err(self.poison());
         }

@@ -13,8 +13,7 @@ pub enum CommitError {
     /// into padding before the commit landed. Nothing was delivered.
     #[error("the consumer abandoned this claim before it was committed")]
     Abandoned,
-    /// The frame header held a value no protocol step writes; the ring is
-    /// poisoned.
+    /// The ring is poisoned (this side or another found it inconsistent).
     #[error("the ring is corrupted")]
     Corrupted,
 }

@@ -234,14 +234,18 @@ impl MpscProducer {
         // Release: pairs with the consumer's Acquire load of the header;
         // also ordered before our next intent (Release), which is how the
         // consumer knows the header is written once our intent moved on.
-        v.header(pos)
-            .store(Header::encode(CLAIMED, self.entry as u32, len, 0), Ordering::Release);
+        v.header(pos).store(
+            Header::encode(CLAIMED, self.entry as u32, len, 0),
+            Ordering::Release,
+        );
         if start != pos {
             let pad = (pos - start) as u32;
             // Release: the consumer that reads this padding (Acquire) then
             // reads the frame header after it, already written above.
-            v.header(start)
-                .store(Header::encode(PADDING, self.entry as u32, pad - 8, 0), Ordering::Release);
+            v.header(start).store(
+                Header::encode(PADDING, self.entry as u32, pad - 8, 0),
+                Ordering::Release,
+            );
         }
         Ok(Reservation { pos, len })
     }
@@ -340,6 +344,18 @@ impl MpscProducer {
             return Err(self.poison());
         }
         Ok(())
+    }
+
+    /// Whether our entry is still ours. A consumer that judged us dead
+    /// abandoned our claim; once it passed the claim, a new producer may
+    /// take the entry over, and a commit CAS could then match the new
+    /// owner's claim at the same place a lap later: checking first closes
+    /// all but a window of a few instructions against that (which needs a
+    /// live producer to have been judged dead to begin with).
+    #[inline]
+    fn still_owner(&self) -> bool {
+        // Acquire: pairs with the AcqRel CAS of a producer taking over.
+        self.view.record(self.entry).owner.load(Ordering::Acquire) == self.me
     }
 
     fn guard(&mut self, r: Reservation) -> MpscClaim<'_> {
@@ -463,17 +479,23 @@ impl MpscClaim<'_> {
     /// # Errors
     /// [`CommitError::Abandoned`] if the consumer judged this producer
     /// dead and skipped the frame first (nothing is delivered);
-    /// [`CommitError::Corrupted`] if the header was overwritten.
+    /// [`CommitError::Corrupted`] if the ring is poisoned.
     #[inline]
     pub fn commit(mut self) -> Result<(), CommitError> {
         self.done = true;
         let p = &mut *self.producer;
+        if p.poisoned || p.view.shared_poisoned() {
+            return Err(CommitError::Corrupted);
+        }
+        if !p.still_owner() {
+            return Err(CommitError::Abandoned);
+        }
         let entry = p.entry as u32;
         let claimed = Header::encode(CLAIMED, entry, self.r.len, 0);
         let committed = Header::encode(COMMITTED, entry, self.r.len, self.tag);
         // Release: publishes the payload; pairs with the consumer's Acquire
-        // load of the header. Relaxed on failure: the value is only
-        // compared.
+        // load of the header. Relaxed on failure: any other value means the
+        // frame is gone (abandoned, and maybe zeroed and reused since).
         match p.view.header(self.r.pos).compare_exchange(
             claimed,
             committed,
@@ -484,13 +506,7 @@ impl MpscClaim<'_> {
                 p.view.ctrl().data_bell.ring();
                 Ok(())
             }
-            Err(w) if w == Header::encode(ABANDONED, entry, self.r.len, 0) => {
-                Err(CommitError::Abandoned)
-            }
-            Err(_) => {
-                p.poison();
-                Err(CommitError::Corrupted)
-            }
+            Err(_) => Err(CommitError::Abandoned),
         }
     }
 }
@@ -503,6 +519,9 @@ impl Drop for MpscClaim<'_> {
         }
         let claimed = self.claimed_word();
         let p = &*self.producer;
+        if !p.still_owner() {
+            return;
+        }
         let abandoned = Header::encode(ABANDONED, p.entry as u32, self.r.len, 0);
         // Release: pairs with the consumer's Acquire load of the header.
         // Failure: the consumer abandoned it already (or it was

@@ -34,8 +34,9 @@ pub struct HeapMpsc {
     mem: HeapMem,
     /// The next peer id to hand out (ids start at 1).
     next_id: AtomicU64,
-    /// Bit `id` set: the peer with that id is dead (ids below 64 only).
-    dead: AtomicU64,
+    /// Bit `id % 64` of word `id / 64` set: the peer with that id is dead
+    /// (ids below 256 only).
+    dead: [AtomicU64; 4],
 }
 
 impl HeapMpsc {
@@ -48,18 +49,18 @@ impl HeapMpsc {
         Ok(Arc::new(Self {
             mem: HeapMem::new(capacity)?,
             next_id: AtomicU64::new(1),
-            dead: AtomicU64::new(0),
+            dead: core::array::from_fn(|_| AtomicU64::new(0)),
         }))
     }
 
     /// Declares the peer with raw id `id` dead, as if its process had been
-    /// killed: the consumer may then abandon its pending claim. Ids of 64
+    /// killed: the consumer may then abandon its pending claim. Ids of 256
     /// and above cannot be declared dead.
     pub fn mark_dead(&self, id: u32) {
-        if id < 64 {
+        if let Some(word) = self.dead.get(id as usize / 64) {
             // Relaxed: a test switch read by `alive`; the protocol under
             // test orders everything else through the ring's own atomics.
-            self.dead.fetch_or(1 << id, Ordering::Relaxed);
+            word.fetch_or(1 << (id % 64), Ordering::Relaxed);
         }
     }
 
@@ -72,7 +73,10 @@ impl HeapMpsc {
     fn alive(&self, id: u32) -> bool {
         // Relaxed: see `mark_dead`.
         let next = self.next_id.load(Ordering::Relaxed);
-        let dead = id < 64 && self.dead.load(Ordering::Relaxed) & (1 << id) != 0;
+        let dead = self
+            .dead
+            .get(id as usize / 64)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (id % 64)) != 0);
         id != 0 && u64::from(id) < next && !dead
     }
 
@@ -339,8 +343,8 @@ impl RingView {
     }
 
     /// Takes a producer entry for `me`: a free one, or one whose owner is
-    /// dead and whose last intent names no claim at or after the head (so
-    /// the consumer no longer needs it). Returns the view and the entry.
+    /// dead and whose last intent names a claim wholly behind the head (so
+    /// the consumer no longer needs the record). Returns the view and the entry.
     pub(crate) fn attach_producer(self, me: u32) -> Result<(Self, usize), AttachError> {
         let (head, _) = self.positions()?;
         let mut last = 0;
@@ -354,7 +358,11 @@ impl RingView {
                 // Relaxed: the owner is dead, so the record is frozen; its
                 // stores were ordered before its death.
                 let intent = rec.intent.load(Ordering::Relaxed);
-                if self.alive(owner) || (intent != 0 && intent & !7 >= head) {
+                let need = u64::from(rec.need.load(Ordering::Relaxed));
+                // The whole claim (padding and frame) must be behind the
+                // head: the consumer may need the record until then.
+                let pending = intent != 0 && (intent & !7).saturating_add(need) > head;
+                if self.alive(owner) || pending {
                     continue;
                 }
             }
