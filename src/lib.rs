@@ -10,6 +10,7 @@
 //!
 //! | layer | what it holds |
 //! | --- | --- |
+//! | [`lock`] | a cross-process event, and a mutex that survives its owner's death |
 //! | [`ring`] | SPSC (and later MPSC) rings of variable-length frames in a shared section |
 //! | [`region`] | one shared mapping: create, open and validate, header, sections, peers |
 //! | [`sync`] | a futex shared across processes, the spin-then-sleep wait protocol, the loom shim |
@@ -24,10 +25,10 @@
 #![deny(unsafe_op_in_unsafe_fn, missing_docs, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod lock;
 #[cfg(not(loom))]
 pub mod region;
 pub mod ring;
-pub mod lock;
 pub mod sync;
 
 #[doc(hidden)]
