@@ -8,7 +8,7 @@ use core::time::Duration;
 use std::time::Instant;
 
 use super::layout::{ABANDONED, CLAIMED, COMMITTED, Header, MAX_PRODUCERS, PADDING};
-use super::view::RingView;
+use super::view::{MAX_POSITION, RingView};
 use crate::ring::RecvError;
 use crate::ring::frame::frame_len;
 use crate::sync::WaitStrategy;
@@ -483,7 +483,10 @@ impl MpscConsumer {
         // Acquire: pairs with the producers' Release CASes of the tail;
         // their intents are visible.
         let tail = self.view.ctrl().tail.load(Ordering::Acquire);
-        let ok = tail % 8 == 0 && self.cached_tail <= tail && tail - self.head <= self.view.cap;
+        let ok = tail % 8 == 0
+            && self.cached_tail <= tail
+            && tail - self.head <= self.view.cap
+            && tail <= MAX_POSITION;
         if !ok || self.view.shared_poisoned() {
             return Err(self.poison());
         }

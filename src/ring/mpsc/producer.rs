@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::error::{CommitError, SendError};
 use super::layout::{ABANDONED, CLAIMED, COMMITTED, Header, PADDING};
-use super::view::RingView;
+use super::view::{MAX_POSITION, RingView};
 use crate::ring::ClaimError;
 use crate::ring::frame::{frame_len, pad_before};
 use crate::sync::WaitStrategy;
@@ -271,7 +271,7 @@ impl MpscProducer {
         let mut t = ctrl.tail.load(Ordering::Relaxed);
         let mut refreshed = false;
         for _ in 0..CAS_ATTEMPTS {
-            if t % 8 != 0 || t < self.cached_head {
+            if t % 8 != 0 || t < self.cached_head || t > MAX_POSITION {
                 self.poisoned = true;
                 v.poison_shared();
                 return Err(ClaimError::Corrupted);

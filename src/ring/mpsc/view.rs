@@ -10,6 +10,9 @@ use crate::ring::AttachError;
 use crate::ring::frame::max_payload;
 use crate::sync::shim::{AtomicU64, Ordering};
 
+/// The largest position a consistent ring reaches (see `positions`).
+pub(crate) const MAX_POSITION: u64 = 1 << 62;
+
 /// A ring on the heap, for one process: loom models, property tests, the
 /// fuzzer, and rings between threads. The same code as a ring in a region
 /// section, with peer ids handed out here and a test switch to declare a
@@ -282,7 +285,13 @@ impl RingView {
         // head and the producers' Release CASes of the tail.
         let head = ctrl.head.load(Ordering::Acquire);
         let tail = ctrl.tail.load(Ordering::Acquire);
-        let ok = head % 8 == 0 && tail % 8 == 0 && head <= tail && tail - head <= self.cap;
+        // Positions start at 0 and grow by the bytes that went through:
+        // 2^62 is decades of traffic, and keeps every sum below 2^64.
+        let ok = head % 8 == 0
+            && tail % 8 == 0
+            && head <= tail
+            && tail - head <= self.cap
+            && tail <= MAX_POSITION;
         if !ok || self.shared_poisoned() {
             self.poison_shared();
             return Err(AttachError::Corrupted);
