@@ -116,3 +116,35 @@ fn producer_sleep_wake() {
         assert_eq!(buf, [3; 24]);
     });
 }
+
+/// Lazy releases: a producer blocked on a frame that needs almost the whole
+/// ring (padding included) is unblocked by the consumer's flush when it
+/// finds the ring empty and goes to sleep, below the quarter-ring
+/// threshold.
+#[test]
+fn release_flushed_when_the_consumer_finds_the_ring_empty() {
+    loom::model(|| {
+        let (mut tx, mut rx) = heap_pair(128).unwrap();
+        tx.set_wait_strategy(WaitStrategy::SLEEP);
+        rx.set_wait_strategy(WaitStrategy::SLEEP);
+        // Three 16-byte frames (24 bytes each): tail at 72. The consumer's
+        // releases reach the producer at 48 (a quarter ring pending), the
+        // third stays pending. A 56-byte payload (64 bytes) does not fit in
+        // the 56 bytes left of the lap: it needs 56 of padding plus 64, so
+        // all but 8 bytes of the ring must be released, the third frame
+        // included.
+        for i in 0..3 {
+            tx.try_send(&[i; 16]).unwrap();
+        }
+        let consumer = thread::spawn(move || {
+            for i in 0..3 {
+                assert_eq!(rx.try_read().map(|f| f[0]), Ok(i));
+            }
+            // Empty now: this read flushes the last release, then sleeps.
+            let frame = rx.read().unwrap();
+            assert_eq!(&frame[..], &[5; 56][..]);
+        });
+        tx.send(&[5; 56]).unwrap();
+        consumer.join().unwrap();
+    });
+}
