@@ -299,6 +299,28 @@ fn producer_blocked_on_a_full_ring_gets_peer_dead_when_the_consumer_leaves() {
 }
 
 #[test]
+fn a_full_ring_with_a_live_idle_consumer_times_out() {
+    let r = region(256);
+    let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    tx.set_wait_strategy(WaitStrategy::SLEEP);
+    while tx.try_send(&[1; 64]).is_ok() {}
+    assert_eq!(tx.try_send(&[1; 64]), Err(ClaimError::Full));
+    assert_eq!(
+        tx.claim_timeout(64, Duration::from_millis(20)).err(),
+        Some(ClaimError::TimedOut)
+    );
+    // Reading one frame frees room (the release reaches the producer at
+    // the latest when the consumer drains the ring).
+    let mut n = 0;
+    while rx.try_read().is_ok() {
+        n += 1;
+    }
+    assert!(n > 0);
+    assert_eq!(tx.send_timeout(&[2; 64], Duration::from_secs(30)), Ok(()));
+}
+
+#[test]
 fn typed_frames_check_their_size() {
     let (mut tx, mut rx) = polycephaly::ring::heap_pair(256).unwrap();
     tx.try_send_value(&[1u16, 2, 3]).unwrap();
