@@ -86,9 +86,10 @@ fn abandon_races_commit() {
         let mut tx = ring.producer().unwrap();
         let mut rx = ring.consumer().unwrap();
         rx.set_claim_timeout(Duration::ZERO);
+        let id = tx.id();
         let mut claim = tx.try_claim(8).unwrap();
         claim.copy_from_slice(&payload(8, 7));
-        ring.mark_dead(tx.id());
+        ring.mark_dead(id);
         let consumer = thread::spawn(move || {
             let mut got = Vec::new();
             // Two looks: the abandon CAS (or the committed frame).
