@@ -87,7 +87,8 @@ fn region(rings: usize) -> Result<Region, BenchError> {
     for _ in 0..rings {
         b = b.section(SectionKind::MpscRing, ring_len);
     }
-    b.build().map_err(|e| BenchError::Corrupt(format!("region: {e}")))
+    b.build()
+        .map_err(|e| BenchError::Corrupt(format!("region: {e}")))
 }
 
 /// Raw word `i` of section 0.
