@@ -123,28 +123,37 @@ fn consumer(region: &Region, id: u16, strategy: WaitStrategy) -> Result<SpscCons
     Ok(c)
 }
 
-/// Sends one frame of `len` bytes whose first 8 bytes are `seq` (the rest
-/// keeps whatever the claim holds), waiting as the producer's strategy says.
+/// Sends one frame: `msg` (whose first 8 bytes are overwritten with
+/// `seq`) copied in whole, as the bare ring copies its 64-byte slots; waits
+/// as the producer's strategy says.
 #[inline]
-fn send_seq(p: &mut SpscProducer, seq: u64, len: usize) -> Result<(), BenchError> {
-    let mut claim = p.claim(len).map_err(|e| lib_err("claim")(e.to_string()))?;
-    if let Some(head) = claim.get_mut(..8) {
+fn send_seq(p: &mut SpscProducer, seq: u64, msg: &mut [u8]) -> Result<(), BenchError> {
+    if let Some(head) = msg.get_mut(..8) {
         head.copy_from_slice(&seq.to_le_bytes());
     }
+    let mut claim = p
+        .claim(msg.len())
+        .map_err(|e| lib_err("claim")(e.to_string()))?;
+    claim.copy_from_slice(msg);
     claim.commit();
     Ok(())
 }
 
-/// Receives one frame, checks its length and that it carries `seq`.
+/// Receives one frame, copies it out whole into `out` (as the bare ring's
+/// consumer does), and checks its length and that it carries `seq`.
 #[inline]
-fn recv_seq(c: &mut SpscConsumer, seq: u64, len: usize) -> Result<(), BenchError> {
+fn recv_seq(c: &mut SpscConsumer, seq: u64, out: &mut [u8]) -> Result<(), BenchError> {
     let frame = c.read().map_err(|e| lib_err("read")(e.to_string()))?;
-    let ok = frame.len() == len
-        && frame
-            .get(..8)
-            .is_some_and(|b| b == seq.to_le_bytes().as_slice());
-    frame.release();
+    let ok = frame.len() == out.len();
     if ok {
+        out.copy_from_slice(&frame);
+    }
+    frame.release();
+    if ok
+        && out
+            .get(..8)
+            .is_some_and(|b| b == seq.to_le_bytes().as_slice())
+    {
         Ok(())
     } else {
         Err(BenchError::Corrupt(format!("frame {seq}")))
@@ -182,13 +191,14 @@ fn rtt(pin: PinMode, plan: &Plan, mode: RttMode) -> Result<Timings, BenchError> 
             };
             pair.barrier()?;
             let mut out = Vec::with_capacity(total.saturating_sub(warmup));
+            let (mut cmd, mut reply) = ([0x5Au8; RTT_MSG], [0u8; RTT_MSG]);
             for i in 0..total as u64 {
                 if let Some(stat) = &stat {
                     wait_until_sleeping(pair, stat)?;
                 }
                 let t0 = Instant::now();
-                send_seq(&mut req, i, RTT_MSG)?;
-                recv_seq(&mut rsp, i, RTT_MSG)?;
+                send_seq(&mut req, i, &mut cmd)?;
+                recv_seq(&mut rsp, i, &mut reply)?;
                 let d = t0.elapsed();
                 if i as usize >= warmup {
                     out.push(d);
@@ -201,9 +211,10 @@ fn rtt(pin: PinMode, plan: &Plan, mode: RttMode) -> Result<Timings, BenchError> 
             let mut req = consumer(&mine, 0, child_wait)?;
             let mut rsp = producer(&mine, 1, child_wait)?;
             pair.barrier()?;
+            let mut buf = [0u8; RTT_MSG];
             for i in 0..total as u64 {
-                recv_seq(&mut req, i, RTT_MSG)?;
-                send_seq(&mut rsp, i, RTT_MSG)?;
+                recv_seq(&mut req, i, &mut buf)?;
+                send_seq(&mut rsp, i, &mut buf)?;
             }
             Ok(())
         },
@@ -212,8 +223,9 @@ fn rtt(pin: PinMode, plan: &Plan, mode: RttMode) -> Result<Timings, BenchError> 
 }
 
 /// Messages per second of `len` bytes through one ring, both sides
-/// spinning, one commit (one Release store) per message; the consumer
-/// checks each message's sequence number. Samples time `plan.batch`
+/// spinning, one commit (one Release store) per message; the producer
+/// copies each message in whole, the consumer copies it out whole and
+/// checks its sequence number. Samples time `plan.batch`
 /// messages at the producer, in steady state.
 fn throughput(pin: PinMode, plan: &Plan, len: usize) -> Result<Timings, BenchError> {
     let region = region_with_rings(1, THROUGHPUT_CAPACITY)?;
@@ -226,10 +238,11 @@ fn throughput(pin: PinMode, plan: &Plan, len: usize) -> Result<Timings, BenchErr
             pair.barrier()?;
             let mut out = Vec::with_capacity(plan.samples);
             let mut seq = 0u64;
+            let mut msg = vec![0xA5u8; len];
             for s in 0..plan.total_samples() {
                 let t0 = Instant::now();
                 for _ in 0..plan.batch {
-                    send_seq(&mut p, seq, len)?;
+                    send_seq(&mut p, seq, &mut msg)?;
                     seq += 1;
                 }
                 let d = t0.elapsed();
@@ -243,8 +256,10 @@ fn throughput(pin: PinMode, plan: &Plan, len: usize) -> Result<Timings, BenchErr
             let mine = child_handle(&region)?;
             let mut c = consumer(&mine, 0, WaitStrategy::SPIN)?;
             pair.barrier()?;
+            let mut out = vec![0u8; len];
             for seq in 0..total {
-                recv_seq(&mut c, seq, len)?;
+                recv_seq(&mut c, seq, &mut out)?;
+                core::hint::black_box(&out);
             }
             Ok(())
         },

@@ -3,12 +3,16 @@
 //!
 //! - [`shim`]: std or loom atomics on `cfg(loom)`.
 //! - [`futex`]: [`Futex`], a 32-bit word to sleep on across processes.
+//! - [`barrier`]: the asymmetric fence (membarrier) that keeps the
+//!   publisher's side of the wait protocol free of a hardware fence.
 //! - [`wait`]: [`Doorbell`], the announce / re-check / sleep protocol with
 //!   timeouts and peer-liveness checks, and [`WaitStrategy`].
 
+pub mod barrier;
 pub mod futex;
 pub mod shim;
 pub mod wait;
 
+pub use barrier::light_fence_active;
 pub use futex::{Futex, FutexCalls, WaitOutcome, futex_calls};
 pub use wait::{Doorbell, WaitError, WaitStrategy};

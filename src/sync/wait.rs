@@ -18,7 +18,8 @@
 //! sleepers -= 1, loop
 //! ```
 //!
-//! F1 and F2 are SeqCst fences, so they are totally ordered: if F1 comes
+//! F1 and F2 are full fences, so they are totally ordered (F2 is the light
+//! and F1 the heavy side of an asymmetric fence, see [`super::barrier`]): if F1 comes
 //! first, the publisher's load of `sleepers` sees the announcement and wakes;
 //! if F2 comes first, the waiter's re-check sees the published state. A wake
 //! that lands between the re-check and the sleep is not lost either: it bumped
@@ -33,8 +34,9 @@
 use core::time::Duration;
 use std::time::Instant;
 
+use super::barrier;
 use super::futex::{Futex, WaitOutcome};
-use super::shim::{AtomicU32, Ordering, fence, spin_loop};
+use super::shim::{AtomicU32, Ordering, spin_loop};
 
 /// A shared wake-up point: a futex sequence word and a count of announced
 /// sleepers.
@@ -144,8 +146,10 @@ impl Doorbell {
     pub fn ring(&self) -> bool {
         // F2: pairs with F1 in `wait`. Orders our publication before the load
         // of `sleepers` below, against the waiter's announcement before its
-        // re-check.
-        fence(Ordering::SeqCst);
+        // re-check. The light side of an asymmetric fence (see
+        // `super::barrier`): a compiler fence once this process registered
+        // for membarrier, `fence(SeqCst)` otherwise and under loom.
+        barrier::light();
         // Relaxed: F2 provides the ordering; a stale non-zero count only
         // costs a needless wake.
         if self.sleepers.load(Ordering::Relaxed) == 0 {
@@ -198,8 +202,10 @@ impl Doorbell {
             let key = self.seq.word().load(Ordering::Acquire);
             // Relaxed: F1 below orders it before the re-check.
             self.sleepers.fetch_add(1, Ordering::Relaxed);
-            // F1: pairs with F2 in `ring` (see the module docs).
-            fence(Ordering::SeqCst);
+            // F1: pairs with F2 in `ring` (see the module docs): the heavy
+            // side of the asymmetric fence, `fence(SeqCst)` plus
+            // membarrier(GLOBAL_EXPEDITED) where the kernel has it.
+            barrier::heavy();
             // The re-check after announcing is what makes the protocol
             // correct. `--cfg polycephaly_broken_wait` removes it, so that
             // CI can show the loom test catches the lost wakeup that follows.
@@ -229,7 +235,12 @@ impl Doorbell {
     }
 }
 
-/// Spins (Backoff, then plain spinning) for `strategy.spin` at most.
+/// Polls `ready` with a pause between polls for `strategy.spin` at most.
+///
+/// One `spin_loop` hint per poll: the wait is for another process's store,
+/// not for a contended lock, so backing off would only add latency (and
+/// crossbeam's `Backoff::spin` alone never completes: it stops growing
+/// after 64 pauses per poll).
 #[cfg(not(loom))]
 fn spin_phase<T>(
     ready: &mut impl FnMut() -> Option<T>,
@@ -240,14 +251,9 @@ fn spin_phase<T>(
         return None;
     }
     let start = Instant::now();
-    let backoff = crossbeam_utils::Backoff::new();
     let mut n: u32 = 0;
     loop {
-        if !backoff.is_completed() {
-            backoff.spin();
-        } else {
-            spin_loop();
-        }
+        spin_loop();
         if let Some(v) = ready() {
             return Some(v);
         }
