@@ -32,10 +32,11 @@ fn next_frame(rx: &mut MpscConsumer) -> (u32, Vec<u8>) {
     }
 }
 
-/// Two producers race for the tail of a 64-byte ring (frames of 24 and 32
-/// bytes: the third claim wraps, with padding when it lands at the end);
-/// the consumer sleeps for data and the producers sleep for room. Each
-/// producer's frames arrive in its order, all of them exactly once.
+/// Two producers race for the tail of a 64-byte ring whose head and tail
+/// start at 32 (one frame went through): the second claim crosses the end
+/// of the lap, with a padding frame when it does not fit (A's 24 bytes then
+/// B's 32: 8 bytes of padding), or lands exactly at index 0 (B first). The
+/// consumer sleeps for data. Both frames arrive once each, complete.
 #[test]
 fn two_producers_claim_commit_wrap() {
     loom::model(|| {
@@ -43,35 +44,65 @@ fn two_producers_claim_commit_wrap() {
         let mut a = ring.producer().unwrap();
         let mut b = ring.producer().unwrap();
         let mut rx = ring.consumer().unwrap();
-        a.set_wait_strategy(WaitStrategy::SLEEP);
-        b.set_wait_strategy(WaitStrategy::SLEEP);
         rx.set_wait_strategy(WaitStrategy::SLEEP);
+        // Move head and tail to 32.
+        a.try_send(&[9; 24]).unwrap();
+        assert_eq!(next_frame(&mut rx).1, [9; 24]);
         let ta = thread::spawn(move || {
-            for i in 0..2u8 {
-                let mut claim = a.claim(16).unwrap();
-                claim.copy_from_slice(&payload(16, i));
-                claim.set_tag(u32::from(i));
-                claim.commit().unwrap();
-            }
+            let mut claim = a.try_claim(16).unwrap();
+            claim.copy_from_slice(&payload(16, 1));
+            claim.set_tag(1);
+            claim.commit().unwrap();
         });
         let tb = thread::spawn(move || {
-            b.send(&payload(24, 100)).unwrap();
+            b.try_send(&payload(24, 100)).unwrap();
         });
-        let mut from_a = Vec::new();
         let mut buf = Vec::new();
-        for _ in 0..3 {
+        let mut seen = Vec::new();
+        for _ in 0..2 {
             let tag = rx.recv(&mut buf).unwrap();
-            if buf.len() == 24 {
-                assert_eq!(buf, payload(24, 100));
+            if tag == 1 {
+                assert_eq!(buf, payload(16, 1));
             } else {
-                assert_eq!(buf, payload(16, tag as u8));
-                from_a.push(tag);
+                assert_eq!(buf, payload(24, 100));
             }
+            seen.push(tag);
         }
-        assert_eq!(from_a, [0, 1], "one producer's frames stay in order");
+        seen.sort_unstable();
+        assert_eq!(seen, [0, 1], "each frame exactly once");
         ta.join().unwrap();
         tb.join().unwrap();
         assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Empty));
+    });
+}
+
+/// Two frames of one producer and one of another, through a 128-byte
+/// ring: one producer's frames arrive in its order.
+#[test]
+fn per_producer_order() {
+    loom::model(|| {
+        let ring = HeapMpsc::new(128).unwrap();
+        let mut a = ring.producer().unwrap();
+        let mut b = ring.producer().unwrap();
+        let mut rx = ring.consumer().unwrap();
+        let ta = thread::spawn(move || {
+            for i in 1..=2u8 {
+                a.try_send(&[i; 8]).unwrap();
+            }
+        });
+        let tb = thread::spawn(move || {
+            b.try_send(&[7; 8]).unwrap();
+        });
+        let mut from_a = Vec::new();
+        for _ in 0..3 {
+            let (_, bytes) = next_frame(&mut rx);
+            if bytes[0] != 7 {
+                from_a.push(bytes[0]);
+            }
+        }
+        assert_eq!(from_a, [1, 2]);
+        ta.join().unwrap();
+        tb.join().unwrap();
     });
 }
 

@@ -445,7 +445,12 @@ impl MpscConsumer {
             // record is frozen, and a live one only makes us wait.
             let n = u64::from(rec.need.load(Ordering::Relaxed));
             let owner = rec.owner.load(Ordering::Relaxed);
-            if owner != 0 && self.view.alive(owner) {
+            if owner == 0 {
+                // A producer that detached: its claims were all finished
+                // (a claim borrows the handle), we read a stale intent.
+                continue;
+            }
+            if self.view.alive(owner) {
                 // The claimer (or a producer about to retry) is alive.
                 return Ok(false);
             }

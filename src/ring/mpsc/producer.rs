@@ -215,8 +215,10 @@ impl MpscProducer {
     /// Test hook: reserves room for a frame exactly as a claim does (the
     /// tail CAS and this producer's intent record) and stops before writing
     /// the frame header, as a producer killed at that instant would. The
-    /// handle must not be used afterwards (forget it, or let the process
-    /// die); for heap rings, declare its id dead.
+    /// handle must be neither used nor dropped afterwards (forget it, keep
+    /// it until the end, or let the process die: dropping it detaches,
+    /// which tells the consumer its claims are finished); for heap rings,
+    /// declare its id dead.
     ///
     /// # Errors
     /// As [`try_claim`](Self::try_claim).
