@@ -36,8 +36,10 @@ pub struct MpscConsumer {
     poisoned: bool,
     strategy: WaitStrategy,
     claim_timeout: Duration,
-    /// The pending frame at the head and when we last started timing it.
-    stuck: Option<(u64, Instant)>,
+    /// The pending frame at the head: where, since when (taken lazily: a
+    /// clock read costs as much as a frame), and how often we found it
+    /// pending.
+    stuck: Option<Stuck>,
 }
 
 // SAFETY: raw pointers into memory kept alive by the backing, and an
@@ -55,6 +57,17 @@ impl fmt::Debug for MpscConsumer {
             .finish()
     }
 }
+
+/// A claim found blocking the head (see `MpscConsumer::resolve`).
+#[derive(Debug, Clone, Copy)]
+struct Stuck {
+    pos: u64,
+    since: Option<Instant>,
+    polls: u32,
+}
+
+/// How many times a pending head is polled between clock reads.
+const POLLS_PER_CLOCK: u32 = 64;
 
 /// One attached producer, as listed by [`MpscConsumer::producers`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,14 +246,26 @@ impl MpscConsumer {
         if self.poisoned {
             return Err(RecvError::Corrupted);
         }
-        self.refresh_tail()?;
         let mut pos = self.head;
         let mut n = 0;
+        // The tail is re-read (once per batch at most) only when the cached
+        // one is reached: its line is where producers CAS.
+        let mut refreshed = false;
         // Bounded: every step but a re-parse moves `pos` forward by at
         // least 8 bytes (and `cached_tail - head <= cap`); a resolution asks
         // for a re-parse at most twice per frame.
         let mut steps = self.view.cap / 8 + 8;
-        while n < max && pos != self.cached_tail && steps > 0 {
+        while n < max && steps > 0 {
+            if pos == self.cached_tail {
+                if refreshed {
+                    break;
+                }
+                self.refresh_tail()?;
+                refreshed = true;
+                if pos == self.cached_tail {
+                    break;
+                }
+            }
             steps -= 1;
             match self.parse(pos)? {
                 Parsed::Frame(loc) => {
@@ -384,22 +409,33 @@ impl MpscConsumer {
     /// the caller's next round). Returns whether the caller should parse
     /// the head again.
     fn resolve(&mut self, word: u64) -> Result<bool, RecvError> {
-        let now = Instant::now();
-        match self.stuck {
-            Some((pos, since)) if pos == self.head => {
-                if now.duration_since(since) < self.claim_timeout {
-                    return Ok(false);
-                }
+        if !self.claim_timeout.is_zero() {
+            // Usually the claimer is about to commit: count polls, and read
+            // the clock only every POLLS_PER_CLOCK of them (or before
+            // sleeping, in `wait_for_data`).
+            let st = match &mut self.stuck {
+                Some(st) if st.pos == self.head => st,
+                st => st.insert(Stuck {
+                    pos: self.head,
+                    since: None,
+                    polls: 0,
+                }),
+            };
+            st.polls = st.polls.wrapping_add(1);
+            if st.polls % POLLS_PER_CLOCK != 0 {
+                return Ok(false);
             }
-            _ => {
-                self.stuck = Some((self.head, now));
-                if !self.claim_timeout.is_zero() {
-                    return Ok(false);
-                }
+            let now = Instant::now();
+            let Some(since) = st.since else {
+                st.since = Some(now);
+                return Ok(false);
+            };
+            if now.duration_since(since) < self.claim_timeout {
+                return Ok(false);
             }
+            // Timed out: the next check is one timeout from now.
+            st.since = Some(now);
         }
-        // Timed out: the next check is one timeout from now.
-        self.stuck = Some((self.head, now));
         if word == 0 {
             return self.resolve_unwritten();
         }
@@ -530,8 +566,13 @@ impl MpscConsumer {
     fn wait_for_data(&mut self, deadline: Option<Instant>) -> Result<(), RecvError> {
         let v = &self.view;
         let head = self.head;
-        let wake = match self.stuck {
-            Some((pos, since)) if pos == head => since.checked_add(self.claim_timeout),
+        // A pending frame at the head: wake at its claim timeout (starting
+        // the clock now if nobody did yet).
+        let wake = match &mut self.stuck {
+            Some(st) if st.pos == head => {
+                let since = *st.since.get_or_insert_with(Instant::now);
+                since.checked_add(self.claim_timeout)
+            }
             _ => None,
         };
         let until = match (deadline, wake) {
@@ -552,6 +593,10 @@ impl MpscConsumer {
             .ctrl()
             .data_bell
             .wait(ready, &self.strategy, until, || true);
+        // After a sleep, the next `resolve` reads the clock at once.
+        if let Some(st) = self.stuck.as_mut().filter(|st| st.pos == head) {
+            st.polls = POLLS_PER_CLOCK - 1;
+        }
         if v.shared_poisoned() {
             return Err(self.poison());
         }

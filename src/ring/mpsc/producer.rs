@@ -29,13 +29,15 @@ fn read_positions(v: &RingView, cached_head: u64) -> Option<(u64, u64)> {
     // zeroed and finished reading the bytes we may now overwrite.
     let head = ctrl.head.load(Ordering::Acquire);
     // Relaxed: read after the head, so at least as new as the tail the
-    // consumer had seen; the CAS that follows checks it.
+    // consumer had seen when it stored that head (hence `head <= tail`);
+    // the CAS that follows checks it. It may be more than a capacity
+    // ahead of this head: producers claimed against a newer one since.
     let tail = ctrl.tail.load(Ordering::Relaxed);
     let ok = head % 8 == 0
         && tail % 8 == 0
         && cached_head <= head
         && head <= tail
-        && tail - head <= v.cap;
+        && tail <= MAX_POSITION;
     (ok && !v.shared_poisoned()).then_some((head, tail))
 }
 
