@@ -279,7 +279,13 @@ impl RingView {
     }
 
     /// The current head, checked against the tail. (head, tail).
-    fn positions(&self) -> Result<(u64, u64), AttachError> {
+    ///
+    /// `consumer`: the caller holds the consumer role, so the head cannot
+    /// move under it and `tail <= head + capacity` must hold. A producer
+    /// reads a head that the consumer may have moved on from since, and
+    /// producers may have claimed against the newer head: for it the tail
+    /// may be further ahead.
+    fn positions(&self, consumer: bool) -> Result<(u64, u64), AttachError> {
         let ctrl = self.ctrl();
         // Acquire (both): pair with the consumer's Release store of the
         // head and the producers' Release CASes of the tail.
@@ -290,7 +296,7 @@ impl RingView {
         let ok = head % 8 == 0
             && tail % 8 == 0
             && head <= tail
-            && tail - head <= self.cap
+            && (!consumer || tail - head <= self.cap)
             && tail <= MAX_POSITION;
         if !ok || self.shared_poisoned() {
             self.poison_shared();
@@ -330,7 +336,7 @@ impl RingView {
             let holder = roles.consumer.load(Ordering::Relaxed);
             return Err(AttachError::RoleTaken { holder });
         }
-        match self.positions() {
+        match self.positions(true) {
             Ok((head, _)) => Ok((self, head)),
             Err(e) => {
                 self.release_consumer(me);
@@ -355,7 +361,7 @@ impl RingView {
     /// dead and whose last intent names a claim wholly behind the head (so
     /// the consumer no longer needs the record). Returns the view and the entry.
     pub(crate) fn attach_producer(self, me: u32) -> Result<(Self, usize), AttachError> {
-        let (head, _) = self.positions()?;
+        let (head, _) = self.positions(false)?;
         let mut last = 0;
         for e in 0..MAX_PRODUCERS {
             let rec = self.record(e);
