@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use loom::thread;
 use polycephaly::ring::RecvError;
-use polycephaly::ring::mpsc::{CommitError, HeapMpsc, MpscConsumer};
+use polycephaly::ring::mpsc::{CommitError, HeapMpsc, MpscConsumer, SendError};
 use polycephaly::sync::WaitStrategy;
 
 fn payload(len: usize, seed: u8) -> Vec<u8> {
@@ -103,6 +103,38 @@ fn per_producer_order() {
         assert_eq!(from_a, [1, 2]);
         ta.join().unwrap();
         tb.join().unwrap();
+    });
+}
+
+/// A producer that finds the ring full re-reads the head, then the tail.
+/// Between the two loads the consumer may release and another producer
+/// claim against the newer head, so the tail may be more than a capacity
+/// ahead of the head it read: that is contention, not corruption (an
+/// earlier version poisoned the ring here).
+#[test]
+fn full_ring_refresh_races_other_claims() {
+    loom::model(|| {
+        let ring = HeapMpsc::new(64).unwrap();
+        let mut a = ring.producer().unwrap();
+        let mut b = ring.producer().unwrap();
+        let mut rx = ring.consumer().unwrap();
+        a.try_send(&[1; 24]).unwrap();
+        a.try_send(&[2; 24]).unwrap();
+        let consumer = thread::spawn(move || {
+            let frame = rx.try_read().unwrap();
+            assert_eq!(frame[0], 1);
+            drop(frame);
+            rx
+        });
+        let other = thread::spawn(move || {
+            let r = b.try_send(&[3; 24]);
+            assert!(matches!(r, Ok(()) | Err(SendError::Full)), "{r:?}");
+        });
+        let r = a.try_send(&[4; 24]);
+        assert!(matches!(r, Ok(()) | Err(SendError::Full)), "{r:?}");
+        let rx = consumer.join().unwrap();
+        other.join().unwrap();
+        assert!(!rx.is_poisoned() && !a.is_poisoned());
     });
 }
 

@@ -228,21 +228,17 @@ fn kill(child: &mut Child, signal: rustix::process::Signal) {
     rustix::process::kill_process(pid, signal).unwrap();
 }
 
-#[test]
-fn four_producers_stream() {
-    let n: u64 = if cfg!(debug_assertions) {
-        50_000
-    } else {
-        1_000_000
-    };
+/// `n` frames from each of 4 producer processes through a ring of
+/// `capacity` bytes, every frame checked.
+fn stream(test: &str, capacity: usize, n: u64) {
     if common::role().as_deref() == Some("producer") {
         produce(&open_from_env(), env_u64(INDEX_VAR), env_u64(FRAMES_VAR));
         return;
     }
-    let region = create(1 << 16);
+    let region = create(capacity);
     let mut rx = consumer(&region);
     let children: Vec<Child> = (0..4)
-        .map(|i| spawn_producer("four_producers_stream", "producer", &region, i, n))
+        .map(|i| spawn_producer(test, "producer", &region, i, n))
         .collect();
     let mut c = Checker::new(4);
     let mut seen_producers = 0;
@@ -263,6 +259,28 @@ fn four_producers_stream() {
         common::expect_success(child);
     }
     assert!(rx.producers().is_empty(), "every producer detached");
+}
+
+#[test]
+fn four_producers_stream() {
+    let n: u64 = if cfg!(debug_assertions) {
+        50_000
+    } else {
+        1_000_000
+    };
+    stream("four_producers_stream", 1 << 16, n);
+}
+
+/// The same through a 1 KiB ring: full most of the time, so producers
+/// refresh the head constantly while the others keep claiming.
+#[test]
+fn four_producers_small_ring() {
+    let n: u64 = if cfg!(debug_assertions) {
+        20_000
+    } else {
+        200_000
+    };
+    stream("four_producers_small_ring", 1 << 10, n);
 }
 
 /// A victim that sends `FRAMES` frames, then claims one more, says so, and
