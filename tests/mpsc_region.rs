@@ -1,0 +1,128 @@
+//! MPSC rings in a region, within one process: attach checks, the consumer
+//! role, the producer table (attach, detach, listing, running out), the
+//! copy and Pod forms, timeouts. (No system call on the fast paths:
+//! `mpsc_syscalls.rs`, alone in its binary since the counts are per
+//! process.)
+
+use std::time::Duration;
+
+use polycephaly::region::{Region, SectionId, SectionKind};
+use polycephaly::ring::mpsc::{MAX_PRODUCERS, MpscConsumer, MpscProducer, section_len};
+use polycephaly::ring::{AttachError, ClaimError, RecvError};
+
+fn region(capacity: usize) -> Region {
+    Region::builder()
+        .section(SectionKind::MpscRing, section_len(capacity).unwrap())
+        .section(SectionKind::SpscRing, 4096)
+        .section(SectionKind::MpscRing, 64)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn attach_checks_the_section() {
+    let r = region(1024);
+    assert!(matches!(
+        MpscProducer::attach(&r, SectionId(1)),
+        Err(AttachError::WrongKind)
+    ));
+    assert!(matches!(
+        MpscConsumer::attach(&r, SectionId(2)),
+        Err(AttachError::TooShort { len: 64 })
+    ));
+    assert!(matches!(
+        MpscConsumer::attach(&r, SectionId(9)),
+        Err(AttachError::Section(_))
+    ));
+}
+
+#[test]
+fn one_consumer_many_producers() {
+    let r = region(1024);
+    let rx = MpscConsumer::attach(&r, SectionId(0)).unwrap();
+    assert!(matches!(
+        MpscConsumer::attach(&r, SectionId(0)),
+        Err(AttachError::RoleTaken { .. })
+    ));
+    drop(rx);
+    let mut rx = MpscConsumer::attach(&r, SectionId(0)).unwrap();
+    let mut tx: Vec<MpscProducer> = (0..3)
+        .map(|_| MpscProducer::attach(&r, SectionId(0)).unwrap())
+        .collect();
+    let listed = rx.producers();
+    assert_eq!(listed.len(), 3);
+    assert!(
+        listed
+            .iter()
+            .all(|p| p.alive && p.id == r.peer_id().to_raw())
+    );
+    for (i, p) in tx.iter_mut().enumerate() {
+        p.send_value(&(i as u64)).unwrap();
+    }
+    for i in 0..3u64 {
+        assert_eq!(rx.recv_value::<u64>(), Ok(i));
+    }
+    // Detach one; the others keep going; a new one takes a free entry.
+    let gone = tx.remove(1).entry();
+    assert_eq!(rx.producers().len(), 2);
+    let again = MpscProducer::attach(&r, SectionId(0)).unwrap();
+    assert_eq!(again.entry(), gone, "the freed entry is reused");
+    assert_eq!(rx.producers().len(), 3);
+}
+
+#[test]
+fn the_producer_table_runs_out() {
+    let r = region(1024);
+    let all: Vec<MpscProducer> = (0..MAX_PRODUCERS)
+        .map(|_| MpscProducer::attach(&r, SectionId(0)).unwrap())
+        .collect();
+    assert!(matches!(
+        MpscProducer::attach(&r, SectionId(0)),
+        Err(AttachError::RoleTaken { .. })
+    ));
+    drop(all);
+    assert!(MpscProducer::attach(&r, SectionId(0)).is_ok());
+}
+
+#[test]
+fn full_empty_and_timeouts() {
+    let r = region(64);
+    let mut tx = MpscProducer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = MpscConsumer::attach(&r, SectionId(0)).unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Empty));
+    assert_eq!(
+        rx.recv_timeout(&mut buf, Duration::from_millis(5)),
+        Err(RecvError::TimedOut)
+    );
+    tx.try_send(&[1; 24]).unwrap();
+    tx.try_send(&[2; 24]).unwrap();
+    assert_eq!(tx.try_claim(24).err(), Some(ClaimError::Full));
+    assert_eq!(
+        tx.claim_timeout(24, Duration::from_millis(5)).err(),
+        Some(ClaimError::TimedOut)
+    );
+    assert_eq!(
+        tx.try_claim(25).err(),
+        Some(ClaimError::TooLarge { len: 25, max: 24 })
+    );
+    // A claim dropped uncommitted is skipped, not delivered.
+    rx.recv(&mut buf).unwrap();
+    drop(tx.try_claim(16).unwrap());
+    rx.recv(&mut buf).unwrap();
+    assert_eq!(buf, [2; 24]);
+    assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Empty));
+    assert_eq!(
+        rx.try_recv_value::<u32>().err(),
+        Some(RecvError::Empty),
+        "the abandoned claim left nothing behind"
+    );
+    tx.try_send(b"abc").unwrap();
+    assert_eq!(
+        rx.try_recv_value::<u64>(),
+        Err(RecvError::WrongSize {
+            expected: 8,
+            got: 3
+        })
+    );
+}
