@@ -126,3 +126,40 @@ fn full_empty_and_timeouts() {
         })
     );
 }
+
+/// A claim whose producer died blocks the head until the claim timeout;
+/// then a polling consumer (`try_recv`) and a blocking one (which wakes at
+/// the timeout by itself) both skip it, and the late commit is told.
+#[test]
+fn a_dead_claim_is_skipped_after_the_timeout() {
+    use polycephaly::ring::mpsc::{CommitError, HeapMpsc};
+    for blocking in [false, true] {
+        let ring = HeapMpsc::new(256).unwrap();
+        let mut dead = ring.producer().unwrap();
+        let mut live = ring.producer().unwrap();
+        let mut rx = ring.consumer().unwrap();
+        rx.set_claim_timeout(Duration::from_millis(10));
+        let id = dead.id();
+        let claim = dead.try_claim(8).unwrap();
+        live.try_send(b"after").unwrap();
+        let mut buf = Vec::new();
+        // Its producer is alive: waited for, however long.
+        assert_eq!(
+            rx.recv_timeout(&mut buf, Duration::from_millis(30)),
+            Err(RecvError::TimedOut)
+        );
+        ring.mark_dead(id);
+        if blocking {
+            rx.recv_timeout(&mut buf, Duration::from_secs(20)).unwrap();
+        } else {
+            let start = std::time::Instant::now();
+            while let Err(e) = rx.try_recv(&mut buf) {
+                assert_eq!(e, RecvError::Empty);
+                assert!(start.elapsed() < Duration::from_secs(20), "never skipped");
+                std::thread::yield_now();
+            }
+        }
+        assert_eq!(buf, b"after");
+        assert_eq!(claim.commit(), Err(CommitError::Abandoned));
+    }
+}

@@ -36,9 +36,7 @@ pub struct MpscConsumer {
     poisoned: bool,
     strategy: WaitStrategy,
     claim_timeout: Duration,
-    /// The pending frame at the head: where, since when (taken lazily: a
-    /// clock read costs as much as a frame), and how often we found it
-    /// pending.
+    /// The pending frame at the head, and since when.
     stuck: Option<Stuck>,
 }
 
@@ -58,16 +56,14 @@ impl fmt::Debug for MpscConsumer {
     }
 }
 
-/// A claim found blocking the head (see `MpscConsumer::resolve`).
+/// A claim found blocking the head (see `MpscConsumer::resolve`): where,
+/// and since when (the last liveness check of its claimer, or the first
+/// sight of it).
 #[derive(Debug, Clone, Copy)]
 struct Stuck {
     pos: u64,
-    since: Option<Instant>,
-    polls: u32,
+    since: Instant,
 }
-
-/// How many times a pending head is polled between clock reads.
-const POLLS_PER_CLOCK: u32 = 64;
 
 /// One attached producer, as listed by [`MpscConsumer::producers`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -410,31 +406,23 @@ impl MpscConsumer {
     /// the head again.
     fn resolve(&mut self, word: u64) -> Result<bool, RecvError> {
         if !self.claim_timeout.is_zero() {
-            // Usually the claimer is about to commit: count polls, and read
-            // the clock only every POLLS_PER_CLOCK of them (or before
-            // sleeping, in `wait_for_data`).
+            // One clock read per call while a claim blocks the head, so
+            // that a caller polling `try_read` rarely still sees a dead
+            // claim skipped at its first call after the timeout.
+            let now = Instant::now();
+            let head = self.head;
             let st = match &mut self.stuck {
-                Some(st) if st.pos == self.head => st,
+                Some(st) if st.pos == head => st,
                 st => st.insert(Stuck {
-                    pos: self.head,
-                    since: None,
-                    polls: 0,
+                    pos: head,
+                    since: now,
                 }),
             };
-            st.polls = st.polls.wrapping_add(1);
-            if st.polls % POLLS_PER_CLOCK != 0 {
-                return Ok(false);
-            }
-            let now = Instant::now();
-            let Some(since) = st.since else {
-                st.since = Some(now);
-                return Ok(false);
-            };
-            if now.duration_since(since) < self.claim_timeout {
+            if now.duration_since(st.since) < self.claim_timeout {
                 return Ok(false);
             }
             // Timed out: the next check is one timeout from now.
-            st.since = Some(now);
+            st.since = now;
         }
         if word == 0 {
             return self.resolve_unwritten();
@@ -566,13 +554,9 @@ impl MpscConsumer {
     fn wait_for_data(&mut self, deadline: Option<Instant>) -> Result<(), RecvError> {
         let v = &self.view;
         let head = self.head;
-        // A pending frame at the head: wake at its claim timeout (starting
-        // the clock now if nobody did yet).
-        let wake = match &mut self.stuck {
-            Some(st) if st.pos == head => {
-                let since = *st.since.get_or_insert_with(Instant::now);
-                since.checked_add(self.claim_timeout)
-            }
+        // A pending frame at the head: wake at its claim timeout.
+        let wake = match self.stuck {
+            Some(st) if st.pos == head => st.since.checked_add(self.claim_timeout),
             _ => None,
         };
         let until = match (deadline, wake) {
@@ -593,10 +577,6 @@ impl MpscConsumer {
             .ctrl()
             .data_bell
             .wait(ready, &self.strategy, until, || true);
-        // After a sleep, the next `resolve` reads the clock at once.
-        if let Some(st) = self.stuck.as_mut().filter(|st| st.pos == head) {
-            st.polls = POLLS_PER_CLOCK - 1;
-        }
         if v.shared_poisoned() {
             return Err(self.poison());
         }
