@@ -11,7 +11,7 @@
 //! | layer | what it holds |
 //! | --- | --- |
 //! | [`lock`] | a cross-process event, and a mutex that survives its owner's death |
-//! | [`ring`] | SPSC (and later MPSC) rings of variable-length frames in a shared section |
+//! | [`ring`] | SPSC and MPSC rings of variable-length frames in a shared section |
 //! | [`region`] | one shared mapping: create, open and validate, header, sections, peers |
 //! | [`sync`] | a futex shared across processes, the spin-then-sleep wait protocol, the loom shim |
 //!

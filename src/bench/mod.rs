@@ -87,6 +87,7 @@ use core::time::Duration;
 
 pub mod floors;
 pub mod lock;
+pub mod mpsc;
 pub mod os;
 pub mod pair;
 pub mod report;
@@ -461,7 +462,7 @@ pub struct Row {
 /// Every row, in table order: round trips, then message rates, then bulk
 /// rates; within each group, in registry order (floors first).
 pub fn rows() -> Vec<Row> {
-    let mut all = [floors::ROWS, os::ROWS, spsc::ROWS, lock::ROWS].concat();
+    let mut all = [floors::ROWS, os::ROWS, spsc::ROWS, lock::ROWS, mpsc::ROWS].concat();
     // Stable: keeps the registry order inside each group.
     all.sort_by_key(|r| match r.unit {
         Unit::Ns => 0,

@@ -17,5 +17,8 @@ pub type Entry = fn(&[u8]);
 
 /// The fuzz targets by name, as the corpus folders under `fuzz/corpus/` are
 /// named.
-pub const TARGETS: &[(&str, Entry)] =
-    &[("region_open", region_open), ("spsc_consume", spsc_consume)];
+pub const TARGETS: &[(&str, Entry)] = &[
+    ("region_open", region_open),
+    ("spsc_consume", spsc_consume),
+    ("mpsc_consume", mpsc_consume),
+];

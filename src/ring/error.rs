@@ -35,8 +35,9 @@ pub enum AttachError {
     #[cfg(not(loom))]
     #[error("no usable ring section: {0}")]
     Section(#[from] crate::region::SectionError),
-    /// The section is not of kind `SpscRing`.
-    #[error("section is not an SPSC ring")]
+    /// The section is not of the ring kind being attached (`SpscRing` or
+    /// `MpscRing`).
+    #[error("section is not a ring of the kind asked for")]
     WrongKind,
     /// The section is too short for the control block and the minimum
     /// capacity.

@@ -36,7 +36,9 @@ use std::time::Instant;
 
 use super::barrier;
 use super::futex::{Futex, WaitOutcome};
-use super::shim::{AtomicU32, Ordering, spin_loop};
+#[cfg(not(loom))]
+use super::shim::spin_loop;
+use super::shim::{AtomicU32, Ordering};
 
 /// A shared wake-up point: a futex sequence word and a count of announced
 /// sleepers.
