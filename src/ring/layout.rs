@@ -110,17 +110,21 @@ const _: () = {
 /// # Errors
 /// The [`RingError`] naming the broken rule.
 pub fn check_capacity(capacity: usize) -> Result<(), RingError> {
-    if capacity < MIN_CAPACITY {
-        return Err(RingError::TooSmall {
-            capacity,
-            min: MIN_CAPACITY,
-        });
+    check_capacity_within(capacity, MIN_CAPACITY, MAX_CAPACITY)
+}
+
+/// Checks a capacity: a power of two within `min..=max` (shared by the
+/// SPSC and MPSC layouts, whose limits differ).
+pub(crate) fn check_capacity_within(
+    capacity: usize,
+    min: usize,
+    max: usize,
+) -> Result<(), RingError> {
+    if capacity < min {
+        return Err(RingError::TooSmall { capacity, min });
     }
-    if capacity > MAX_CAPACITY {
-        return Err(RingError::TooLarge {
-            capacity,
-            max: MAX_CAPACITY,
-        });
+    if capacity > max {
+        return Err(RingError::TooLarge { capacity, max });
     }
     if !capacity.is_power_of_two() {
         return Err(RingError::NotPowerOfTwo(capacity));
@@ -150,12 +154,19 @@ pub fn section_len(capacity: usize) -> Result<usize, RingError> {
 /// also when the region rounded the length up.
 #[cfg(not(loom))]
 pub(crate) fn capacity_for_section(len: usize) -> Option<usize> {
-    let room = len.checked_sub(CONTROL_LEN)?;
-    if room < MIN_CAPACITY {
+    capacity_after(len, CONTROL_LEN, MIN_CAPACITY, MAX_CAPACITY)
+}
+
+/// The largest power of two that fits in `len - control` bytes, capped at
+/// `max`; `None` when less than `min` fits (shared by SPSC and MPSC).
+#[cfg(not(loom))]
+pub(crate) fn capacity_after(len: usize, control: usize, min: usize, max: usize) -> Option<usize> {
+    let room = len.checked_sub(control)?;
+    if room < min {
         return None;
     }
     let cap = 1usize << (usize::BITS - 1 - room.leading_zeros());
-    Some(cap.min(MAX_CAPACITY))
+    Some(cap.min(max))
 }
 
 /// A ring's memory on the heap: for rings inside one process, loom models,

@@ -204,22 +204,7 @@ const _: () = {
 /// # Errors
 /// The [`RingError`] naming the broken rule.
 pub fn check_capacity(capacity: usize) -> Result<(), RingError> {
-    if capacity < MIN_CAPACITY {
-        return Err(RingError::TooSmall {
-            capacity,
-            min: MIN_CAPACITY,
-        });
-    }
-    if capacity > MAX_CAPACITY {
-        return Err(RingError::TooLarge {
-            capacity,
-            max: MAX_CAPACITY,
-        });
-    }
-    if !capacity.is_power_of_two() {
-        return Err(RingError::NotPowerOfTwo(capacity));
-    }
-    Ok(())
+    crate::ring::layout::check_capacity_within(capacity, MIN_CAPACITY, MAX_CAPACITY)
 }
 
 /// The section length to ask the region for, for an MPSC ring of
@@ -243,12 +228,7 @@ pub fn section_len(capacity: usize) -> Result<usize, RingError> {
 /// [`MAX_CAPACITY`].
 #[cfg(not(loom))]
 pub(crate) fn capacity_for_section(len: usize) -> Option<usize> {
-    let room = len.checked_sub(CONTROL_LEN)?;
-    if room < MIN_CAPACITY {
-        return None;
-    }
-    let cap = 1usize << (usize::BITS - 1 - room.leading_zeros());
-    Some(cap.min(MAX_CAPACITY))
+    crate::ring::layout::capacity_after(len, CONTROL_LEN, MIN_CAPACITY, MAX_CAPACITY)
 }
 
 /// The memory of a heap-backed ring: the control block and the data bytes.
