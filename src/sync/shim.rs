@@ -57,6 +57,29 @@ mod real {
 #[cfg(not(loom))]
 pub use real::*;
 
+/// Asks the CPU to fetch the cache line holding `ptr` for writing
+/// (`prefetchw`), so that a store there later finds the line local instead
+/// of stalling on another core's copy. A hint only: no effect on memory or
+/// ordering, never faults; a no-op off x86-64 and under loom.
+#[inline(always)]
+pub fn prefetch_write(ptr: *const u8) {
+    #[cfg(all(not(loom), target_arch = "x86_64"))]
+    // SAFETY: `prefetchw` is a hint: it never faults, whatever the address,
+    // and changes no memory, register or flag. (x86-64 CPUs without the
+    // PRFCHW feature decode its encoding as a NOP.) `_mm_prefetch` with
+    // `_MM_HINT_ET0` needs the `prfchw` target feature enabled at compile
+    // time, or it falls back to a read prefetch: hence the asm.
+    unsafe {
+        core::arch::asm!(
+            "prefetchw [{0}]",
+            in(reg) ptr,
+            options(nostack, preserves_flags, readonly)
+        );
+    }
+    #[cfg(any(loom, not(target_arch = "x86_64")))]
+    let _ = ptr;
+}
+
 #[cfg(loom)]
 pub use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
 
