@@ -473,7 +473,10 @@ impl MpscConsumer {
             // Relaxed: ordered by the Acquire above; for a dead owner the
             // record is frozen, and a live one only makes us wait.
             let n = u64::from(rec.need.load(Ordering::Relaxed));
-            let owner = rec.owner.load(Ordering::Relaxed);
+            // Acquire: pairs with the Release CAS of a detaching producer,
+            // so that its last header (written before it) is seen by the
+            // re-read below.
+            let owner = rec.owner.load(Ordering::Acquire);
             if owner == 0 {
                 // A producer that detached: its claims were all finished
                 // (a claim borrows the handle), we read a stale intent.
