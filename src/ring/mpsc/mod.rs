@@ -93,6 +93,7 @@ pub use consumer::{DEFAULT_CLAIM_TIMEOUT, MpscConsumer, MpscFrame, ProducerInfo}
 pub use error::{CommitError, SendError};
 pub use layout::{CONTROL_LEN, MAX_CAPACITY, MAX_PRODUCERS, check_capacity, section_len};
 pub use producer::{MpscClaim, MpscProducer};
+pub(crate) use producer::PREFETCH_AHEAD;
 pub use view::HeapMpsc;
 
 /// The largest payload an MPSC ring of `capacity` bytes accepts: half the
