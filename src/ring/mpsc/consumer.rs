@@ -30,8 +30,11 @@ pub struct MpscConsumer {
     /// Start of the next unconsumed frame; the last value stored to the
     /// shared head.
     head: u64,
-    /// A tail seen earlier (checked when read): possibly stale, never
-    /// newer. `head <= cached_tail <= head + cap`.
+    /// A position the tail is known to have reached: the last tail read
+    /// (checked), or the end of a written frame seen since (a producer
+    /// writes a header only after its claim moved the tail past it).
+    /// `head <= cached_tail <= head + cap`; checked against the real tail
+    /// each time that is read.
     cached_tail: u64,
     poisoned: bool,
     strategy: WaitStrategy,
@@ -249,49 +252,33 @@ impl MpscConsumer {
         }
         let mut pos = self.head;
         let mut n = 0;
-        // The tail is re-read (once per batch at most) only when the cached
-        // one is reached: its line is where producers CAS.
-        let mut refreshed = false;
         // Bounded: every step but a re-parse moves `pos` forward by at
-        // least 8 bytes (and `cached_tail - head <= cap`); a resolution asks
-        // for a re-parse at most twice per frame.
+        // least 8 bytes (and `cached_tail - head <= cap`); a re-parse
+        // follows a tail read or a resolution, at most twice per frame.
         let mut steps = self.view.cap / 8 + 8;
         while n < max && steps > 0 {
-            if pos == self.cached_tail {
-                if refreshed {
-                    break;
-                }
-                self.refresh_tail()?;
-                refreshed = true;
-                if pos == self.cached_tail {
-                    break;
-                }
-            }
             steps -= 1;
             match self.parse(pos)? {
                 Parsed::Frame(loc) => {
                     // SAFETY: `parse` checked that the payload lies inside
-                    // the lap and below the tail; it is committed, so no
-                    // producer writes it until we release it.
+                    // the lap, within one capacity of the head; it is
+                    // committed, so no producer writes it until we release
+                    // it.
                     let bytes = unsafe {
                         core::slice::from_raw_parts(self.view.data_at(loc.idx), loc.len as usize)
                     };
                     f(loc.tag, bytes);
-                    self.view.zero(pos, loc.end - pos);
                     pos = loc.end;
                     n += 1;
                 }
-                Parsed::Skip(span) => {
-                    self.view.zero(pos, span);
-                    pos += span;
+                Parsed::Skip(span) => pos += span,
+                Parsed::Pending(_) if pos != self.head => {
+                    // Release what we read, then look again from the new
+                    // head (whose window reaches further).
+                    self.release_to(pos);
                 }
                 Parsed::Pending(word) => {
-                    // A claim blocks: release what we read, then let the
-                    // claim timeout decide whether to wait or skip it.
-                    if pos != self.head {
-                        self.release_to(pos);
-                    }
-                    if !self.resolve(word)? {
+                    if !self.settle(word)? {
                         break;
                     }
                     pos = self.head;
@@ -333,25 +320,15 @@ impl MpscConsumer {
         if self.poisoned {
             return Err(RecvError::Corrupted);
         }
-        // Bounded: each skip moves the head by at least 8 bytes, and a
-        // resolution that asks for a re-parse happens at most twice per
-        // frame (the header changed under us); cap / 8 + 4 rounds cover a
-        // full ring.
+        // Bounded: each skip moves the head by at least 8 bytes; a re-parse
+        // follows a tail read or a resolution, at most twice per frame;
+        // cap / 8 + 4 rounds cover a full ring.
         for _ in 0..(self.view.cap / 8 + 4) {
-            if self.head == self.cached_tail {
-                self.refresh_tail()?;
-                if self.head == self.cached_tail {
-                    return Err(RecvError::Empty);
-                }
-            }
             match self.parse(self.head)? {
                 Parsed::Frame(loc) => return Ok(loc),
-                Parsed::Skip(span) => {
-                    self.view.zero(self.head, span);
-                    self.release_to(self.head + span);
-                }
+                Parsed::Skip(span) => self.release_to(self.head + span),
                 Parsed::Pending(word) => {
-                    if !self.resolve(word)? {
+                    if !self.settle(word)? {
                         return Err(RecvError::Empty);
                     }
                 }
@@ -360,10 +337,75 @@ impl MpscConsumer {
         Err(RecvError::Empty)
     }
 
-    /// Reads and checks the header at `pos` (`head <= pos < cached_tail`).
+    /// The frame at the head is not ready (`word` is its header: 0 or
+    /// claimed). Returns whether to parse the head again.
+    ///
+    /// A 0 header at or past every claim we know of is most likely an
+    /// empty ring, but may be a claim whose header is not written yet (or
+    /// never will be: its producer died). Telling them apart takes a read
+    /// of the tail, whose line every claim CASes: a consumer reading it on
+    /// each poll would slow every producer down. So the tail is read only
+    /// when the head has not moved for the claim timeout, which is when a
+    /// dead claim would be resolved anyway.
+    fn settle(&mut self, word: u64) -> Result<bool, RecvError> {
+        if word != 0 || self.head < self.cached_tail {
+            return self.resolve(word);
+        }
+        let now = Instant::now();
+        let since = self.stuck_since(now);
+        if now.duration_since(since) < self.claim_timeout {
+            return Ok(false);
+        }
+        self.refresh_tail()?;
+        if self.head == self.cached_tail {
+            // Empty: look again one timeout from now.
+            self.stuck = Some(Stuck {
+                pos: self.head,
+                since: now,
+            });
+            return Ok(false);
+        }
+        // A claim below the tail: the caller re-parses, then resolves it
+        // (its timeout counts from the first sight of this head).
+        Ok(true)
+    }
+
+    /// Since when the head has been blocked where it is now (`now` if this
+    /// is the first sight).
+    fn stuck_since(&mut self, now: Instant) -> Instant {
+        let head = self.head;
+        match self.stuck {
+            Some(st) if st.pos == head => st.since,
+            _ => {
+                self.stuck = Some(Stuck {
+                    pos: head,
+                    since: now,
+                });
+                now
+            }
+        }
+    }
+
+    /// Reads and checks the header at `pos` (`head <= pos <= head + cap`).
+    ///
+    /// The bounds of a frame are checked against the lap and the head (it
+    /// must lie within one capacity of it), not against the tail: reading
+    /// the tail for every frame would pull its line from the producers, who
+    /// CAS it on every claim. A written header lies below the tail (the
+    /// producer wrote it after its claim moved the tail), so `cached_tail`
+    /// moves up to the frame's end; a forged header beyond the real tail is
+    /// caught at the next read of the tail, which must be at or past
+    /// everything seen.
     #[inline]
     fn parse(&mut self, pos: u64) -> Result<Parsed, RecvError> {
         let v = &self.view;
+        let window = self.head + v.cap;
+        if pos >= window {
+            // A batch read a full ring: nothing lies past one capacity from
+            // the head, and the word there is one we read but have not
+            // zeroed yet.
+            return Ok(Parsed::Pending(0));
+        }
         let idx = pos & v.mask;
         // Acquire: pairs with the producer's Release store of the claimed
         // or padding header and its Release CAS to committed; the payload
@@ -376,21 +418,23 @@ impl MpscConsumer {
         if h.kind == PADDING {
             let room = v.cap - idx;
             // Padding fills the rest of a lap it does not start, and is
-            // claimed together with the frame after it.
-            if idx == 0 || u64::from(h.len) != room - 8 || pos + room >= self.cached_tail {
+            // claimed together with the frame (header included) after it.
+            if idx == 0 || u64::from(h.len) != room - 8 || pos + room + 8 > window {
                 return Err(self.poison());
             }
+            self.cached_tail = self.cached_tail.max(pos + room + 8);
             return Ok(Parsed::Skip(room));
         }
         let len = u64::from(h.len);
         let total = frame_len(len);
         let ok = len <= v.max_payload
             && idx + total <= v.cap
-            && pos + total <= self.cached_tail
+            && pos + total <= window
             && (h.entry as usize) < MAX_PRODUCERS;
         if !ok {
             return Err(self.poison());
         }
+        self.cached_tail = self.cached_tail.max(pos + total);
         match h.kind {
             COMMITTED => Ok(Parsed::Frame(Loc {
                 idx: idx + 8,
@@ -415,20 +459,19 @@ impl MpscConsumer {
             // that a caller polling `try_read` rarely still sees a dead
             // claim skipped at its first call after the timeout.
             let now = Instant::now();
-            let head = self.head;
-            let st = match &mut self.stuck {
-                Some(st) if st.pos == head => st,
-                st => st.insert(Stuck {
-                    pos: head,
-                    since: now,
-                }),
-            };
-            if now.duration_since(st.since) < self.claim_timeout {
+            if now.duration_since(self.stuck_since(now)) < self.claim_timeout {
                 return Ok(false);
             }
             // Timed out: the next check is one timeout from now.
-            st.since = now;
+            self.stuck = Some(Stuck {
+                pos: self.head,
+                since: now,
+            });
         }
+        // The claim has blocked the head for a timeout: a good moment to
+        // check what we walked against the tail (a claim forged past it
+        // would otherwise be waited for as long as the entry's owner lives).
+        self.refresh_tail()?;
         if word == 0 {
             return self.resolve_unwritten();
         }
@@ -509,7 +552,6 @@ impl MpscConsumer {
         if !ok {
             return Err(self.poison());
         }
-        self.view.zero(pos, need);
         self.release_to(pos + need);
         Ok(true)
     }
@@ -520,7 +562,9 @@ impl MpscConsumer {
         // Acquire: pairs with the producers' Release CASes of the tail;
         // their intents are visible.
         let tail = self.view.ctrl().tail.load(Ordering::Acquire);
+        // `cached_tail <= tail`: the tail is past every frame seen.
         let ok = tail % 8 == 0
+            && self.head <= self.cached_tail
             && self.cached_tail <= tail
             && tail - self.head <= self.view.cap
             && tail <= MAX_POSITION;
@@ -538,17 +582,19 @@ impl MpscConsumer {
         RecvError::Corrupted
     }
 
-    /// Zeroes a consumed frame and releases it.
+    /// Releases a consumed frame.
     #[inline]
     fn consume(&mut self, loc: Loc) {
-        self.view.zero(self.head, loc.end - self.head);
         self.release_to(loc.end);
     }
 
-    /// Gives the bytes before `end` (already zeroed) back to the producers.
+    /// Zeroes the bytes before `end` (consumed, skipped or abandoned) and
+    /// gives them back to the producers: one pass and one store of the
+    /// head for everything released at once.
     #[inline]
     fn release_to(&mut self, end: u64) {
         debug_assert!(self.head <= end && end <= self.cached_tail);
+        self.view.zero(self.head, end - self.head);
         self.head = end;
         // Release: the zeroing and our reads of the released bytes come
         // before; pairs with the producers' Acquire load of the head.

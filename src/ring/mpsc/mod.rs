@@ -28,20 +28,33 @@
 //! ```text
 //! producer (entry e)                          consumer
 //! ------------------                          --------
-//! t = tail                                    at head h < tail (Acquire):
+//! t = tail                                    at head h:
 //! loop:                                         word = header(h) (Acquire)
 //!   need = pad(t) + 8 + align8(len)             COMMITTED -> deliver
 //!   room vs cached head (refresh: Acquire)      PADDING / ABANDONED -> skip
-//!   record[e].need = need                       CLAIMED(e) / 0 -> wait; after
-//!   record[e].intent = t|1      (Release)         the claim timeout, resolve
-//!   CAS tail t -> t+need        (Release)       consumed: zero the bytes,
-//!     failed: t = current, retry                  head = end (Release),
-//! header(frame) = CLAIMED(e,len) (Release)        ring the space bell
-//! header(t) = PADDING, if pad    (Release)
-//! write the payload in place
-//! CAS header CLAIMED -> COMMITTED(tag) (Release); ring the data bell
+//!   record[e].need = need                       CLAIMED(e) -> wait; after the
+//!   record[e].intent = t|1      (Release)         claim timeout, resolve
+//!   CAS tail t -> t+need        (Release)       0 -> empty, or reserved and
+//!     failed: t = current, retry                  not written: the tail
+//! header(frame) = CLAIMED(e,len) (Release)        (Acquire) tells, read only
+//! header(t) = PADDING, if pad    (Release)        after the claim timeout
+//! prefetch lines ahead for writing            consumed: zero the bytes,
+//! write the payload in place                    head = end (Release),
+//! CAS header CLAIMED -> COMMITTED(tag)          ring the space bell
+//!   (Release); ring the data bell
 //!   failed with ABANDONED -> Err(Abandoned)
 //! ```
+//!
+//! The consumer walks headers, not the tail: every claim CASes the tail's
+//! line, and a consumer reading it per frame would make each claim wait for
+//! that line to come back. A written header is below the tail (its producer
+//! wrote it after its claim moved the tail), so the consumer only checks a
+//! frame against the lap and one capacity from the head, and each later
+//! read of the tail must be at or past every frame seen (else `Corrupted`).
+//! A 0 header can be an empty ring or a reservation whose header is not
+//! written yet; the tail tells them apart, and it is read when the head has
+//! not moved for the claim timeout, which is when a dead claim would be
+//! resolved anyway.
 //!
 //! Resolving a claim that blocked the head for the claim timeout:
 //!
@@ -70,8 +83,9 @@
 //!   than guess.
 //!
 //! The consumer zeroes every byte it consumed before it publishes the
-//! head, so the next lap's headers read as unwritten; a producer writes
-//! only below `head + capacity` after an Acquire load of the head.
+//! head (one pass per batch released), so the next lap's headers read as
+//! unwritten; a producer writes only below `head + capacity` after an
+//! Acquire load of the head.
 //!
 //! Wake-ups: a commit rings the consumer's doorbell (a fence and a load;
 //! `FUTEX_WAKE` only when the consumer sleeps); each release rings the
@@ -92,8 +106,8 @@ mod view;
 pub use consumer::{DEFAULT_CLAIM_TIMEOUT, MpscConsumer, MpscFrame, ProducerInfo};
 pub use error::{CommitError, SendError};
 pub use layout::{CONTROL_LEN, MAX_CAPACITY, MAX_PRODUCERS, check_capacity, section_len};
-pub use producer::{MpscClaim, MpscProducer};
 pub(crate) use producer::PREFETCH_AHEAD;
+pub use producer::{MpscClaim, MpscProducer};
 pub use view::HeapMpsc;
 
 /// The largest payload an MPSC ring of `capacity` bytes accepts: half the

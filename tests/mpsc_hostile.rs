@@ -1,0 +1,227 @@
+//! An MPSC ring whose shared words are overwritten with garbage, as a
+//! crashed or hostile peer could: every inconsistency the consumer or a
+//! producer reads gives `Corrupted` (never a panic, a hang, or a read
+//! outside the ring), and the ring stays poisoned.
+//!
+//! Offsets follow `polycephaly::ring::mpsc::layout`: the tail at 0, the
+//! head at 64, the data after `CONTROL_LEN` bytes; a frame header is
+//! `len | entry << 23 | kind << 29 | tag << 32`.
+
+use std::time::Duration;
+
+use polycephaly::region::{Region, SectionId, SectionKind};
+use polycephaly::ring::RecvError;
+use polycephaly::ring::mpsc::{CONTROL_LEN, MpscConsumer, MpscProducer, SendError, section_len};
+
+const CAPACITY: usize = 256;
+const TAIL: usize = 0;
+const HEAD: usize = 64;
+const COMMITTED: u64 = 2;
+const CLAIMED: u64 = 1;
+const PADDING: u64 = 3;
+
+fn header(kind: u64, entry: u64, len: u64, tag: u64) -> u64 {
+    len | entry << 23 | kind << 29 | tag << 32
+}
+
+/// A region with one MPSC ring, a producer and a consumer that checks
+/// claims at once (no claim timeout).
+fn ring() -> (Region, MpscProducer, MpscConsumer) {
+    let r = Region::builder()
+        .section(SectionKind::MpscRing, section_len(CAPACITY).unwrap())
+        .build()
+        .unwrap();
+    let tx = MpscProducer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = MpscConsumer::attach(&r, SectionId(0)).unwrap();
+    rx.set_claim_timeout(Duration::ZERO);
+    (r, tx, rx)
+}
+
+/// Writes `v` at byte `offset` of the ring section, as another process
+/// would.
+fn poke(r: &Region, offset: usize, v: u64) {
+    let s = r.section(SectionId(0)).unwrap();
+    assert!(offset % 8 == 0 && offset + 8 <= s.len);
+    // SAFETY: in bounds and 8-aligned (checked; sections are 64-aligned);
+    // a volatile write of plain bytes into shared memory that the ring
+    // reads only through atomics and checks.
+    unsafe { s.ptr.as_ptr().add(offset).cast::<u64>().write_volatile(v) };
+}
+
+/// Reads until the ring reports something other than a frame.
+fn drain(rx: &mut MpscConsumer) -> RecvError {
+    let mut buf = Vec::new();
+    for _ in 0..64 {
+        if let Err(e) = rx.try_recv(&mut buf) {
+            return e;
+        }
+    }
+    panic!("64 frames out of a 256-byte ring");
+}
+
+fn assert_poisoned(rx: &mut MpscConsumer) {
+    assert!(rx.is_poisoned());
+    let mut buf = Vec::new();
+    assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Corrupted));
+    assert_eq!(
+        rx.read_timeout(Duration::from_secs(5)).err(),
+        Some(RecvError::Corrupted)
+    );
+}
+
+#[test]
+fn a_bad_header_at_the_head_is_detected() {
+    let cases = [
+        (
+            "length beyond the largest payload",
+            header(COMMITTED, 0, 200, 0),
+        ),
+        (
+            "frame running past the end of the lap",
+            header(COMMITTED, 0, 120, 0),
+        ),
+        ("unknown kind", header(6, 0, 8, 0)),
+        ("claimed with a tag", header(CLAIMED, 0, 8, 9)),
+        ("padding at the start of a lap", header(PADDING, 0, 248, 0)),
+        ("padding of the wrong length", header(PADDING, 0, 8, 0)),
+    ];
+    for (what, word) in cases {
+        let (r, mut tx, mut rx) = ring();
+        if what == "frame running past the end of the lap" {
+            // Move both ends to 128 first: 120 bytes from there overrun
+            // the lap (a real frame would have been preceded by padding).
+            tx.try_send(&[7; 120]).unwrap();
+            let mut buf = Vec::new();
+            rx.try_recv(&mut buf).unwrap();
+        }
+        tx.try_send(&[1; 16]).unwrap();
+        let at = if what == "frame running past the end of the lap" {
+            128
+        } else {
+            0
+        };
+        poke(&r, CONTROL_LEN + at, word);
+        assert_eq!(drain(&mut rx), RecvError::Corrupted, "{what}");
+        assert_poisoned(&mut rx);
+    }
+}
+
+#[test]
+fn a_batch_read_detects_a_bad_header_after_good_frames() {
+    let (r, mut tx, mut rx) = ring();
+    tx.try_send(&[1; 16]).unwrap();
+    tx.try_send(&[2; 16]).unwrap();
+    // The second frame's header (at 24) claims more than the ring holds.
+    poke(&r, CONTROL_LEN + 24, header(COMMITTED, 0, 4000, 0));
+    let mut seen = Vec::new();
+    assert_eq!(
+        rx.try_read_batch(10, |_, b| seen.push(b.to_vec())),
+        Err(RecvError::Corrupted)
+    );
+    // The frame before the bad one was delivered, and only that one.
+    assert_eq!(seen, vec![vec![1; 16]]);
+    assert_poisoned(&mut rx);
+}
+
+#[test]
+fn a_header_forged_past_the_tail_is_caught_at_the_next_tail_read() {
+    let (r, mut tx, mut rx) = ring();
+    tx.try_send(&[1; 16]).unwrap();
+    let mut buf = Vec::new();
+    rx.try_recv(&mut buf).unwrap();
+    // The tail is at 24. A "committed" frame appears at 24, past it: the
+    // consumer walks headers, not the tail, so it may deliver it; the
+    // next read of the tail (at the latest when the ring looks empty for
+    // the claim timeout, here zero) finds the head past the tail.
+    poke(&r, CONTROL_LEN + 24, header(COMMITTED, 0, 8, 0));
+    assert_eq!(drain(&mut rx), RecvError::Corrupted);
+    assert_poisoned(&mut rx);
+    // The producer learns it on its slow path (a full ring), and a new
+    // consumer is refused.
+    let mut got = Ok(());
+    for _ in 0..64 {
+        got = tx.try_send(&[3; 100]);
+        if got.is_err() {
+            break;
+        }
+    }
+    assert_eq!(got, Err(SendError::Corrupted));
+    drop(rx);
+    assert!(MpscConsumer::attach(&r, SectionId(0)).is_err());
+}
+
+#[test]
+fn a_claim_forged_past_the_tail_is_not_waited_for() {
+    // A "claimed" header past the tail, naming a live producer's entry:
+    // a real claim would be waited for while its producer lives, but at
+    // the claim timeout the consumer checks the tail, which must be past
+    // every header it walked.
+    let (r, mut tx, mut rx) = ring();
+    tx.try_send(&[1; 16]).unwrap();
+    let mut buf = Vec::new();
+    rx.try_recv(&mut buf).unwrap();
+    poke(
+        &r,
+        CONTROL_LEN + 24,
+        header(CLAIMED, tx.entry() as u64, 8, 0),
+    );
+    assert_eq!(drain(&mut rx), RecvError::Corrupted);
+    assert_poisoned(&mut rx);
+}
+
+#[test]
+fn bad_tails_are_detected_by_the_consumer() {
+    for (what, tail) in [
+        ("more than a capacity ahead", 24 + 4096),
+        ("not 8-aligned", 27),
+        ("behind a frame already seen", 8),
+    ] {
+        let (r, mut tx, mut rx) = ring();
+        tx.try_send(&[1; 16]).unwrap();
+        let mut buf = Vec::new();
+        rx.try_recv(&mut buf).unwrap();
+        poke(&r, TAIL, tail);
+        assert_eq!(drain(&mut rx), RecvError::Corrupted, "{what}");
+        assert_poisoned(&mut rx);
+    }
+}
+
+#[test]
+fn a_reservation_nobody_made_is_detected() {
+    // The tail moves on with no producer's intent naming the space and no
+    // header written: after the claim timeout (zero here) the consumer
+    // finds no claimer to wait for and reports the ring corrupted rather
+    // than skip an unknown number of bytes or wait forever.
+    let (r, _tx, mut rx) = ring();
+    poke(&r, TAIL, 64);
+    assert_eq!(drain(&mut rx), RecvError::Corrupted);
+    assert_poisoned(&mut rx);
+}
+
+#[test]
+fn bad_heads_are_detected_by_a_producer() {
+    for (what, head) in [
+        ("past the tail", 4096),
+        ("not 8-aligned", 3),
+        ("moved backwards", 0),
+    ] {
+        let (r, mut tx, mut rx) = ring();
+        // Frames of 120 bytes: after the third the producer has seen the
+        // head at 120 (it needed room), and the fourth needs a new look.
+        tx.try_send(&[1; 112]).unwrap();
+        let mut buf = Vec::new();
+        rx.try_recv(&mut buf).unwrap();
+        tx.try_send(&[2; 112]).unwrap();
+        tx.try_send(&[2; 112]).unwrap();
+        poke(&r, HEAD, head);
+        let mut got = Ok(());
+        for _ in 0..4 {
+            got = tx.try_send(&[3; 112]);
+            if got.is_err() {
+                break;
+            }
+        }
+        assert_eq!(got, Err(SendError::Corrupted), "{what}");
+        assert!(tx.is_poisoned(), "{what}");
+    }
+}
