@@ -106,7 +106,6 @@ mod view;
 pub use consumer::{DEFAULT_CLAIM_TIMEOUT, MpscConsumer, MpscFrame, ProducerInfo};
 pub use error::{CommitError, SendError};
 pub use layout::{CONTROL_LEN, MAX_CAPACITY, MAX_PRODUCERS, check_capacity, section_len};
-pub(crate) use producer::PREFETCH_AHEAD;
 pub use producer::{MpscClaim, MpscProducer};
 pub use view::HeapMpsc;
 

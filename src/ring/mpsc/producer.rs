@@ -10,22 +10,14 @@ use super::error::{CommitError, SendError};
 use super::layout::{ABANDONED, CLAIMED, COMMITTED, Header, PADDING};
 use super::view::{MAX_POSITION, RingView};
 use crate::ring::ClaimError;
-use crate::ring::frame::{frame_len, pad_before};
+use crate::ring::frame::{frame_len, pad_before, warm_lines_after};
 use crate::sync::WaitStrategy;
-use crate::sync::shim::{Ordering, prefetch_write};
+use crate::sync::shim::Ordering;
 
 /// How many tail CAS attempts a `try_` claim makes before it reports the
 /// ring [`Full`](ClaimError::Full): other producers winning every race for
 /// this long is contention a blocking claim waits out.
 const CAS_ATTEMPTS: u32 = 1 << 12;
-
-/// How far past the end of its claim a producer warms lines for writing:
-/// the two lines from 128 bytes on (a 64-byte message's frame is 72 bytes,
-/// so they are the next frame but one). Measured on the 2-CPU reference
-/// machine, `mpsc1_64b_throughput`: no prefetch 13 M msg/s, 64 bytes ahead
-/// 18 M, 128 bytes 18-19 M, 256 bytes 17 M, 2 KiB 14 M (before the claim
-/// path was inlined; with it, 32-39 M without and 41-51 M with).
-pub(crate) const PREFETCH_AHEAD: u64 = 128;
 
 /// Re-reads the consumer's position and then the tail, and checks them
 /// against each other and against `cached_head`. (head, tail), or `None`
@@ -264,19 +256,16 @@ impl MpscProducer {
                 Ordering::Release,
             );
         }
-        // Warm the lines the next claims will write, so that their stores
-        // find them here instead of in the consumer's cache (it zeroed
-        // them): the commit's CAS waits for every store before it, and a
-        // miss there costs a cache-line transfer per message. Only lines
-        // that are free space for certain (below `cached_head + cap`).
-        let at = (pos + frame_len(u64::from(len)) + PREFETCH_AHEAD) & !63;
-        let limit = self.cached_head + v.cap;
-        for line in [at, at + 64] {
-            if line + 64 <= limit {
-                // SAFETY: `line & mask < cap`: a pointer into the data area.
-                prefetch_write(unsafe { v.data_at(line & v.mask) });
-            }
-        }
+        // Warm the lines the next claims will write (see
+        // `warm_lines_after`); the commit's CAS waits for every store before
+        // it, so a miss there would cost a line transfer per message.
+        warm_lines_after(
+            // SAFETY: index 0 of the data area.
+            unsafe { v.data_at(0) },
+            v.mask,
+            pos + frame_len(u64::from(len)),
+            self.cached_head + v.cap,
+        );
         Ok(Reservation { pos, len })
     }
 
