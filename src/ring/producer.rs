@@ -166,6 +166,9 @@ impl SpscProducer {
     ///
     /// # Errors
     /// As [`claim_timeout`](Self::claim_timeout).
+    // Inlined: returned through memory, the claim guard is stored and
+    // re-read with moves the CPU cannot forward (see the MPSC producer).
+    #[inline]
     pub fn claim_until(
         &mut self,
         len: usize,
@@ -222,6 +225,14 @@ impl SpscProducer {
                 return Err(ClaimError::Full);
             }
         }
+        // Warm the lines of the frames after this one.
+        crate::ring::frame::warm_lines_after(
+            // SAFETY: index 0 of the data area.
+            unsafe { self.ring.data_at(0) },
+            self.ring.mask,
+            self.tail + need,
+            self.cached_head + self.ring.cap,
+        );
         Ok(Reservation {
             pad,
             need,
@@ -279,6 +290,7 @@ impl SpscProducer {
         Ok(())
     }
 
+    #[inline]
     fn guard(&mut self, r: Reservation) -> Claim<'_> {
         Claim {
             producer: self,
