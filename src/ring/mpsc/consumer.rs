@@ -513,9 +513,11 @@ impl MpscConsumer {
             if rec.intent.load(Ordering::Acquire) != pos | 1 {
                 continue;
             }
-            // Relaxed: ordered by the Acquire above; for a dead owner the
-            // record is frozen, and a live one only makes us wait.
-            let n = u64::from(rec.need.load(Ordering::Relaxed));
+            // Acquire: pairs with the producer's Release store of `need`.
+            // It may be the length of the producer's next attempt (stored
+            // before the next intent); that attempt began after the header
+            // for `pos` was written, which the re-read below then sees.
+            let n = u64::from(rec.need.load(Ordering::Acquire));
             // Acquire: pairs with the Release CAS of a detaching producer,
             // so that its last header (written before it) is seen by the
             // re-read below.

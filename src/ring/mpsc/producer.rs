@@ -314,8 +314,10 @@ impl MpscProducer {
             }
             // Our intent, before the CAS: if the CAS wins and we die before
             // writing the header, the consumer finds the claimer here.
-            // Relaxed: published by the Release store of the intent.
-            rec.need.store(need as u32, Ordering::Relaxed);
+            // Release: a consumer that reads this length while our previous
+            // intent still shows (Acquire) sees the header we wrote for
+            // that claim.
+            rec.need.store(need as u32, Ordering::Release);
             // Release: a consumer that reads a later intent of ours
             // (Acquire) sees the header we wrote for this claim.
             rec.intent.store(t | 1, Ordering::Release);
