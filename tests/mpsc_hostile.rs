@@ -151,6 +151,37 @@ fn a_header_forged_past_the_tail_is_caught_at_the_next_tail_read() {
 }
 
 #[test]
+fn the_head_never_passes_the_tail_even_with_traffic_after_a_forgery() {
+    // With the default claim timeout (the tail is not read while frames
+    // keep coming), a forged frame past the tail is followed by real ones.
+    let (r, mut tx, mut rx) = ring();
+    rx.set_claim_timeout(Duration::from_secs(60));
+    tx.try_send(&[1; 16]).unwrap();
+    let mut buf = Vec::new();
+    rx.try_recv(&mut buf).unwrap();
+    poke(&r, CONTROL_LEN + 24, header(COMMITTED, 0, 8, 0));
+    // The consumer may deliver the forged frame, but it does not give its
+    // bytes back: it reads the tail first, finds the frame past it, and
+    // reports the ring corrupted.
+    let first = rx.try_recv(&mut buf);
+    assert!(matches!(first, Ok(_) | Err(RecvError::Corrupted)));
+    assert!(rx.is_poisoned());
+    let peek = |offset: usize| {
+        let s = r.section(SectionId(0)).unwrap();
+        // SAFETY: in bounds, 8-aligned; a plain read of shared words.
+        unsafe { s.ptr.as_ptr().add(offset).cast::<u64>().read_volatile() }
+    };
+    assert!(
+        peek(HEAD) <= peek(TAIL),
+        "the head was released past the tail"
+    );
+    // Producers go on; nothing more comes out of the poisoned consumer.
+    let _ = tx.try_send(&[2; 16]);
+    let _ = tx.try_send(&[3; 16]);
+    assert_poisoned(&mut rx);
+}
+
+#[test]
 fn a_claim_forged_past_the_tail_is_not_waited_for() {
     // A "claimed" header past the tail, naming a live producer's entry:
     // a real claim would be waited for while its producer lives, but at

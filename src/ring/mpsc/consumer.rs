@@ -22,8 +22,9 @@ pub const DEFAULT_CLAIM_TIMEOUT: Duration = Duration::from_millis(100);
 /// The reading end of an MPSC ring (one per ring).
 ///
 /// `Send` but not `Sync`. Every position, header and record it reads from
-/// shared memory is checked before use; an inconsistency gives
-/// [`RecvError::Corrupted`] from then on.
+/// shared memory is checked before use (a header's place against the tail
+/// when the tail is next read, at the latest before the head passes it);
+/// an inconsistency gives [`RecvError::Corrupted`] from then on.
 pub struct MpscConsumer {
     view: RingView,
     me: u32,
@@ -36,6 +37,8 @@ pub struct MpscConsumer {
     /// `head <= cached_tail <= head + cap`; checked against the real tail
     /// each time that is read.
     cached_tail: u64,
+    /// The last value read from the shared tail (checked).
+    tail_seen: u64,
     poisoned: bool,
     strategy: WaitStrategy,
     claim_timeout: Duration,
@@ -72,6 +75,10 @@ struct Stuck {
 /// before each poll of the header at the head while waiting.
 #[cfg(not(loom))]
 const POLL_PAUSES: u32 = 32;
+
+/// The shortest sleep of a consumer waiting on a blocked head before it
+/// looks at the blocker again (see `wait_for_data`).
+const RECHECK_FLOOR: Duration = Duration::from_millis(1);
 
 /// One attached producer, as listed by [`MpscConsumer::producers`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +123,7 @@ impl MpscConsumer {
             me,
             head,
             cached_tail: head,
+            tail_seen: head,
             poisoned: false,
             strategy: WaitStrategy::BLOCK,
             claim_timeout: DEFAULT_CLAIM_TIMEOUT,
@@ -253,8 +261,8 @@ impl MpscConsumer {
         let mut pos = self.head;
         let mut n = 0;
         // Bounded: every step but a re-parse moves `pos` forward by at
-        // least 8 bytes (and `cached_tail - head <= cap`); a re-parse
-        // follows a tail read or a resolution, at most twice per frame.
+        // least 8 bytes, within one capacity of the head; a re-parse
+        // follows a release, a tail read or a resolution.
         let mut steps = self.view.cap / 8 + 8;
         while n < max && steps > 0 {
             steps -= 1;
@@ -275,7 +283,7 @@ impl MpscConsumer {
                 Parsed::Pending(_) if pos != self.head => {
                     // Release what we read, then look again from the new
                     // head (whose window reaches further).
-                    self.release_to(pos);
+                    self.release_to(pos)?;
                 }
                 Parsed::Pending(word) => {
                     if !self.settle(word)? {
@@ -286,7 +294,7 @@ impl MpscConsumer {
             }
         }
         if pos != self.head {
-            self.release_to(pos);
+            self.release_to(pos)?;
         }
         Ok(n)
     }
@@ -326,7 +334,7 @@ impl MpscConsumer {
         for _ in 0..(self.view.cap / 8 + 4) {
             match self.parse(self.head)? {
                 Parsed::Frame(loc) => return Ok(loc),
-                Parsed::Skip(span) => self.release_to(self.head + span),
+                Parsed::Skip(span) => self.release_to(self.head + span)?,
                 Parsed::Pending(word) => {
                     if !self.settle(word)? {
                         return Err(RecvError::Empty);
@@ -454,20 +462,19 @@ impl MpscConsumer {
     /// the caller's next round). Returns whether the caller should parse
     /// the head again.
     fn resolve(&mut self, word: u64) -> Result<bool, RecvError> {
-        if !self.claim_timeout.is_zero() {
-            // One clock read per call while a claim blocks the head, so
-            // that a caller polling `try_read` rarely still sees a dead
-            // claim skipped at its first call after the timeout.
-            let now = Instant::now();
-            if now.duration_since(self.stuck_since(now)) < self.claim_timeout {
-                return Ok(false);
-            }
-            // Timed out: the next check is one timeout from now.
-            self.stuck = Some(Stuck {
-                pos: self.head,
-                since: now,
-            });
+        // One clock read per call while a claim blocks the head, so that a
+        // caller polling `try_read` rarely still sees a dead claim skipped
+        // at its first call after the timeout.
+        let now = Instant::now();
+        if now.duration_since(self.stuck_since(now)) < self.claim_timeout {
+            return Ok(false);
         }
+        // Timed out: the next check is one timeout from now (and the
+        // sleeper's wake-up always has an end, see `wait_for_data`).
+        self.stuck = Some(Stuck {
+            pos: self.head,
+            since: now,
+        });
         // The claim has blocked the head for a timeout: a good moment to
         // check what we walked against the tail (a claim forged past it
         // would otherwise be waited for as long as the entry's owner lives).
@@ -554,7 +561,7 @@ impl MpscConsumer {
         if !ok {
             return Err(self.poison());
         }
-        self.release_to(pos + need);
+        self.release_to(pos + need)?;
         Ok(true)
     }
 
@@ -574,6 +581,7 @@ impl MpscConsumer {
             return Err(self.poison());
         }
         self.cached_tail = tail;
+        self.tail_seen = tail;
         Ok(())
     }
 
@@ -584,37 +592,56 @@ impl MpscConsumer {
         RecvError::Corrupted
     }
 
-    /// Releases a consumed frame.
+    /// Releases a consumed frame. (A release that finds the ring corrupted
+    /// poisons it; the next call reports it.)
     #[inline]
     fn consume(&mut self, loc: Loc) {
-        self.release_to(loc.end);
+        let _ = self.release_to(loc.end);
     }
 
     /// Zeroes the bytes before `end` (consumed, skipped or abandoned) and
     /// gives them back to the producers: one pass and one store of the
     /// head for everything released at once.
+    ///
+    /// The head never passes the tail: bytes past the last tail read are
+    /// released only after a new read of the tail covers them. (The frames
+    /// were checked against the lap when walked; a header forged past the
+    /// tail would otherwise move the head past it, and producers would
+    /// then claim space the consumer has already passed.) One read per
+    /// release that goes past the last one seen: per batch when behind.
     #[inline]
-    fn release_to(&mut self, end: u64) {
+    fn release_to(&mut self, end: u64) -> Result<(), RecvError> {
         debug_assert!(self.head <= end && end <= self.cached_tail);
+        if end > self.tail_seen {
+            // Checks `cached_tail <= tail`, and `end <= cached_tail`.
+            self.refresh_tail()?;
+        }
         self.view.zero(self.head, end - self.head);
         self.head = end;
         // Release: the zeroing and our reads of the released bytes come
         // before; pairs with the producers' Acquire load of the head.
         self.view.ctrl().head.store(end, Ordering::Release);
         self.view.ctrl().space_bell.ring();
+        Ok(())
     }
 
     /// Sleeps (per the strategy) until the frame at the head is ready or
     /// the claim timeout of a pending frame expires.
     #[cold]
     fn wait_for_data(&mut self, deadline: Option<Instant>) -> Result<(), RecvError> {
+        // Whatever blocks the head (a claim, or a 0 header that may be a
+        // reservation never written), it is looked at again one claim
+        // timeout after the head stopped here, and never sooner than
+        // RECHECK_FLOOR from now (a zero timeout must not spin on system
+        // calls, nor a head first seen by a caller that gave up early
+        // leave the sleep without an end).
+        let now = Instant::now();
+        let since = self.stuck_since(now);
+        let wake = since
+            .checked_add(self.claim_timeout)
+            .map(|w| w.max(now + RECHECK_FLOOR));
         let v = &self.view;
         let head = self.head;
-        // A pending frame at the head: wake at its claim timeout.
-        let wake = match self.stuck {
-            Some(st) if st.pos == head => st.since.checked_add(self.claim_timeout),
-            _ => None,
-        };
         let until = match (deadline, wake) {
             (Some(d), Some(w)) => Some(d.min(w)),
             (d, w) => d.or(w),
@@ -696,9 +723,10 @@ impl Deref for MpscFrame<'_> {
     #[inline]
     fn deref(&self) -> &[u8] {
         let v = &self.consumer.view;
-        // SAFETY: `parse` checked that the payload lies inside the lap and
-        // below the tail; it is committed, so no producer touches it until
-        // we release it, which happens when this frame drops.
+        // SAFETY: `parse` checked that the payload lies inside the lap,
+        // within one capacity of the head; it is committed, so no producer
+        // touches it until we release it, which happens when this frame
+        // drops.
         unsafe { core::slice::from_raw_parts(v.data_at(self.loc.idx), self.loc.len as usize) }
     }
 }

@@ -46,15 +46,16 @@
 //! ```
 //!
 //! The consumer walks headers, not the tail: every claim CASes the tail's
-//! line, and a consumer reading it per frame would make each claim wait for
-//! that line to come back. A written header is below the tail (its producer
-//! wrote it after its claim moved the tail), so the consumer only checks a
-//! frame against the lap and one capacity from the head, and each later
-//! read of the tail must be at or past every frame seen (else `Corrupted`).
-//! A 0 header can be an empty ring or a reservation whose header is not
-//! written yet; the tail tells them apart, and it is read when the head has
-//! not moved for the claim timeout, which is when a dead claim would be
-//! resolved anyway.
+//! line, and a consumer polling it would make each claim wait for that line
+//! to come back. A written header is below the tail (its producer wrote it
+//! after its claim moved the tail), so the consumer checks a frame against
+//! the lap and one capacity from the head as it walks, and reads the tail
+//! (which must be at or past every frame seen, else `Corrupted`) before it
+//! releases bytes past the last tail it read: once per release when it
+//! keeps up, once per batch when it is behind. A 0 header can be an empty
+//! ring or a reservation whose header is not written yet; the tail tells
+//! them apart, and it is read for that when the head has not moved for the
+//! claim timeout, which is when a dead claim would be resolved anyway.
 //!
 //! Resolving a claim that blocked the head for the claim timeout:
 //!
@@ -89,12 +90,18 @@
 //!
 //! Wake-ups: a commit rings the consumer's doorbell (a fence and a load;
 //! `FUTEX_WAKE` only when the consumer sleeps); each release rings the
-//! producers' doorbell likewise. A sleeping consumer with a claim pending
-//! at the head wakes at the claim timeout to resolve it.
+//! producers' doorbell likewise. A sleeping consumer wakes one claim
+//! timeout after its head stopped moving (at least 1 ms from when it went
+//! to sleep) to look at what blocks it: a pending claim to resolve, or a 0
+//! header that the tail may show to be a reservation.
 //!
 //! Everything read from shared memory is checked (positions, header kinds,
 //! lengths, entries, records); an inconsistency gives `Corrupted` and
-//! poisons the ring. Loops over shared state are bounded.
+//! poisons the ring. A header's place is checked against the tail when the
+//! tail is next read, and the head is never released past the last tail
+//! read, so a header forged past the tail is caught before producers could
+//! claim space the consumer has passed (the forged frame itself may have
+//! been delivered). Loops over shared state are bounded.
 
 mod consumer;
 mod error;
