@@ -14,6 +14,13 @@
 //! on the machine, pure spinning fell to ~0.2 M msg/s, against several M
 //! with BLOCK. The figures are what the machine sustains with that many
 //! writers sharing its CPUs, not a per-core rate.
+//!
+//! Where they run (`--pin`): `none` leaves it to the scheduler; `split`
+//! puts the consumer on the first CPU and every producer on the second, as
+//! the SPSC rows put their consumer and producer (so the producers share
+//! one CPU and take turns on it, and their claims interleave in the ring
+//! by turns rather than message by message); `same` puts everyone on the
+//! first CPU. The row's note says which.
 
 use core::time::Duration;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -21,8 +28,8 @@ use std::time::Instant;
 
 use rustix::process::{Pid, Signal, WaitOptions};
 
-use super::pair::{STUCK_AFTER, run_pair};
-use super::{BenchError, Measurement, PinMode, Plan, Row, Timings, Unit, Wait};
+use super::pair::{STUCK_AFTER, choose_cpus, current_cpu, pin_self, run_pair};
+use super::{BenchError, Measurement, PinMode, Placement, Plan, Row, Timings, Unit, Wait};
 use crate::region::{OpenOptions, Region, SectionId, SectionKind};
 use crate::ring::RecvError;
 use crate::ring::mpsc::{MpscConsumer, MpscProducer, section_len};
@@ -37,7 +44,7 @@ pub const ROWS: &[Row] = &[
         wait: Wait::Block,
         unit: Unit::MsgPerSec,
         floor: Some("floor_ring_64b_throughput"),
-        run: |cfg| throughput_row(cfg.plan(FULL, QUICK), 1),
+        run: |cfg| throughput_row(cfg.plan(FULL, QUICK), 1, cfg.pin),
     },
     Row {
         name: "mpsc2_64b_throughput",
@@ -45,7 +52,7 @@ pub const ROWS: &[Row] = &[
         wait: Wait::Block,
         unit: Unit::MsgPerSec,
         floor: Some("floor_ring_64b_throughput"),
-        run: |cfg| throughput_row(cfg.plan(FULL, QUICK), 2),
+        run: |cfg| throughput_row(cfg.plan(FULL, QUICK), 2, cfg.pin),
     },
     Row {
         name: "mpsc4_64b_throughput",
@@ -53,7 +60,7 @@ pub const ROWS: &[Row] = &[
         wait: Wait::Block,
         unit: Unit::MsgPerSec,
         floor: Some("floor_ring_64b_throughput"),
-        run: |cfg| throughput_row(cfg.plan(FULL, QUICK), 4),
+        run: |cfg| throughput_row(cfg.plan(FULL, QUICK), 4, cfg.pin),
     },
     Row {
         name: "mpsc_block_rtt",
@@ -71,8 +78,17 @@ pub const ROWS: &[Row] = &[
 const FULL: Plan = Plan::new(10, 200, 200_000);
 const QUICK: Plan = Plan::new(5, 40, 100_000);
 
-fn throughput_row(plan: Plan, producers: usize) -> Result<Measurement, BenchError> {
-    Measurement::rate(&throughput(producers, &plan)?, Unit::MsgPerSec, 1)
+fn throughput_row(plan: Plan, producers: usize, pin: PinMode) -> Result<Measurement, BenchError> {
+    let mut m = Measurement::rate(&throughput(producers, &plan, pin)?, Unit::MsgPerSec, 1)?;
+    let placed = match pin {
+        PinMode::None => "placed by the scheduler",
+        PinMode::Split => "consumer on the first CPU, every producer on the second",
+        PinMode::Same => "all on the first CPU",
+    };
+    m.notes.push(format!(
+        "{producers} producer process(es) + the consumer, {placed}; all BLOCK (child = producer 0)"
+    ));
+    Ok(m)
 }
 
 /// The ring's data bytes: 64 KiB, as the SPSC rows.
@@ -134,7 +150,23 @@ fn ring_err(e: impl core::fmt::Display) -> BenchError {
 /// # Errors
 /// [`BenchError::Corrupt`] if a message is out of order or the ring fails;
 /// those of the process group.
-pub fn throughput(producers: usize, plan: &Plan) -> Result<Timings, BenchError> {
+pub fn throughput(producers: usize, plan: &Plan, pin: PinMode) -> Result<Timings, BenchError> {
+    let mask =
+        rustix::thread::sched_getaffinity(None).map_err(BenchError::os("sched_getaffinity"))?;
+    let cpus = choose_cpus(pin, &mask)?;
+    // The consumer's CPU now (the children inherit it, then move).
+    pin_self(cpus.map(|(a, _)| a))?;
+    let result = throughput_pinned(producers, plan, cpus.map(|(_, b)| b));
+    // Back to the CPUs we had, whatever happened.
+    let _ = rustix::thread::sched_setaffinity(None, &mask);
+    result
+}
+
+fn throughput_pinned(
+    producers: usize,
+    plan: &Plan,
+    producer_cpu: Option<usize>,
+) -> Result<Timings, BenchError> {
     let region = region(1)?;
     let ring = SectionId(1);
     let strategy = WaitStrategy::BLOCK;
@@ -148,7 +180,10 @@ pub fn throughput(producers: usize, plan: &Plan) -> Result<Timings, BenchError> 
         .map_err(|e| BenchError::Corrupt(format!("dup: {e}")))?;
     let ready = word(&region, 0)?;
     let go = word(&region, 1)?;
+    // Producer 0's CPU at the start and at the end, plus one (0: unknown).
+    let child_cpus = [word(&region, 2)?, word(&region, 3)?];
     let produce = |i: usize| -> Result<(), BenchError> {
+        pin_self(producer_cpu)?;
         let own = join(fds[i])?;
         let mut tx = MpscProducer::attach(&own, ring).map_err(ring_err)?;
         tx.set_wait_strategy(strategy);
@@ -158,6 +193,13 @@ pub fn throughput(producers: usize, plan: &Plan) -> Result<Timings, BenchError> 
         while go.load(Ordering::Acquire) == 0 {
             std::thread::yield_now();
         }
+        let note_cpu = |k: usize| {
+            if i == 0 {
+                // Relaxed: read by the parent after it reaped us.
+                child_cpus[k].store(u64::from(current_cpu()) + 1, Ordering::Relaxed);
+            }
+        };
+        note_cpu(0);
         for seq in 0..per {
             msg[..8].copy_from_slice(&seq.to_le_bytes());
             let mut claim = tx.claim(MSG).map_err(ring_err)?;
@@ -165,12 +207,15 @@ pub fn throughput(producers: usize, plan: &Plan) -> Result<Timings, BenchError> 
             claim.set_tag(i as u32);
             claim.commit().map_err(ring_err)?;
         }
+        note_cpu(1);
         Ok(())
     };
+    let mut parent_cpus = [u32::MAX; 2];
     let samples = run_group(producers, produce, || {
         wait_ready(ready, producers as u64)?;
         // Release: pairs with the producers' Acquire loads of `go`.
         go.store(1, Ordering::Release);
+        parent_cpus[0] = current_cpu();
         let mut next = vec![0u64; producers];
         let mut bad = None;
         let mut out = Vec::with_capacity(plan.samples);
@@ -209,10 +254,18 @@ pub fn throughput(producers: usize, plan: &Plan) -> Result<Timings, BenchError> 
                 })
                 .map_err(ring_err)? as u64;
         }
+        parent_cpus[1] = current_cpu();
         Ok(out)
     });
     fds.into_iter().for_each(close);
-    Ok(Timings::new(samples?, plan.batch))
+    // Relaxed: the producers are reaped (`waitpid` ordered their stores).
+    let child = child_cpus.map(|w| (w.load(Ordering::Relaxed).wrapping_sub(1)) as u32);
+    Ok(
+        Timings::new(samples?, plan.batch).with_placement(Placement {
+            parent: parent_cpus,
+            child,
+        }),
+    )
 }
 
 /// Checks one message: its producer's next sequence number.
@@ -405,7 +458,7 @@ mod tests {
     #[test]
     fn throughput_delivers_in_order_with_several_producers() {
         for n in [1, 2, 4] {
-            let t = throughput(n, &Plan::new(1, 3, 2_000)).unwrap();
+            let t = throughput(n, &Plan::new(1, 3, 2_000), PinMode::None).unwrap();
             assert_eq!(t.samples.len(), 3);
         }
     }

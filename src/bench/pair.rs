@@ -302,7 +302,10 @@ fn poll_readable(fd: &OwnedFd, timeout: Option<Duration>) -> bool {
 
 /// The CPUs the parent and the child are pinned to under `pin`, taken from
 /// this process's current CPU mask.
-fn choose_cpus(pin: PinMode, mask: &CpuSet) -> Result<Option<(usize, usize)>, BenchError> {
+pub(super) fn choose_cpus(
+    pin: PinMode,
+    mask: &CpuSet,
+) -> Result<Option<(usize, usize)>, BenchError> {
     let allowed: Vec<usize> = (0..CpuSet::MAX_CPU).filter(|c| mask.is_set(*c)).collect();
     match (pin, allowed.as_slice()) {
         (PinMode::None, _) => Ok(None),
@@ -324,7 +327,7 @@ fn spins_for(cpu_pair: Option<(usize, usize)>) -> u32 {
     }
 }
 
-fn pin_self(cpu: Option<usize>) -> Result<(), BenchError> {
+pub(super) fn pin_self(cpu: Option<usize>) -> Result<(), BenchError> {
     if let Some(cpu) = cpu {
         let mut set = CpuSet::new();
         set.set(cpu);
@@ -334,7 +337,7 @@ fn pin_self(cpu: Option<usize>) -> Result<(), BenchError> {
     Ok(())
 }
 
-fn current_cpu() -> u32 {
+pub(super) fn current_cpu() -> u32 {
     u32::try_from(rustix::thread::sched_getcpu()).unwrap_or(u32::MAX)
 }
 
