@@ -35,22 +35,24 @@ pub const MIN_CAPACITY: usize = 64;
 /// the 31 bits of a header's length word.
 pub const MAX_CAPACITY: usize = 1 << 31;
 
-/// How far past the end of its claim a producer warms lines for writing:
-/// the two lines from 128 bytes on (a 64-byte message's frame is 72 bytes,
-/// so they hold the frame after next). Measured on the 2-CPU reference
-/// machine, `mpsc1_64b_throughput` before the claim path was inlined: no
-/// prefetch 13 M msg/s, 64 bytes ahead 18 M, 128 bytes 18-19 M, 256 bytes
-/// 17 M, 2 KiB 14 M; `spsc_64b_throughput` after: 33 M without, 56 M with.
+/// How far past the end of its claim an MPSC producer warms lines for
+/// writing: the two lines from 128 bytes on (a 64-byte message's frame is
+/// 72 bytes, so they hold the frame after next). Measured on the 2-CPU
+/// reference machine, `mpsc1_64b_throughput` before the claim path was
+/// inlined: no prefetch 13 M msg/s, 64 bytes ahead 18 M, 128 bytes 18-19 M,
+/// 256 bytes 17 M, 2 KiB 14 M.
 pub(crate) const PREFETCH_AHEAD: u64 = 128;
 
 /// Asks for the two cache lines from `end + PREFETCH_AHEAD` (rounded down
 /// to a line) of a ring whose data starts at `data` (`mask` = capacity - 1),
 /// for writing, where they lie below `limit` (free space for the producer).
 ///
-/// A frame's stores otherwise find its lines in the consumer's cache (it
-/// read or zeroed them a lap earlier), and whatever drains the store buffer
-/// (the MPSC commit CAS; a full store buffer in SPSC) waits for the line to
-/// come back, once per message. Only a hint: no memory is accessed.
+/// An MPSC frame's stores otherwise find its lines in the consumer's cache
+/// (it zeroed them a lap earlier), and the commit CAS, which drains the
+/// store buffer, waits for them to come back, once per message. (The SPSC
+/// producer has no such CAS: its stores drain in the background, and 12
+/// alternating A/B runs of `spsc_64b_throughput` showed no difference, so it
+/// does not prefetch.) Only a hint: no memory is accessed.
 #[inline(always)]
 pub(crate) fn warm_lines_after(data: *const u8, mask: u64, end: u64, limit: u64) {
     let at = (end + PREFETCH_AHEAD) & !63;

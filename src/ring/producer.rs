@@ -225,14 +225,6 @@ impl SpscProducer {
                 return Err(ClaimError::Full);
             }
         }
-        // Warm the lines of the frames after this one.
-        crate::ring::frame::warm_lines_after(
-            // SAFETY: index 0 of the data area.
-            unsafe { self.ring.data_at(0) },
-            self.ring.mask,
-            self.tail + need,
-            self.cached_head + self.ring.cap,
-        );
         Ok(Reservation {
             pad,
             need,
