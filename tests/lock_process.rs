@@ -305,3 +305,57 @@ fn events_ping_pong_between_processes() {
     common::expect_success(child);
     assert!(!ping.is_signalled().expect("state"));
 }
+
+/// A waiter tied to its signaller with `wait_while` learns that the
+/// signaller died (SIGKILL while the waiter sleeps, nothing signalled): it
+/// gets `PeerDead` at the end of a sleep slice, long before its deadline,
+/// instead of waiting until the deadline as `wait` would.
+#[test]
+fn a_waiter_learns_that_its_signaller_died() {
+    const NAME: &str = "a_waiter_learns_that_its_signaller_died";
+    if let Some(role) = common::role() {
+        assert_eq!(role, "silent");
+        let region = child_region();
+        // Attached, and about to never signal.
+        let _ping = Event::attach(&region, PING, EventMode::AutoReset).expect("attach");
+        flag(&region, LOCKED).store(region.peer_id().to_raw(), Ordering::Release);
+        loop {
+            std::thread::park();
+        }
+    }
+    let region = new_region();
+    let ping = Event::attach(&region, PING, EventMode::AutoReset)
+        .expect("attach")
+        .with_strategy(QUICK);
+    let mut child = spawn(&region, NAME, "silent", 0);
+    wait_until("the child to attach", Some(&mut child), || {
+        flag(&region, LOCKED).load(Ordering::Acquire) != 0
+    });
+    let peer = polycephaly::region::PeerId::from_raw(flag(&region, LOCKED).load(Ordering::Acquire))
+        .expect("a peer id");
+    assert!(region.peer_alive(peer));
+
+    // The killer waits until this thread sleeps in the kernel, then kills.
+    let me = rustix::thread::gettid().as_raw_nonzero().get();
+    let killer = std::thread::spawn(move || {
+        let stat = format!("/proc/self/task/{me}/stat");
+        wait_until("the waiter to sleep", None, || {
+            std::fs::read(&stat).ok().is_some_and(|s| {
+                s.iter()
+                    .rposition(|&b| b == b')')
+                    .and_then(|i| s.get(i + 2))
+                    == Some(&b'S')
+            })
+        });
+        child.kill().expect("kill");
+        child.wait().expect("reap")
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let got = ping.wait_while(Some(deadline), || region.peer_alive(peer));
+    let ended_before_deadline = Instant::now() < deadline;
+    let status = killer.join().expect("killer");
+    assert_eq!(got, Err(polycephaly::lock::WaitEventError::PeerDead));
+    assert!(ended_before_deadline);
+    assert!(status.code().is_none(), "the child was killed: {status:?}");
+    assert!(!region.peer_alive(peer));
+}

@@ -128,6 +128,11 @@ pub enum WaitEventError {
     /// The deadline passed first.
     #[error("timed out waiting for the event")]
     TimedOut,
+    /// The peer the wait was tied to (see
+    /// [`Event::wait_while`](super::Event::wait_while)) died, and the event
+    /// was still not signalled after it.
+    #[error("the signalling peer died before signalling")]
+    PeerDead,
     /// The state word holds a value no correct peer writes.
     #[error(transparent)]
     Corrupted(#[from] EventCorrupted),

@@ -23,6 +23,11 @@
 //! signal releases one wait; the doorbell wakes every sleeper and those
 //! that lose the CAS sleep again. Manual-reset: the state stays set until
 //! [`Event::reset`], and releases every wait.
+//!
+//! An event does not know who will signal it. A waiter that does can tie
+//! its wait to that peer with [`Event::wait_while`]: when the peer dies
+//! without signalling, the wait ends with `PeerDead` instead of at the
+//! deadline.
 
 use core::ptr::NonNull;
 use core::time::Duration;
@@ -33,7 +38,7 @@ use std::time::Instant;
 use super::error::AttachError;
 use super::error::{EventCorrupted, WaitEventError};
 use crate::sync::shim::{AtomicU32, Ordering};
-use crate::sync::{Doorbell, WaitStrategy};
+use crate::sync::{Doorbell, WaitError, WaitStrategy};
 
 const UNSIGNALLED: u32 = 0;
 const SIGNALLED: u32 = 1;
@@ -369,6 +374,39 @@ impl Event {
     /// # Errors
     /// [`WaitEventError::TimedOut`], [`WaitEventError::Corrupted`].
     pub fn wait_deadline(&self, deadline: Option<Instant>) -> Result<(), WaitEventError> {
+        // An event has no one peer to outlive: only the deadline ends the
+        // wait.
+        self.wait_while(deadline, || true)
+    }
+
+    /// Waits for the event until `deadline` (`None`: no limit) or until the
+    /// peer expected to signal it dies, whichever comes first.
+    ///
+    /// `alive` is asked after each sleep slice of the handle's
+    /// [`WaitStrategy`] that ends without the event (never on the fast
+    /// path), so it may read `/proc`: for a peer of a region,
+    /// `|| region.peer_alive(id)`. Once it says the peer is dead, the event
+    /// gets one last look (a signal the peer sent before dying still
+    /// counts) and the wait ends with [`WaitEventError::PeerDead`].
+    ///
+    /// ```
+    /// use polycephaly::lock::{Event, EventMode, WaitEventError};
+    /// let ev = Event::new_heap(EventMode::AutoReset);
+    /// // A "peer" already gone: the wait ends after one slice, not never.
+    /// assert_eq!(ev.wait_while(None, || false), Err(WaitEventError::PeerDead));
+    /// ev.signal().unwrap();
+    /// // What it signalled before it died is delivered.
+    /// assert_eq!(ev.wait_while(None, || false), Ok(()));
+    /// ```
+    ///
+    /// # Errors
+    /// [`WaitEventError::PeerDead`], [`WaitEventError::TimedOut`],
+    /// [`WaitEventError::Corrupted`].
+    pub fn wait_while(
+        &self,
+        deadline: Option<Instant>,
+        alive: impl FnMut() -> bool,
+    ) -> Result<(), WaitEventError> {
         let got = self.ctrl().bell.wait(
             || match self.try_wait() {
                 Ok(true) => Some(Ok(())),
@@ -377,14 +415,12 @@ impl Event {
             },
             &self.strategy,
             deadline,
-            // An event has no one peer to outlive: only the deadline ends
-            // the wait.
-            || true,
+            alive,
         );
         match got {
             Ok(r) => r.map_err(WaitEventError::from),
-            // PeerDead cannot happen with `|| true`; both mean "not signalled".
-            Err(_) => Err(WaitEventError::TimedOut),
+            Err(WaitError::PeerDead) => Err(WaitEventError::PeerDead),
+            Err(WaitError::TimedOut) => Err(WaitEventError::TimedOut),
         }
     }
 }
