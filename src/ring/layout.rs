@@ -178,8 +178,9 @@ pub(crate) struct HeapRing {
     ctrl: NonNull<Control>,
     data: NonNull<u8>,
     capacity: usize,
-    alloc: NonNull<u8>,
-    layout: std::alloc::Layout,
+    // Under loom only kept for its drop (the data bytes live in it).
+    #[cfg_attr(loom, allow(dead_code))]
+    block: ZeroedBlock,
     #[cfg(loom)]
     _ctrl_box: Box<Control>,
 }
@@ -195,41 +196,24 @@ impl HeapRing {
     pub(crate) fn new(capacity: usize) -> Result<Self, RingError> {
         check_capacity(capacity)?;
         #[cfg(not(loom))]
-        let size = CONTROL_LEN + capacity;
-        #[cfg(loom)]
-        let size = capacity;
-        let Ok(layout) = std::alloc::Layout::from_size_align(size, 64) else {
-            return Err(RingError::TooLarge {
-                capacity,
-                max: MAX_CAPACITY,
-            });
-        };
-        // SAFETY: `layout` has a non-zero size (capacity >= MIN_CAPACITY).
-        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
-        let Some(alloc) = NonNull::new(raw) else {
-            std::alloc::handle_alloc_error(layout);
-        };
-        #[cfg(not(loom))]
         {
-            // SAFETY: the allocation holds CONTROL_LEN + capacity bytes.
-            let data = unsafe { alloc.add(CONTROL_LEN) };
+            let block = ZeroedBlock::new(CONTROL_LEN, capacity, MAX_CAPACITY)?;
             Ok(Self {
-                ctrl: alloc.cast(),
-                data,
+                ctrl: block.ptr().cast(),
+                data: block.data(),
                 capacity,
-                alloc,
-                layout,
+                block,
             })
         }
         #[cfg(loom)]
         {
+            let block = ZeroedBlock::new(0, capacity, MAX_CAPACITY)?;
             let ctrl_box = Box::new(Control::default());
             Ok(Self {
                 ctrl: NonNull::from(&*ctrl_box),
-                data: alloc,
+                data: block.data(),
                 capacity,
-                alloc,
-                layout,
+                block,
                 _ctrl_box: ctrl_box,
             })
         }
@@ -254,15 +238,70 @@ impl HeapRing {
     /// to overwrite.
     #[cfg(not(loom))]
     pub(crate) fn raw_bytes(&self) -> (*mut u8, usize) {
-        (self.alloc.as_ptr(), self.layout.size())
+        (self.block.ptr().as_ptr(), self.block.len())
     }
 }
 
-impl Drop for HeapRing {
+/// The memory of a heap ring (SPSC or MPSC): one zeroed, 64-aligned
+/// allocation of a control block (`head_len` bytes, 0 under loom where the
+/// control block is a separate loom object) followed by the data bytes;
+/// freed on drop.
+///
+/// # Invariants
+/// `ptr` came from `alloc_zeroed(layout)`, `layout.size() = head_len +
+/// capacity > 0`, and it is freed once, by `Drop`.
+#[derive(Debug)]
+pub(crate) struct ZeroedBlock {
+    ptr: NonNull<u8>,
+    head_len: usize,
+    layout: std::alloc::Layout,
+}
+
+impl ZeroedBlock {
+    /// Allocates `head_len + capacity` zeroed bytes (`capacity` checked by
+    /// the caller: a power of two of at least the minimum; `max` is only
+    /// reported if the size does not fit a layout).
+    pub(crate) fn new(head_len: usize, capacity: usize, max: usize) -> Result<Self, RingError> {
+        let layout = head_len
+            .checked_add(capacity)
+            .and_then(|size| std::alloc::Layout::from_size_align(size, 64).ok())
+            .ok_or(RingError::TooLarge { capacity, max })?;
+        // SAFETY: `layout` has a non-zero size (capacity >= MIN_CAPACITY).
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let Some(ptr) = NonNull::new(raw) else {
+            std::alloc::handle_alloc_error(layout);
+        };
+        Ok(Self {
+            ptr,
+            head_len,
+            layout,
+        })
+    }
+
+    /// The first byte (the control block's).
+    #[cfg(not(loom))]
+    pub(crate) fn ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
+    /// The first data byte, after the control block.
+    pub(crate) fn data(&self) -> NonNull<u8> {
+        // SAFETY: the allocation holds head_len + capacity bytes.
+        unsafe { self.ptr.add(self.head_len) }
+    }
+
+    /// Bytes in all.
+    #[cfg(not(loom))]
+    pub(crate) fn len(&self) -> usize {
+        self.layout.size()
+    }
+}
+
+impl Drop for ZeroedBlock {
     fn drop(&mut self) {
-        // SAFETY: `alloc` came from `alloc_zeroed(self.layout)` and is freed
+        // SAFETY: `ptr` came from `alloc_zeroed(self.layout)` and is freed
         // once, here.
-        unsafe { std::alloc::dealloc(self.alloc.as_ptr(), self.layout) };
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) };
     }
 }
 

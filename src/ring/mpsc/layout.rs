@@ -56,6 +56,7 @@ use core::ptr::NonNull;
 
 use crate::ring::RingError;
 use crate::ring::frame::MIN_CAPACITY;
+use crate::ring::layout::ZeroedBlock;
 use crate::sync::Doorbell;
 use crate::sync::shim::{AtomicU32, AtomicU64};
 
@@ -241,8 +242,9 @@ pub(crate) struct HeapMem {
     pub(crate) ctrl: NonNull<Control>,
     pub(crate) data: NonNull<u8>,
     pub(crate) capacity: usize,
-    alloc: NonNull<u8>,
-    layout: std::alloc::Layout,
+    // Under loom only kept for its drop (the data bytes live in it).
+    #[cfg_attr(loom, allow(dead_code))]
+    block: ZeroedBlock,
     #[cfg(loom)]
     _ctrl_box: Box<Control>,
     /// One atomic per 8 data bytes: the header words (loom only).
@@ -261,42 +263,25 @@ impl HeapMem {
     pub(crate) fn new(capacity: usize) -> Result<Self, RingError> {
         check_capacity(capacity)?;
         #[cfg(not(loom))]
-        let size = CONTROL_LEN + capacity;
-        #[cfg(loom)]
-        let size = capacity;
-        let Ok(layout) = std::alloc::Layout::from_size_align(size, 64) else {
-            return Err(RingError::TooLarge {
-                capacity,
-                max: MAX_CAPACITY,
-            });
-        };
-        // SAFETY: `layout` has a non-zero size (capacity >= MIN_CAPACITY).
-        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
-        let Some(alloc) = NonNull::new(raw) else {
-            std::alloc::handle_alloc_error(layout);
-        };
-        #[cfg(not(loom))]
         {
-            // SAFETY: the allocation holds CONTROL_LEN + capacity bytes.
-            let data = unsafe { alloc.add(CONTROL_LEN) };
+            let block = ZeroedBlock::new(CONTROL_LEN, capacity, MAX_CAPACITY)?;
             Ok(Self {
-                ctrl: alloc.cast(),
-                data,
+                ctrl: block.ptr().cast(),
+                data: block.data(),
                 capacity,
-                alloc,
-                layout,
+                block,
             })
         }
         #[cfg(loom)]
         {
+            let block = ZeroedBlock::new(0, capacity, MAX_CAPACITY)?;
             let ctrl_box = Box::new(Control::default());
             let words = (0..capacity / 8).map(|_| AtomicU64::new(0)).collect();
             Ok(Self {
                 ctrl: NonNull::from(&*ctrl_box),
-                data: alloc,
+                data: block.data(),
                 capacity,
-                alloc,
-                layout,
+                block,
                 _ctrl_box: ctrl_box,
                 words,
             })
@@ -306,14 +291,7 @@ impl HeapMem {
     /// The whole memory (control and data) as raw bytes, for the fuzzer.
     #[cfg(not(loom))]
     pub(crate) fn raw_bytes(&self) -> (*mut u8, usize) {
-        (self.alloc.as_ptr(), self.layout.size())
-    }
-}
-
-impl Drop for HeapMem {
-    fn drop(&mut self) {
-        // SAFETY: `alloc` came from `alloc_zeroed(self.layout)`, freed once.
-        unsafe { std::alloc::dealloc(self.alloc.as_ptr(), self.layout) };
+        (self.block.ptr().as_ptr(), self.block.len())
     }
 }
 
