@@ -39,6 +39,8 @@ pub struct MpscConsumer {
     cached_tail: u64,
     /// The last value read from the shared tail (checked).
     tail_seen: u64,
+    /// The head when the producers' doorbell was last rung.
+    rung: u64,
     poisoned: bool,
     strategy: WaitStrategy,
     claim_timeout: Duration,
@@ -124,6 +126,7 @@ impl MpscConsumer {
             head,
             cached_tail: head,
             tail_seen: head,
+            rung: head,
             poisoned: false,
             strategy: WaitStrategy::BLOCK,
             claim_timeout: DEFAULT_CLAIM_TIMEOUT,
@@ -356,6 +359,11 @@ impl MpscConsumer {
     /// when the head has not moved for the claim timeout, which is when a
     /// dead claim would be resolved anyway.
     fn settle(&mut self, word: u64) -> Result<bool, RecvError> {
+        // Blocked: give the producers whatever was released since the
+        // last ring (see `ring_space`).
+        if self.head != self.rung {
+            self.ring_space();
+        }
         if word != 0 || self.head < self.cached_tail {
             return self.resolve(word);
         }
@@ -621,8 +629,24 @@ impl MpscConsumer {
         // Release: the zeroing and our reads of the released bytes come
         // before; pairs with the producers' Acquire load of the head.
         self.view.ctrl().head.store(end, Ordering::Release);
-        self.view.ctrl().space_bell.ring();
+        if end - self.rung >= self.view.cap / 4 {
+            self.ring_space();
+        }
         Ok(())
+    }
+
+    /// Wakes producers asleep on a full ring, if any (a fence and a load
+    /// otherwise). Rung once a quarter of the ring was released since the
+    /// last time, and whenever the head is blocked (empty, or a claim
+    /// pending: see `settle`), not per frame: a consumer reading frame by
+    /// frame from a full ring would otherwise wake the producers for every
+    /// frame, each to claim one and sleep again. A producer sleeping
+    /// through a smaller release still sees it at the end of its sleep
+    /// slice.
+    #[inline]
+    fn ring_space(&mut self) {
+        self.rung = self.head;
+        self.view.ctrl().space_bell.ring();
     }
 
     /// Sleeps (per the strategy) until the frame at the head is ready or
