@@ -60,8 +60,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let mut next = [0u64; DRONES];
     let mut killed_at = None;
-    // The doomed drone never stops on its own; the others send `reports`.
-    while (0..DRONES).any(|d| d != DOOMED && next[d] < reports) {
+    // The doomed drone never stops on its own (it is killed once it has
+    // sent half as many as the others will); the others send `reports`.
+    while killed_at.is_none() || (0..DRONES).any(|d| d != DOOMED && next[d] < reports) {
         let frame = rx.read_timeout(Duration::from_secs(10))?;
         let drone = frame.tag() as usize;
         let report: Report = bytemuck::pod_read_unaligned(&frame);
