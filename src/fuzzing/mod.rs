@@ -22,3 +22,41 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("spsc_consume", spsc_consume),
     ("mpsc_consume", mpsc_consume),
 ];
+
+/// A cursor over a fuzz input: each read takes bytes from the front, `None`
+/// once they run out.
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_le_bytes([self.byte()?, self.byte()?]))
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        let mut b = [0u8; 8];
+        for x in &mut b {
+            *x = self.byte()?;
+        }
+        Some(u64::from_le_bytes(b))
+    }
+}
+
+/// Writes `bytes` at `offset` of the `len` bytes at `ptr`, wrapping around,
+/// as a hostile peer would overwrite shared memory.
+///
+/// # Safety
+/// `ptr` is valid for writes of `len > 0` bytes, and nothing else reads or
+/// writes them during the call except through atomics.
+unsafe fn poke_raw(ptr: *mut u8, len: usize, offset: usize, bytes: &[u8]) {
+    for (i, &b) in bytes.iter().enumerate() {
+        let at = (offset + i) % len;
+        // SAFETY: `at < len` (the caller's contract covers the range).
+        unsafe { ptr.add(at).write_volatile(b) };
+    }
+}

@@ -15,6 +15,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::Input;
 use crate::ring::mpsc::{CommitError, HeapMpsc, MAX_PRODUCERS, MpscConsumer, MpscProducer};
 use crate::ring::{ClaimError, RecvError};
 
@@ -23,38 +24,13 @@ const ROLES_OFFSET: usize = 128;
 /// Offset of the record table.
 const RECORDS_OFFSET: usize = 320;
 
-/// A cursor over the fuzz input.
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn byte(&mut self) -> Option<u8> {
-        let (&b, rest) = self.0.split_first()?;
-        self.0 = rest;
-        Some(b)
-    }
-
-    fn u16(&mut self) -> Option<u16> {
-        Some(u16::from_le_bytes([self.byte()?, self.byte()?]))
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        let mut b = [0u8; 8];
-        for x in &mut b {
-            *x = self.byte()?;
-        }
-        Some(u64::from_le_bytes(b))
-    }
-}
-
 /// Writes `bytes` at `offset` (wrapped into the ring memory).
 fn poke(ring: &HeapMpsc, offset: usize, bytes: &[u8]) {
     let (ptr, len) = ring.raw_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        let at = (offset + i) % len;
-        // SAFETY: `at < len`, the allocation's size; the fuzz loop is single
-        // threaded and no frame or claim borrow is alive between operations.
-        unsafe { ptr.add(at).write_volatile(b) };
-    }
+    // SAFETY: the whole allocation of the ring, alive while `ring` is;
+    // the fuzz loop is single threaded and no frame or claim borrow is alive
+    // between operations.
+    unsafe { super::poke_raw(ptr, len, offset, bytes) };
 }
 
 /// The fuzz entry point (see the module docs). Never panics, never hangs.
