@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use loom::thread;
-use polycephaly::ring::RecvError;
+use polycephaly::ring::{ClaimError, RecvError};
 use polycephaly::ring::mpsc::{CommitError, HeapMpsc, MpscConsumer, SendError};
 use polycephaly::sync::WaitStrategy;
 
@@ -235,5 +235,53 @@ fn sleep_and_wake_both_ways() {
             assert_eq!(buf, [want; 24]);
         }
         drop(producer.join().unwrap());
+    });
+}
+
+/// Issue 9, hole 1: two producers load the same tail and both publish an
+/// intent naming it; the winner dies before writing its header, the loser
+/// finds the ring full and gives up. The loser must not leave its intent
+/// naming the winner's reservation: the consumer would take it for a live
+/// claimer and wait for it for as long as it lives, and the ring would
+/// never free the room the loser waits for.
+#[test]
+fn a_live_loser_does_not_wedge_the_consumer_behind_a_dead_winner() {
+    loom::model(|| {
+        let ring = HeapMpsc::new(64).unwrap();
+        let mut dying = ring.producer().unwrap();
+        let mut loser = ring.producer().unwrap();
+        let mut rx = ring.consumer().unwrap();
+        rx.set_claim_timeout(Duration::ZERO);
+        // One unread 16-byte frame. Whoever wins the race below takes
+        // 16..48; the other then needs 16 bytes of padding and 32 of frame,
+        // which only fit once the head has passed the winner's claim.
+        loser.try_send(&[1; 8]).unwrap();
+        let ring2 = ring.clone();
+        let td = thread::spawn(move || {
+            let r = dying.reserve_and_vanish(24);
+            assert!(matches!(r, Ok(()) | Err(ClaimError::Full)), "{r:?}");
+            ring2.mark_dead(dying.id());
+            std::mem::forget(dying);
+        });
+        let tl = thread::spawn(move || {
+            let r = loser.try_send(&[2; 24]);
+            assert!(matches!(r, Ok(()) | Err(SendError::Full)), "{r:?}");
+            (loser, r.is_ok())
+        });
+        td.join().unwrap();
+        let (mut loser, sent) = tl.join().unwrap();
+        // Everything has settled: the consumer delivers what was committed
+        // and skips the dead reservation, in a bounded number of looks.
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            if let Ok(f) = rx.try_read() {
+                got.push(f[0]);
+            }
+        }
+        assert_eq!(got, if sent { vec![1, 2] } else { vec![1] });
+        // The room is free again: the loser's next frame gets through.
+        loser.try_send(&[3; 24]).unwrap();
+        assert_eq!(next_frame(&mut rx).1, [3; 24]);
+        assert!(!rx.is_poisoned());
     });
 }

@@ -73,8 +73,10 @@
 //!   position is visible; the winner changes its intent only after writing
 //!   the header (Release), so "no intent names it any more" means the
 //!   header is written (re-read, Acquire). A producer that lost the CAS may
-//!   still name the position until it retries; one that detached (owner 0)
-//!   had finished all its claims and is ignored. Hence: if any record naming
+//!   still name the position until it retries or gives up, and it never
+//!   gives up with that intent standing (it withdraws it first: a live
+//!   loser must not keep the consumer waiting behind a dead winner); one
+//!   that detached (owner 0) had finished all its claims and is ignored. Hence: if any record naming
 //!   the position belongs to a live peer, wait; if all belong to dead
 //!   peers, the reservation (`need` bytes, padding included) is skipped
 //!   whole. The one undecidable case, two dead producers naming the same

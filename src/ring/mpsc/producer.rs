@@ -41,6 +41,31 @@ fn read_positions(v: &RingView, cached_head: u64) -> Option<(u64, u64)> {
     (ok && !v.shared_poisoned()).then_some((head, tail))
 }
 
+/// Withdraws the intent of an attempt that lost its tail CAS, before a
+/// claim gives up (`lost`), and returns `err`.
+///
+/// A producer that lost the race for position `t` still names `t` in its
+/// record, beside the winner. Were the winner to die before writing its
+/// header, the consumer would find a live producer naming `t` and wait for
+/// it; if the loser then gave up on a full ring without touching its
+/// record, it would name `t` for as long as it lives, the head would never
+/// move past the dead reservation, and the room the loser waits for would
+/// never come (issue 9, hole 1). So no claim returns with a lost intent
+/// standing: the loser's record names `t` only while it runs the few
+/// instructions between its failed CAS and its next attempt or this
+/// retraction.
+#[cold]
+fn retract(rec: &super::layout::Record, lost: bool, err: ClaimError) -> ClaimError {
+    if lost {
+        // Release: pairs with the consumer's Acquire load of the intent in
+        // `resolve_unwritten`. (Our last won claim's header, written before
+        // this attempt began, is ordered before it too, as a new intent
+        // would be.)
+        rec.intent.store(0, Ordering::Release);
+    }
+    err
+}
+
 /// One of the writing ends of an MPSC ring.
 ///
 /// `Send` but not `Sync`: one thread writes through a handle at a time
@@ -290,23 +315,26 @@ impl MpscProducer {
         // bytes we write are ordered by the Acquire load of the head.
         let mut t = ctrl.tail.load(Ordering::Relaxed);
         let mut refreshed = false;
+        // Whether our record names an attempt that lost its CAS: it must
+        // not outlive this call (see `retract`).
+        let mut lost = false;
         for _ in 0..CAS_ATTEMPTS {
             if t % 8 != 0 || t < self.cached_head || t > MAX_POSITION {
                 self.poisoned = true;
                 v.poison_shared();
-                return Err(ClaimError::Corrupted);
+                return Err(retract(rec, lost, ClaimError::Corrupted));
             }
             let need = pad_before(t, total, v.cap) + total;
             // `t - cached_head <= cap` holds for a consistent ring; a stale
             // head cache (or a bad tail) is refreshed and checked first.
             if t - self.cached_head > v.cap - need {
                 if refreshed {
-                    return Err(ClaimError::Full);
+                    return Err(retract(rec, lost, ClaimError::Full));
                 }
                 let Some((head, tail)) = read_positions(v, self.cached_head) else {
                     self.poisoned = true;
                     v.poison_shared();
-                    return Err(ClaimError::Corrupted);
+                    return Err(retract(rec, lost, ClaimError::Corrupted));
                 };
                 self.cached_head = head;
                 t = tail;
@@ -337,10 +365,11 @@ impl MpscProducer {
                 Err(actual) => {
                     t = actual;
                     refreshed = false;
+                    lost = true;
                 }
             }
         }
-        Err(ClaimError::Full)
+        Err(retract(rec, lost, ClaimError::Full))
     }
 
     #[cold]
