@@ -285,3 +285,35 @@ fn a_live_loser_does_not_wedge_the_consumer_behind_a_dead_winner() {
         assert!(!rx.is_poisoned());
     });
 }
+
+/// Issue 9, hole 6: a producer attaching while the owner of an entry
+/// claims and dies must not take the entry over on the strength of an
+/// intent it read before the claim: erasing the intent of a live
+/// reservation leaves the consumer a header nobody claims, and it poisons
+/// the ring. Liveness first, then the record.
+#[test]
+fn a_new_producer_never_erases_a_dead_owners_pending_intent() {
+    loom::model(|| {
+        let ring = HeapMpsc::new(64).unwrap();
+        let mut dying = ring.producer().unwrap();
+        let mut rx = ring.consumer().unwrap();
+        rx.set_claim_timeout(Duration::ZERO);
+        let ring2 = ring.clone();
+        let td = thread::spawn(move || {
+            dying.reserve_and_vanish(8).unwrap();
+            ring2.mark_dead(dying.id());
+            std::mem::forget(dying);
+        });
+        let ring3 = ring.clone();
+        let tn = thread::spawn(move || ring3.producer().unwrap());
+        td.join().unwrap();
+        let mut newcomer = tn.join().unwrap();
+        // The dead reservation is skipped, not taken for corruption.
+        for _ in 0..3 {
+            assert!(matches!(rx.try_read().map(|f| f.to_vec()), Err(RecvError::Empty)));
+        }
+        newcomer.try_send(b"after").unwrap();
+        assert_eq!(next_frame(&mut rx).1, b"after");
+        assert!(!rx.is_poisoned());
+    });
+}

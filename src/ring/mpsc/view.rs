@@ -61,9 +61,11 @@ impl HeapMpsc {
     /// and above cannot be declared dead.
     pub fn mark_dead(&self, id: u32) {
         if let Some(word) = self.dead.get(id as usize / 64) {
-            // Relaxed: a test switch read by `alive`; the protocol under
-            // test orders everything else through the ring's own atomics.
-            word.fetch_or(1 << (id % 64), Ordering::Relaxed);
+            // Release: pairs with the Acquire load in `alive`. A process's
+            // stores are complete once its death can be observed; a thread
+            // declared dead models that by publishing its stores with the
+            // declaration.
+            word.fetch_or(1 << (id % 64), Ordering::Release);
         }
     }
 
@@ -74,12 +76,13 @@ impl HeapMpsc {
     }
 
     fn alive(&self, id: u32) -> bool {
-        // Relaxed: see `mark_dead`.
+        // Relaxed: ids are only counted.
         let next = self.next_id.load(Ordering::Relaxed);
+        // Acquire: pairs with the Release in `mark_dead`.
         let dead = self
             .dead
             .get(id as usize / 64)
-            .is_some_and(|w| w.load(Ordering::Relaxed) & (1 << (id % 64)) != 0);
+            .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (id % 64)) != 0);
         id != 0 && u64::from(id) < next && !dead
     }
 
@@ -369,15 +372,23 @@ impl RingView {
             // `release_producer` (the previous owner is done with it).
             let owner = rec.owner.load(Ordering::Acquire);
             last = owner;
+            // Liveness first, then the record: an owner alive at the check
+            // may still claim (and die) after it, and a record read before
+            // the check could miss that claim's intent, which the takeover
+            // would then erase while the consumer still needs it (issue 9,
+            // hole 6).
+            if owner != 0 && self.alive(owner) {
+                continue;
+            }
             if owner != 0 {
-                // Relaxed: the owner is dead, so the record is frozen; its
-                // stores were ordered before its death.
-                let intent = rec.intent.load(Ordering::Relaxed);
-                let need = u64::from(rec.need.load(Ordering::Relaxed));
+                // The owner is dead, so the record is frozen. Acquire: pairs
+                // with the owner's Release stores of its intent and need (and
+                // a dead process's stores are complete once its death shows).
+                let intent = rec.intent.load(Ordering::Acquire);
+                let need = u64::from(rec.need.load(Ordering::Acquire));
                 // The whole claim (padding and frame) must be behind the
                 // head: the consumer may need the record until then.
-                let pending = intent != 0 && (intent & !7).saturating_add(need) > head;
-                if self.alive(owner) || pending {
+                if intent != 0 && (intent & !7).saturating_add(need) > head {
                     continue;
                 }
             }
