@@ -12,8 +12,8 @@
 use std::time::Duration;
 
 use loom::thread;
-use polycephaly::ring::{ClaimError, RecvError};
 use polycephaly::ring::mpsc::{CommitError, HeapMpsc, MpscConsumer, SendError};
+use polycephaly::ring::{ClaimError, RecvError};
 use polycephaly::sync::WaitStrategy;
 
 fn payload(len: usize, seed: u8) -> Vec<u8> {
@@ -310,10 +310,47 @@ fn a_new_producer_never_erases_a_dead_owners_pending_intent() {
         let mut newcomer = tn.join().unwrap();
         // The dead reservation is skipped, not taken for corruption.
         for _ in 0..3 {
-            assert!(matches!(rx.try_read().map(|f| f.to_vec()), Err(RecvError::Empty)));
+            assert!(matches!(
+                rx.try_read().map(|f| f.to_vec()),
+                Err(RecvError::Empty)
+            ));
         }
         newcomer.try_send(b"after").unwrap();
         assert_eq!(next_frame(&mut rx).1, b"after");
         assert!(!rx.is_poisoned());
+    });
+}
+
+/// Issue 9, hole 2: a consumer killed between zeroing the bytes it
+/// releases and storing the head. Its successor takes the role over and
+/// finishes the release (the zeroed header at the old head would otherwise
+/// look like a reservation nobody made, and poison the ring), while a
+/// producer that needs the released room sleeps for it.
+#[test]
+fn a_release_cut_short_is_finished_by_the_next_consumer() {
+    loom::model(|| {
+        let ring = HeapMpsc::new(64).unwrap();
+        let mut tx = ring.producer().unwrap();
+        let mut rx = ring.consumer().unwrap();
+        tx.set_wait_strategy(WaitStrategy::SLEEP);
+        tx.try_send(&[1; 24]).unwrap();
+        let producer = thread::spawn(move || {
+            tx.send(&[2; 24]).unwrap();
+            // Needs the room of the first frame.
+            tx.send(&[3; 24]).unwrap();
+            tx
+        });
+        let (_, first) = rx.consume_and_vanish().unwrap();
+        assert_eq!(first, [1; 24]);
+        ring.mark_dead(rx.id());
+        std::mem::forget(rx);
+        let mut next = ring.consumer().unwrap();
+        next.set_claim_timeout(Duration::ZERO);
+        assert_eq!(next_frame(&mut next).1, [2; 24]);
+        assert_eq!(next_frame(&mut next).1, [3; 24]);
+        drop(producer.join().unwrap());
+        let mut buf = Vec::new();
+        assert_eq!(next.try_recv(&mut buf), Err(RecvError::Empty));
+        assert!(!next.is_poisoned());
     });
 }

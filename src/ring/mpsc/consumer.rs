@@ -171,6 +171,12 @@ impl MpscConsumer {
         self.poisoned
     }
 
+    /// This consumer's raw peer id (what a heap ring's
+    /// [`mark_dead`](super::HeapMpsc::mark_dead) takes).
+    pub fn id(&self) -> u32 {
+        self.me
+    }
+
     /// The producers attached now, by entry.
     pub fn producers(&self) -> Vec<ProducerInfo> {
         (0..MAX_PRODUCERS)
@@ -617,22 +623,72 @@ impl MpscConsumer {
     /// tail would otherwise move the head past it, and producers would
     /// then claim space the consumer has already passed.) One read per
     /// release that goes past the last one seen: per batch when behind.
+    ///
+    /// Restartable: `release_end` names the head to come before the bytes
+    /// are zeroed, so that a consumer killed in between leaves its
+    /// successor what it needs to finish the release (see
+    /// `RingView::finish_release`); otherwise the zeroed header at the old
+    /// head would look like a reservation that nobody made, and poison the
+    /// ring for every process (issue 9, hole 2).
     #[inline]
     fn release_to(&mut self, end: u64) -> Result<(), RecvError> {
+        self.begin_release(end)?;
+        self.finish_release(end);
+        Ok(())
+    }
+
+    /// The first half of a release: checks `end` against the tail, records
+    /// it in `release_end`, zeroes the bytes.
+    #[inline]
+    fn begin_release(&mut self, end: u64) -> Result<(), RecvError> {
         debug_assert!(self.head <= end && end <= self.cached_tail);
         if end > self.tail_seen {
             // Checks `cached_tail <= tail`, and `end <= cached_tail`.
             self.refresh_tail()?;
         }
+        // Relaxed: read only by a consumer that takes the role over after
+        // we died (our stores are complete by then) or detached (ordered
+        // by our Release CAS of the role word); the line is ours, producers
+        // read only `pos` on it.
+        self.view
+            .ctrl()
+            .head
+            .release_end
+            .store(end, Ordering::Relaxed);
         self.view.zero(self.head, end - self.head);
+        Ok(())
+    }
+
+    /// The second half: stores the head, rings the producers when due.
+    #[inline]
+    fn finish_release(&mut self, end: u64) {
         self.head = end;
         // Release: the zeroing and our reads of the released bytes come
         // before; pairs with the producers' Acquire load of the head.
-        self.view.ctrl().head.store(end, Ordering::Release);
+        self.view.ctrl().head.pos.store(end, Ordering::Release);
         if end - self.rung >= self.view.cap / 4 {
             self.ring_space();
         }
-        Ok(())
+    }
+
+    /// Test hook: reads the next committed frame (copied out) and releases
+    /// it only halfway, as a consumer killed between zeroing its bytes and
+    /// storing the head would. The handle must be neither used nor dropped
+    /// afterwards (forget it, or let the process die); for heap rings,
+    /// declare its [`id`](Self::id) dead.
+    ///
+    /// # Errors
+    /// As [`try_read`](Self::try_read).
+    #[doc(hidden)]
+    pub fn consume_and_vanish(&mut self) -> Result<(u32, Vec<u8>), RecvError> {
+        let loc = self.next()?;
+        // SAFETY: as in `MpscFrame::deref`: checked by `parse`, committed,
+        // and not released yet.
+        let bytes =
+            unsafe { core::slice::from_raw_parts(self.view.data_at(loc.idx), loc.len as usize) }
+                .to_vec();
+        self.begin_release(loc.end)?;
+        Ok((loc.tag, bytes))
     }
 
     /// Wakes producers asleep on a full ring, if any (a fence and a load

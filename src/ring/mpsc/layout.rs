@@ -7,6 +7,7 @@
 //!       | tail: u64      claimed end; CAS by producers    |  line 0
 //!   64  +------------------------------------------------+
 //!       | head: u64      written by the consumer          |  line 1
+//!       | release_end: u64  end of the release under way  |
 //!  128  +------------------------------------------------+
 //!       | consumer: u32  raw PeerId of the consumer, 0 free
 //!       | epoch: u32     consumer attaches so far         |  line 2
@@ -32,6 +33,13 @@
 //!   claim); multiple of 8; `head <= tail <= head + capacity`.
 //! - `head`: written only by the consumer (Release), after it zeroed the
 //!   bytes it releases; multiple of 8, never decreases.
+//! - `release_end`: written only by the consumer, before it zeroes the
+//!   bytes it is about to release: the head it will store. Equal to `head`
+//!   except inside a release, so that a consumer killed between zeroing and
+//!   storing the head leaves its successor enough to finish the release
+//!   (the zeroed header at the old head would otherwise look like a
+//!   reservation nobody made). `head <= release_end <= tail`,
+//!   `release_end - head <= capacity`, multiple of 8.
 //! - `records[e]`: written only by the producer holding entry `e`
 //!   (`owner`), except that a new producer takes over an entry whose owner
 //!   is gone and whose `intent` names no claim at or after the head.
@@ -128,6 +136,16 @@ impl<T> Deref for Line<T> {
     }
 }
 
+/// The consumer's position and the end of the release under way (line 1).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct HeadWords {
+    /// Start of the next unconsumed frame.
+    pub(crate) pos: AtomicU64,
+    /// The head a release under way will store; equal to `pos` otherwise.
+    pub(crate) release_end: AtomicU64,
+}
+
 /// The consumer's role words and the poison flag (line 2).
 #[repr(C)]
 #[derive(Debug, Default)]
@@ -157,7 +175,7 @@ pub(crate) struct Record {
 #[derive(Debug)]
 pub(crate) struct Control {
     pub(crate) tail: Line<AtomicU64>,
-    pub(crate) head: Line<AtomicU64>,
+    pub(crate) head: Line<HeadWords>,
     pub(crate) roles: Line<Roles>,
     pub(crate) data_bell: Line<Doorbell>,
     pub(crate) space_bell: Line<Doorbell>,
@@ -191,6 +209,7 @@ const _: () = {
     assert!(offset_of!(Control, data_bell) == 192);
     assert!(offset_of!(Control, space_bell) == 256);
     assert!(offset_of!(Control, records) == 320);
+    assert!(size_of::<HeadWords>() == 16);
     assert!(size_of::<Record>() == 16);
     assert!(size_of::<Line<Record>>() == 64);
     assert!(size_of::<Roles>() == 12);

@@ -88,7 +88,13 @@
 //! The consumer zeroes every byte it consumed before it publishes the
 //! head (one pass per batch released), so the next lap's headers read as
 //! unwritten; a producer writes only below `head + capacity` after an
-//! Acquire load of the head.
+//! Acquire load of the head. A release is restartable: the consumer
+//! records the head it is about to store (`release_end`, on the head's own
+//! line) before it zeroes, and a consumer taking the role over from a dead
+//! one finishes a release it finds under way (zeroing is idempotent, and
+//! the bytes are still the consumer's). Without that, a consumer killed
+//! between zeroing and storing the head would leave a zeroed header at the
+//! head that its successor took for a reservation nobody made.
 //!
 //! Wake-ups: a commit rings the consumer's doorbell (a fence and a load;
 //! `FUTEX_WAKE` only when the consumer sleeps); each release rings the

@@ -27,7 +27,7 @@ fn read_positions(v: &RingView, cached_head: u64) -> Option<(u64, u64)> {
     let ctrl = v.ctrl();
     // Acquire: pairs with the consumer's Release store of the head; it
     // zeroed and finished reading the bytes we may now overwrite.
-    let head = ctrl.head.load(Ordering::Acquire);
+    let head = ctrl.head.pos.load(Ordering::Acquire);
     // Relaxed: read after the head, so at least as new as the tail the
     // consumer had seen when it stored that head (hence `head <= tail`);
     // the CAS that follows checks it. It may be more than a capacity
@@ -387,7 +387,7 @@ impl MpscProducer {
         let seen = self.cached_head;
         let ready = || {
             // Acquire: pairs with the consumer's Release store of the head.
-            (v.shared_poisoned() || ctrl.head.load(Ordering::Acquire) != seen).then_some(())
+            (v.shared_poisoned() || ctrl.head.pos.load(Ordering::Acquire) != seen).then_some(())
         };
         ctrl.space_bell
             .wait(ready, &self.strategy, deadline, || v.consumer_alive())?;

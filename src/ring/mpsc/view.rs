@@ -292,7 +292,7 @@ impl RingView {
         let ctrl = self.ctrl();
         // Acquire (both): pair with the consumer's Release store of the
         // head and the producers' Release CASes of the tail.
-        let head = ctrl.head.load(Ordering::Acquire);
+        let head = ctrl.head.pos.load(Ordering::Acquire);
         let tail = ctrl.tail.load(Ordering::Acquire);
         // Positions start at 0 and grow by the bytes that went through:
         // 2^62 is decades of traffic, and keeps every sum below 2^64.
@@ -339,13 +339,46 @@ impl RingView {
             let holder = roles.consumer.load(Ordering::Relaxed);
             return Err(AttachError::RoleTaken { holder });
         }
-        match self.positions(true) {
-            Ok((head, _)) => Ok((self, head)),
+        match self
+            .positions(true)
+            .and_then(|(head, tail)| self.finish_release(head, tail))
+        {
+            Ok(head) => Ok((self, head)),
             Err(e) => {
                 self.release_consumer(me);
                 Err(e)
             }
         }
+    }
+
+    /// Completes a release that a dead consumer began (it stored
+    /// `release_end` and was killed while zeroing, or before it stored the
+    /// head): zeroes the rest again and stores the head. Called by the new
+    /// holder of the consumer role with the checked (head, tail); returns
+    /// the head to continue from.
+    fn finish_release(&self, head: u64, tail: u64) -> Result<u64, AttachError> {
+        let ctrl = self.ctrl();
+        // Acquire: pairs with nothing a dead consumer released (it never
+        // stored the head); its stores are complete once its death shows,
+        // and a consumer that detached finished its releases before its
+        // Release CAS of the role word, which our claim of it acquired.
+        let end = ctrl.head.release_end.load(Ordering::Acquire);
+        if end == head {
+            return Ok(head);
+        }
+        // The consumer releases only what it read, below a tail it read.
+        if end % 8 != 0 || end < head || end > tail || end - head > self.cap {
+            self.poison_shared();
+            return Err(AttachError::Corrupted);
+        }
+        // The bytes [head, end) are still the consumer's: producers write
+        // only below the stored head plus a capacity.
+        self.zero(head, end - head);
+        // Release: the zeroing comes first; pairs with the producers'
+        // Acquire loads of the head.
+        ctrl.head.pos.store(end, Ordering::Release);
+        ctrl.space_bell.ring();
+        Ok(end)
     }
 
     /// Frees the consumer role if `me` still holds it.
