@@ -387,6 +387,18 @@ impl Drop for SpscConsumer {
 /// A frame read in place from an [`SpscConsumer`]. Dereferences to its
 /// payload; dropping it (or [`release`](Self::release)) gives the bytes
 /// back to the producer.
+///
+/// # A live view
+///
+/// The payload is the ring's own memory, not a copy. The protocol gives it
+/// to the consumer until the frame is released, and a correct producer
+/// does not touch it; a buggy or hostile one still can, at any moment. The
+/// frame's place and length were checked, so a slice never reaches outside
+/// its frame, but the *contents* may change while you look at them (by
+/// Rust's rules that is a data race, which this type trusts the peer not to
+/// start). Where that matters, **copy before you validate**: parse or check
+/// a copy (`to_vec`, [`SpscConsumer::recv`], [`SpscConsumer::recv_value`]),
+/// never the view, so that what you checked is what you use.
 pub struct Frame<'a> {
     consumer: &'a mut SpscConsumer,
     loc: Loc,

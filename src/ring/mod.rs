@@ -28,6 +28,9 @@
 //!   cache says full (producer) or empty (consumer).
 //! - Everything read from shared memory is checked: a bad position or
 //!   header gives `Corrupted` and poisons the ring for both sides.
+//! - A frame read in place is a live view of shared memory: a hostile peer
+//!   cannot make it reach outside its frame, but can change its bytes while
+//!   you read them. Copy before you validate (see [`Frame`]'s docs).
 //!
 //! A side that never had a peer waits for one: the consumer of a ring whose
 //! producer has not attached yet blocks (until its deadline) rather than

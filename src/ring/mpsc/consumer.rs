@@ -765,6 +765,11 @@ impl Drop for MpscConsumer {
 /// A committed frame read in place from an [`MpscConsumer`].
 /// Dereferences to its payload; dropping it (or
 /// [`release`](Self::release)) zeroes and releases its bytes.
+///
+/// The payload is a live view of the ring's memory, which a buggy or
+/// hostile producer can still write while you read it: its bounds are
+/// checked, its contents are not frozen. Copy before you validate (see
+/// [`Frame`](crate::ring::Frame#a-live-view)).
 pub struct MpscFrame<'a> {
     consumer: &'a mut MpscConsumer,
     loc: Loc,
