@@ -33,7 +33,6 @@ pub mod sync;
 
 #[doc(hidden)]
 #[cfg(not(loom))]
-pub mod bench;
 #[doc(hidden)]
 #[cfg(not(loom))]
 pub mod fuzzing;

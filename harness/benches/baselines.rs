@@ -1,5 +1,5 @@
 //! Criterion benches of the baselines, over the same kernels as
-//! `polycephaly bench` (`polycephaly::bench`), between two real processes.
+//! `polycephaly bench` (`polycephaly_harness`), between two real processes.
 //!
 //! Every `iter_custom` call forks a fresh pair and returns only the timed
 //! part, so criterion's estimates hold whatever the setup costs. The bench
@@ -11,8 +11,8 @@
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
-use polycephaly::bench::os::{self, Stream};
-use polycephaly::bench::{PinMode, Plan, Timings, floors};
+use polycephaly_harness::os::{self, Stream};
+use polycephaly_harness::{PinMode, Plan, Timings, floors};
 
 const MIB: usize = 1 << 20;
 
@@ -26,7 +26,7 @@ fn pin() -> PinMode {
 
 /// The timed total of a kernel run, for `iter_custom`. A failing kernel
 /// fails the bench loudly: a figure from a broken run means nothing.
-fn total(name: &str, t: Result<Timings, polycephaly::bench::BenchError>) -> Duration {
+fn total(name: &str, t: Result<Timings, polycephaly_harness::BenchError>) -> Duration {
     match t {
         Ok(t) => t.total(),
         Err(e) => panic!("{name}: {e}"),

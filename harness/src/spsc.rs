@@ -13,9 +13,9 @@ use std::time::Instant;
 use super::floors::{open_stat, wait_until_sleeping};
 use super::pair::{Pair, run_pair};
 use super::{BenchError, Measurement, PinMode, Plan, Row, Timings, Unit, Wait};
-use crate::region::{OpenOptions, Region, SectionId, SectionKind};
-use crate::ring::{SpscConsumer, SpscProducer, section_len};
-use crate::sync::WaitStrategy;
+use polycephaly::region::{OpenOptions, Region, SectionId, SectionKind};
+use polycephaly::ring::{SpscConsumer, SpscProducer, section_len};
+use polycephaly::sync::WaitStrategy;
 
 /// The SPSC rows, in table order within their groups.
 pub const ROWS: &[Row] = &[

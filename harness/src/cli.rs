@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use polycephaly::bench::{self, Config, PinMode, report};
+use polycephaly_harness::{self as bench, Config, PinMode, report};
 
 /// Shared-memory IPC between processes, and its measurements.
 #[derive(Debug, Parser)]

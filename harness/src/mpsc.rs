@@ -30,11 +30,11 @@ use rustix::process::{Pid, Signal, WaitOptions};
 
 use super::pair::{STUCK_AFTER, choose_cpus, current_cpu, pin_self, run_pair};
 use super::{BenchError, Measurement, PinMode, Placement, Plan, Row, Timings, Unit, Wait};
-use crate::region::{OpenOptions, Region, SectionId, SectionKind};
-use crate::ring::RecvError;
-use crate::ring::mpsc::{MpscConsumer, MpscProducer, section_len};
-use crate::sync::WaitStrategy;
-use crate::sync::shim::{AtomicU64, Ordering};
+use polycephaly::region::{OpenOptions, Region, SectionId, SectionKind};
+use polycephaly::ring::RecvError;
+use polycephaly::ring::mpsc::{MpscConsumer, MpscProducer, section_len};
+use polycephaly::sync::WaitStrategy;
+use polycephaly::sync::shim::{AtomicU64, Ordering};
 
 /// The MPSC rows, in table order.
 pub const ROWS: &[Row] = &[
@@ -449,23 +449,4 @@ pub fn block_rtt(pin: PinMode, plan: &Plan) -> Result<Timings, BenchError> {
     close(fd);
     let (samples, placement) = result?;
     Ok(Timings::new(samples, 1).with_placement(placement))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn throughput_delivers_in_order_with_several_producers() {
-        for n in [1, 2, 4] {
-            let t = throughput(n, &Plan::new(1, 3, 2_000), PinMode::None).unwrap();
-            assert_eq!(t.samples.len(), 3);
-        }
-    }
-
-    #[test]
-    fn block_rtt_answers() {
-        let t = block_rtt(PinMode::None, &Plan::new(2, 20, 1)).unwrap();
-        assert_eq!(t.samples.len(), 20);
-    }
 }

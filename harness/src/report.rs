@@ -279,7 +279,7 @@ pub fn json(machine: &Machine, cfg: &Config, outcomes: &[Outcome]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::{Placement, Unit, rows};
+    use crate::{Placement, Unit, rows};
 
     #[test]
     fn strings_are_escaped() {

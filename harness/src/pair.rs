@@ -32,7 +32,7 @@ use rustix::process::{Pid, Signal, WaitOptions};
 use rustix::thread::CpuSet;
 
 use super::{BenchError, PinMode};
-use crate::sync::shim::{AtomicU32, AtomicU64, Ordering, spin_loop};
+use polycephaly::sync::shim::{AtomicU32, AtomicU64, Ordering, spin_loop};
 
 /// How long a wait may see no progress while its peer is alive before it
 /// gives up with [`BenchError::Stuck`]. Far above any figure we measure.
@@ -337,6 +337,18 @@ pub(super) fn pin_self(cpu: Option<usize>) -> Result<(), BenchError> {
     Ok(())
 }
 
+/// The number of threads of this process (`Threads:` in
+/// `/proc/self/status`), `None` if it cannot be read.
+pub fn thread_count() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 pub(super) fn current_cpu() -> u32 {
     u32::try_from(rustix::thread::sched_getcpu()).unwrap_or(u32::MAX)
 }
@@ -350,12 +362,17 @@ pub(super) fn current_cpu() -> u32 {
 /// the side that uses them. The child `_exit`s after its closure (0 on
 /// success); its error text travels back through the control block.
 ///
-/// Call only from a single-threaded process (the `polycephaly` command,
-/// criterion without rayon): the child is a fork and runs nothing but
-/// `child`. (Test harnesses are multi-threaded; glibc keeps `malloc` usable
-/// in the child, and the closures take no other locks.)
+/// The child is a fork that runs nothing but `child`, which is sound only
+/// in a process with one thread (a fork of a multi-threaded process may
+/// inherit locks that some other thread held): `run_pair` checks that
+/// first and refuses otherwise. The `polycephaly` command and criterion
+/// (built without rayon) are single-threaded; tests that run kernels live
+/// in a `harness = false` test target for this reason. A process that is
+/// single-threaded at the check stays so: only its one thread could start
+/// another.
 ///
 /// # Errors
+/// [`BenchError::MultiThreaded`] in a process with more than one thread;
 /// [`BenchError::Pin`] for an impossible `pin`; [`BenchError::Os`] when
 /// forking or pinning fails; [`BenchError::ChildFailed`] when the child
 /// returned an error, panicked or died; otherwise `parent`'s error.
@@ -364,6 +381,10 @@ pub fn run_pair<R>(
     parent: impl FnOnce(&Pair<'_>) -> Result<R, BenchError>,
     child: impl FnOnce(&Pair<'_>) -> Result<(), BenchError>,
 ) -> Result<(R, Placement), BenchError> {
+    match thread_count() {
+        Some(1) => {}
+        threads => return Err(BenchError::MultiThreaded { threads }),
+    }
     let mask =
         rustix::thread::sched_getaffinity(None).map_err(BenchError::os("sched_getaffinity"))?;
     let cpus = choose_cpus(pin, &mask)?;
@@ -379,9 +400,10 @@ pub fn run_pair<R>(
         ERROR_BYTES,
     )?;
     let parent_pid = rustix::process::getpid();
-    // SAFETY: fork has no memory-safety preconditions of its own. The child
-    // runs only `child_side`, which ends in `_exit` and never returns into
-    // code that assumes other threads exist.
+    // SAFETY: this process has one thread (checked above, and only this
+    // thread could have started another since), so the child inherits no
+    // lock held by a thread that does not exist in it. The child runs only
+    // `child_side`, which ends in `_exit`.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(BenchError::Os {
@@ -590,65 +612,5 @@ mod tests {
         assert_eq!(choose_cpus(PinMode::Split, &two).unwrap(), Some((1, 3)));
         assert_eq!(spins_for(Some((3, 3))), 0);
         assert_eq!(spins_for(Some((1, 3))), SPINS_BEFORE_YIELD);
-    }
-
-    #[test]
-    fn child_error_comes_back_with_its_text() {
-        let err = run_pair(
-            PinMode::None,
-            |pair| pair.barrier(),
-            |_| Err(BenchError::Corrupt("child says no".into())),
-        )
-        .unwrap_err();
-        match err {
-            BenchError::ChildFailed { status, message } => {
-                assert_eq!(status, "exit code 1");
-                assert!(message.contains("child says no"), "{message}");
-            }
-            e => panic!("unexpected {e}"),
-        }
-    }
-
-    #[test]
-    fn shared_area_crosses_the_fork_and_barriers_order() {
-        let area = ShmArea::new(AtomicU64::new(0), 64).unwrap();
-        let ((), placement) = run_pair(
-            PinMode::None,
-            |pair| {
-                pair.barrier()?;
-                // Relaxed: the barrier orders the child's store before this.
-                assert_eq!(area.get().load(Ordering::Relaxed), 41);
-                area.get().store(42, Ordering::Relaxed);
-                pair.barrier()
-            },
-            |pair| {
-                area.get().store(41, Ordering::Relaxed);
-                pair.barrier()?;
-                pair.barrier()?;
-                if area.get().load(Ordering::Relaxed) == 42 {
-                    Ok(())
-                } else {
-                    Err(BenchError::Corrupt("no 42".into()))
-                }
-            },
-        )
-        .unwrap();
-        assert!(placement.child[0] < u32::MAX);
-    }
-
-    #[test]
-    fn a_dead_child_stops_a_waiting_parent() {
-        let area = ShmArea::new(AtomicU64::new(0), 0).unwrap();
-        let err = run_pair(
-            PinMode::None,
-            |pair| pair.spin_until(|| area.get().load(Ordering::Acquire) == 1),
-            // SAFETY: ends the forked child at once, as a crash would.
-            |_| unsafe { libc::_exit(3) },
-        )
-        .unwrap_err();
-        assert!(
-            matches!(&err, BenchError::ChildFailed { status, .. } if status == "exit code 3"),
-            "{err}"
-        );
     }
 }

@@ -27,9 +27,9 @@ use std::time::Instant;
 
 use super::pair::{Pair, ShmArea, run_pair};
 use super::{BenchError, Measurement, PinMode, Plan, Row, Timings, Unit, Wait};
-use crate::lock::{Event, EventMode, LockError, ProcessOwner, ShmMutex};
-use crate::sync::WaitStrategy;
-use crate::sync::shim::{AtomicU64, Ordering};
+use polycephaly::lock::{Event, EventMode, LockError, ProcessOwner, ShmMutex};
+use polycephaly::sync::WaitStrategy;
+use polycephaly::sync::shim::{AtomicU64, Ordering};
 
 /// The lock rows, in table order.
 pub const ROWS: &[Row] = &[
@@ -179,7 +179,7 @@ pub fn event_wake_rtt(pin: PinMode, plan: &Plan) -> Result<Timings, BenchError> 
                 // Acquire: pairs with the child's Release store of asleep.
                 pair.spin_until(|| st.asleep.load(Ordering::Acquire) == i)?;
                 wait_until_sleeping(pair, &stat)?;
-                let wakes = crate::sync::futex_calls().wakes;
+                let wakes = polycephaly::sync::futex_calls().wakes;
                 let t0 = Instant::now();
                 ev.signal()
                     .map_err(|e| BenchError::Corrupt(e.to_string()))?;
@@ -189,7 +189,7 @@ pub fn event_wake_rtt(pin: PinMode, plan: &Plan) -> Result<Timings, BenchError> 
                 if i <= warmup {
                     continue;
                 }
-                if crate::sync::futex_calls().wakes == wakes {
+                if polycephaly::sync::futex_calls().wakes == wakes {
                     dropped += 1;
                 } else {
                     out.push(d);
@@ -204,8 +204,8 @@ pub fn event_wake_rtt(pin: PinMode, plan: &Plan) -> Result<Timings, BenchError> 
                 loop {
                     match ev.wait(Duration::from_millis(200)) {
                         Ok(()) => break,
-                        Err(crate::lock::WaitEventError::TimedOut) if pair.peer_alive() => {}
-                        Err(crate::lock::WaitEventError::TimedOut) => {
+                        Err(polycephaly::lock::WaitEventError::TimedOut) if pair.peer_alive() => {}
+                        Err(polycephaly::lock::WaitEventError::TimedOut) => {
                             return Err(BenchError::PeerDied);
                         }
                         Err(e) => return Err(BenchError::Corrupt(e.to_string())),
@@ -398,8 +398,10 @@ pub fn mutex_event_rtt(pin: PinMode, plan: &Plan) -> Result<Timings, BenchError>
         loop {
             match ev.wait(Duration::from_millis(200)) {
                 Ok(()) => return Ok(()),
-                Err(crate::lock::WaitEventError::TimedOut) if pair.peer_alive() => {}
-                Err(crate::lock::WaitEventError::TimedOut) => return Err(BenchError::PeerDied),
+                Err(polycephaly::lock::WaitEventError::TimedOut) if pair.peer_alive() => {}
+                Err(polycephaly::lock::WaitEventError::TimedOut) => {
+                    return Err(BenchError::PeerDied);
+                }
                 Err(e) => return Err(BenchError::Corrupt(e.to_string())),
             }
         }
@@ -435,29 +437,4 @@ pub fn mutex_event_rtt(pin: PinMode, plan: &Plan) -> Result<Timings, BenchError>
         },
     )?;
     Ok(Timings::new(samples, plan.batch).with_placement(placement))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lock_kernels_run_on_tiny_plans() {
-        let plan = Plan::new(2, 5, 3);
-        let t = event_wake_rtt(PinMode::None, &plan).unwrap();
-        assert_eq!(t.samples.len() as u64 + t.dropped, 5);
-        assert_eq!(mutex_uncontended(&plan).unwrap().samples.len(), 5);
-        assert_eq!(std_mutex_uncontended(&plan).unwrap().samples.len(), 5);
-        assert_eq!(
-            mutex_handoff_rtt(PinMode::None, &plan)
-                .unwrap()
-                .samples
-                .len(),
-            5
-        );
-        assert_eq!(
-            mutex_event_rtt(PinMode::None, &plan).unwrap().samples.len(),
-            5
-        );
-    }
 }

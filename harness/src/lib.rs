@@ -1,4 +1,5 @@
-//! The bench harness behind `polycephaly bench` and `cargo bench`: a
+//! The measurement harness behind `polycephaly bench` and its criterion
+//! benches (`harness/benches`): a
 //! registry of measurement rows, the kernels that measure them between two
 //! real processes, and the statistics and report they end in.
 //!
@@ -13,7 +14,7 @@
 //! - [`floors`] and [`os`]: the baselines (kernels and their rows).
 //! - [`report`]: machine details, the text table and the JSON file.
 //!
-//! # Adding a row (for the next topic, e.g. `src/bench/spsc.rs`)
+//! # Adding a row (for the next topic, e.g. `harness/src/spsc.rs`)
 //!
 //! A row is a name, a few labels and a `run` function; the kernel behind it
 //! makes its shared state, hands one closure to each process and times in
@@ -22,7 +23,7 @@
 //!
 //! ```
 //! use std::time::Instant;
-//! use polycephaly::bench::{
+//! use polycephaly_harness::{
 //!     BenchError, Measurement, PinMode, Plan, Row, ShmArea, Timings, Unit, Wait, run_pair,
 //! };
 //! use polycephaly::sync::shim::{AtomicU64, Ordering};
@@ -70,7 +71,7 @@
 //!     Ok(Timings::new(samples, plan.batch).with_placement(placement))
 //! }
 //!
-//! let m = (ROWS[0].run)(&polycephaly::bench::Config { quick: true, ..Default::default() })?;
+//! let m = (ROWS[0].run)(&polycephaly_harness::Config { quick: true, ..Default::default() })?;
 //! assert!(m.median() > 0.0 && m.p99() >= m.median());
 //! # Ok::<(), BenchError>(())
 //! ```
@@ -93,7 +94,7 @@ pub mod pair;
 pub mod report;
 pub mod spsc;
 
-pub use pair::{Pair, Placement, Role, ShmArea, run_pair};
+pub use pair::{Pair, Placement, Role, ShmArea, run_pair, thread_count};
 
 /// How the two processes of a pair are placed on CPUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -268,6 +269,15 @@ pub enum BenchError {
     /// A kernel produced no usable sample (empty, negative or not finite).
     #[error("no usable samples: {0}")]
     NoSamples(&'static str),
+    /// [`run_pair`] forks, which it does only in a single-threaded process.
+    #[error(
+        "a measurement forks, which is sound only in a single-threaded process (this one has {})",
+        match threads { Some(n) => format!("{n} threads"), None => "an unknown number of threads".into() }
+    )]
+    MultiThreaded {
+        /// How many threads the process has (`None`: unknown).
+        threads: Option<usize>,
+    },
 }
 
 impl BenchError {

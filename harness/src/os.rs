@@ -11,7 +11,7 @@ use rustix::io::Errno;
 
 use super::pair::{ShmArea, run_pair};
 use super::{BenchError, Measurement, PinMode, Plan, Row, Timings, Unit, Wait};
-use crate::sync::shim::{AtomicU32, Ordering};
+use polycephaly::sync::shim::{AtomicU32, Ordering};
 
 /// The operating-system rows, in table order.
 pub const ROWS: &[Row] = &[
@@ -453,22 +453,4 @@ pub fn pshared_mutex_rtt(pin: PinMode, plan: &Plan) -> Result<Timings, BenchErro
     }
     let (samples, placement) = result?;
     Ok(Timings::new(samples, plan.batch).with_placement(placement))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn os_kernels_run_on_tiny_plans() {
-        let plan = Plan::new(2, 5, 3);
-        for kind in [Stream::Uds, Stream::Pipe] {
-            let t = stream_rtt(PinMode::None, kind, &plan).unwrap();
-            assert_eq!((t.samples.len(), t.ops_per_sample), (5, 3));
-        }
-        let t = pshared_mutex_rtt(PinMode::None, &plan).unwrap();
-        assert_eq!(t.samples.len(), 5);
-        let t = uds_64b_throughput(PinMode::None, &Plan::new(1, 3, 1_000)).unwrap();
-        assert_eq!(t.samples.len(), 3);
-    }
 }
