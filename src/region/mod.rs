@@ -332,7 +332,9 @@ impl Region {
     }
 
     /// Whether `id` still holds its slot and its process is alive (its pid
-    /// exists, is not a zombie, and has the start time it registered).
+    /// exists with the start time it registered, and one of its threads has
+    /// not exited: see [`ProcessId::is_alive`]). Reads `/proc`: for slow
+    /// paths.
     pub fn peer_alive(&self, id: PeerId) -> bool {
         peers::alive(self.inner.slots(), id)
     }

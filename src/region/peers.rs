@@ -80,7 +80,8 @@ pub struct PeerInfo {
     pub role: u32,
     /// Its last heartbeat, CLOCK_MONOTONIC nanoseconds.
     pub heartbeat: u64,
-    /// Whether its process runs (pid exists, start time matches).
+    /// Whether its process runs (pid exists with a matching start time, and
+    /// a thread of it has not exited).
     pub alive: bool,
 }
 

@@ -1,5 +1,30 @@
 //! Which process is which: a pid plus its start time, so that a pid reused
-//! by a new process is not mistaken for the old one.
+//! by a new process is not mistaken for the old one; and whether it still
+//! runs.
+//!
+//! A process lives while any of its threads does. Its main thread (the
+//! thread-group leader, whose tid is the pid) may end first, with
+//! `pthread_exit`: Linux then shows the leader as a zombie (state `Z` in
+//! `/proc/PID/stat` and `/proc/PID/status`) while the other threads run,
+//! until the last one exits. So the state alone cannot tell; measured on
+//! Linux 6.18:
+//!
+//! | case | stat state | stat field 20 = `Threads:` | `task/` | pidfd polls |
+//! | --- | --- | --- | --- | --- |
+//! | leader called `pthread_exit`, a thread runs | `Z` | 2 | leader `Z`, thread `S` | not readable |
+//! | every thread exited, not reaped (zombie) | `Z` | 1 | leader `Z` | readable |
+//! | reaped | no such file | | | (`pidfd_open`: ESRCH) |
+//!
+//! A process is judged dead when `/proc/PID/stat` is gone, or its state is
+//! `X`, or its state is `Z` with at most one thread counted (the exited
+//! leader itself; 0 when the kernel could not count them). The count comes
+//! from the same read as the state and the start time, so the check costs
+//! what it did before (one read of one file) and its three fields describe
+//! one process. A pidfd would tell the same (it polls readable once the
+//! whole thread group exited), but opening one by pid races with pid reuse
+//! until the start time is checked in `/proc` anyway, so it would add two
+//! system calls to every check; [`ProcessId::pidfd`] is there for callers
+//! that watch one process for long.
 
 /// A process, identified by its pid and its start time.
 ///
@@ -33,7 +58,9 @@ impl ProcessId {
         ProcessId { pid, start_time }
     }
 
-    /// The process with this pid now, if it exists and is not a zombie.
+    /// The process with this pid now, if it exists and has a thread that
+    /// has not exited (a main thread that exited while others run does not
+    /// make it dead; an unreaped zombie is dead).
     pub fn of(pid: u32) -> Option<ProcessId> {
         if pid == 0 || i32::try_from(pid).is_err() {
             return None;
@@ -61,8 +88,12 @@ impl ProcessId {
         self.is_alive().then_some(fd)
     }
 
-    /// Whether this very process still runs: its pid exists, is not a
-    /// zombie, and has the same start time (a reused pid is another process).
+    /// Whether this very process still runs: its pid exists, one of its
+    /// threads has not exited (see [`ProcessId::of`]), and it has the same
+    /// start time (a reused pid is another process).
+    ///
+    /// Reads `/proc/PID/stat` once: meant for slow paths (after a wait
+    /// timed out), not for every operation.
     pub fn is_alive(&self) -> bool {
         Self::of(self.pid).is_some_and(|now| now.start_time == self.start_time)
     }
@@ -71,7 +102,10 @@ impl ProcessId {
 /// What we need from `/proc/PID/stat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stat {
-    /// The state is `Z` (zombie) or `X` (dead).
+    /// Every thread of the process has exited: the state (of its leader)
+    /// is `X`/`x` (dead), or `Z` (zombie) with at most one thread counted.
+    /// A `Z` leader with more threads called `pthread_exit` while the
+    /// others run: the process lives.
     pub dead: bool,
     /// Field 22.
     pub start_time: u64,
@@ -80,28 +114,43 @@ pub(crate) struct Stat {
 /// Parses the contents of `/proc/PID/stat`.
 ///
 /// Field 2 is the command name in parentheses, which may itself contain
-/// spaces and `)`: the fields after it start after the *last* `)`.
+/// spaces and `)`: the fields after it start after the *last* `)`. Any
+/// field missing or not a number gives `None`.
 pub(crate) fn parse_stat(bytes: &[u8]) -> Option<Stat> {
     let close = bytes.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(bytes.get(close + 1..)?).ok()?;
     let mut fields = rest.split_ascii_whitespace();
-    // Field 3 is the state; field 22 is 19 fields after it.
+    // Field 3 is the state; field 20 (num_threads, the `Threads:` of
+    // /proc/PID/status) is 17 fields after it, field 22 two after that.
     let state = fields.next()?;
-    let start_time = fields.nth(18)?.parse().ok()?;
-    Some(Stat {
-        dead: matches!(state, "Z" | "X" | "x"),
-        start_time,
-    })
+    let threads: u64 = fields.nth(16)?.parse().ok()?;
+    let start_time = fields.nth(1)?.parse().ok()?;
+    let dead = match state {
+        "X" | "x" => true,
+        // The exited leader still counts itself until it is reaped; the
+        // kernel prints 0 when it can no longer count the threads.
+        "Z" => threads <= 1,
+        _ => false,
+    };
+    Some(Stat { dead, start_time })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A stat line: fields 4..=19 and 21 are placeholders, 20 = threads,
+    /// 22 = start, then a few more.
+    fn line_with(comm: &str, state: &str, threads: &str, start: u64) -> String {
+        let a: Vec<String> = (4..=19).map(|i| i.to_string()).collect();
+        format!(
+            "1234 ({comm}) {state} {} {threads} 21 {start} 99 100\n",
+            a.join(" ")
+        )
+    }
+
     fn line(comm: &str, state: &str, start: u64) -> String {
-        // Fields 4..=21 are placeholders, then 22 = start, then a few more.
-        let mid: Vec<String> = (4..=21).map(|i| i.to_string()).collect();
-        format!("1234 ({comm}) {state} {} {start} 99 100\n", mid.join(" "))
+        line_with(comm, state, "1", start)
     }
 
     #[test]
@@ -119,6 +168,27 @@ mod tests {
     }
 
     #[test]
+    fn a_zombie_leader_with_running_threads_is_alive() {
+        let dead = |state: &str, threads: &str| {
+            parse_stat(line_with("t", state, threads, 9).as_bytes()).map(|s| s.dead)
+        };
+        // The leader called pthread_exit; one or more threads run.
+        assert_eq!(dead("Z", "2"), Some(false));
+        assert_eq!(dead("Z", "40"), Some(false));
+        // Every thread exited: a zombie (1: the leader; 0: not countable).
+        assert_eq!(dead("Z", "1"), Some(true));
+        assert_eq!(dead("Z", "0"), Some(true));
+        assert_eq!(dead("X", "3"), Some(true));
+        assert_eq!(dead("x", "1"), Some(true));
+        for live in ["R", "S", "D", "T", "t", "I"] {
+            assert_eq!(dead(live, "1"), Some(false), "{live}");
+        }
+        // A thread count that is not a number makes the line unreadable.
+        assert_eq!(dead("Z", "-1"), None);
+        assert_eq!(dead("Z", "two"), None);
+    }
+
+    #[test]
     fn comm_with_spaces_and_parens_is_skipped() {
         let s = parse_stat(line("a) b (c)) R 1", "R", 42).as_bytes()).unwrap();
         assert_eq!(s.start_time, 42);
@@ -130,6 +200,19 @@ mod tests {
         assert_eq!(parse_stat(b"1 (x) S 1 2"), None);
         assert_eq!(parse_stat(b"no parens at all"), None);
         assert_eq!(parse_stat(&[0xff, b')', b' ', 0xfe]), None);
+        // Cut right after the thread count: no start time.
+        assert_eq!(
+            parse_stat(b"1 (x) Z 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 2"),
+            None
+        );
+    }
+
+    #[test]
+    fn our_own_stat_parses() {
+        let bytes = std::fs::read("/proc/self/stat").unwrap();
+        let s = parse_stat(&bytes).unwrap();
+        assert!(!s.dead);
+        assert!(s.start_time > 0);
     }
 
     #[test]

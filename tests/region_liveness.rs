@@ -1,0 +1,307 @@
+//! Peer liveness against the shapes a process can take that libtest cannot
+//! host: a process whose main thread exited while another thread runs, and
+//! a handle copied into a child by `fork`.
+//!
+//! This target has no libtest harness (`harness = false`), for two reasons:
+//! - the child of the first test must end its *main* thread with
+//!   `pthread_exit`, and libtest runs every test on a thread of its own;
+//!   under Rust's own `main` the unwind that `pthread_exit` starts would be
+//!   caught (and the process aborted) by the runtime, so this binary has
+//!   `#![no_main]` and a C-ABI `main` whose frame holds nothing to drop;
+//! - the second test forks, which is only safe in a single-threaded
+//!   process: without libtest, the test process has a single thread.
+//!
+//! A small runner below speaks enough of libtest's command line for
+//! `cargo test` and `cargo nextest` (`--list`, `--exact`, filters).
+#![no_main]
+
+mod common;
+
+use core::ffi::{c_char, c_int, c_void};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use polycephaly::region::{OpenOptions, PeerId, ProcessId, Region, SectionId, SectionKind};
+use polycephaly::sync::shim::{AtomicU32, Ordering};
+
+/// The tests of this binary, in the order they run.
+const TESTS: &[(&str, fn())] = &[(
+    "a_thread_group_outlives_its_leader",
+    a_thread_group_outlives_its_leader,
+)];
+
+/// The role of the child whose main thread exits first.
+const LEADERLESS: &str = "leaderless-child";
+
+/// Only detects a hang: every wait below ends on an observable state.
+const HANG: Duration = Duration::from_secs(60);
+
+unsafe extern "C-unwind" {
+    /// glibc's `pthread_exit`, declared `C-unwind`: it ends the calling
+    /// thread by a forced unwind, which must be allowed to cross the frames
+    /// between here and the thread's start (`main`'s, a plain old frame).
+    fn pthread_exit(retval: *mut c_void) -> !;
+}
+
+/// The entry point, in place of Rust's: a leaderless child ends its main
+/// thread here; any other run is the test runner.
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
+    let leaderless = common::role().as_deref() == Some(LEADERLESS);
+    if leaderless {
+        start_leaderless_child();
+        // SAFETY: called on the main thread, whose frames up to here hold
+        // nothing with a destructor (a bool and the two arguments), so the
+        // forced unwind skips no drop; the worker thread started above owns
+        // everything it uses and ends the process itself.
+        unsafe { pthread_exit(core::ptr::null_mut()) }
+    }
+    run_tests()
+}
+
+/// Runs the selected tests, each under `catch_unwind`, and prints a
+/// libtest-like report. Understands `--list` (with `--ignored`: none here),
+/// `--exact`, `--skip NAME` and name filters; other flags are ignored.
+fn run_tests() -> c_int {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+    let mut filters = Vec::new();
+    let mut skips = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--skip" => skips.extend(it.next().cloned()),
+            "--format" | "--test-threads" | "--color" | "--logfile" | "--shuffle-seed" | "-Z" => {
+                it.next();
+            }
+            a if a.starts_with('-') => {}
+            a => filters.push(a.to_owned()),
+        }
+    }
+    let exact = has("--exact");
+    let selected: Vec<_> = TESTS
+        .iter()
+        .filter(|(name, _)| {
+            let matches = |f: &String| {
+                if exact {
+                    *name == f.as_str()
+                } else {
+                    name.contains(f.as_str())
+                }
+            };
+            (filters.is_empty() || filters.iter().any(matches)) && !skips.iter().any(matches)
+        })
+        .collect();
+    if has("--list") {
+        if !has("--ignored") {
+            for (name, _) in &selected {
+                println!("{name}: test");
+            }
+        }
+        return 0;
+    }
+    if has("--ignored") {
+        println!("test result: ok. 0 passed; 0 failed (no ignored tests)");
+        return 0;
+    }
+    println!("\nrunning {} tests", selected.len());
+    let mut failed = Vec::new();
+    for (name, test) in &selected {
+        let ok = std::panic::catch_unwind(test).is_ok();
+        println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
+        if !ok {
+            failed.push(*name);
+        }
+    }
+    let passed = selected.len() - failed.len();
+    if failed.is_empty() {
+        println!("\ntest result: ok. {passed} passed; 0 failed\n");
+        0
+    } else {
+        println!(
+            "\nfailures: {failed:?}\ntest result: FAILED. {passed} passed; {} failed\n",
+            failed.len()
+        );
+        101
+    }
+}
+
+/// Polls `done` until it holds; panics with `what` after [`HANG`].
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < HANG, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The state (field 3) and thread count (field 20) of `/proc/PID/stat`.
+fn proc_state(pid: u32) -> Option<(String, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = text.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    Some((fields.first()?.to_string(), fields.get(17)?.parse().ok()?))
+}
+
+/// Word `i` of the raw section 0 of `region`, a handshake word.
+fn word(region: &Region, i: usize) -> &AtomicU32 {
+    let s = region.section(SectionId(0)).expect("the raw section");
+    assert!((i + 1) * 4 <= s.len);
+    // SAFETY: inside the section (checked), 4-aligned (sections are
+    // 64-aligned), zero at creation; an atomic over shared bytes is valid
+    // for any bits, and `region` keeps the mapping alive as long as `&`.
+    unsafe { &*s.ptr.as_ptr().add(i * 4).cast::<AtomicU32>() }
+}
+
+/// Handshake words of the first test.
+const CHILD_ID: usize = 0;
+const CHILD_READY: usize = 1;
+const CHILD_RELEASE: usize = 2;
+/// 2 if the child, leaderless, judges itself alive, 1 if dead.
+const CHILD_SELF: usize = 3;
+
+/// The child's main thread: opens the inherited region, hands it to a
+/// worker thread, and returns (to `pthread_exit`).
+fn start_leaderless_child() {
+    let raw: i32 = std::env::var("REGION_FD")
+        .expect("REGION_FD")
+        .parse()
+        .expect("an fd number");
+    // SAFETY: the parent passed us this inherited descriptor; nothing else
+    // in this process owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let region = Region::from_fd(fd, &OpenOptions::default()).expect("open the inherited region");
+    std::thread::spawn(move || leaderless_worker(region));
+}
+
+/// The child's worker: once the main thread is gone, checks it still counts
+/// as alive, says so to the parent, waits to be released, and ends the whole
+/// process (`_exit`, i.e. exit_group) without dropping its handle, so its
+/// slot is left held by a process that is dead.
+fn leaderless_worker(region: Region) -> ! {
+    let run = || {
+        let me = std::process::id();
+        wait_for("our main thread to exit", || {
+            proc_state(me).is_some_and(|(state, _)| state == "Z")
+        });
+        // How this process judges itself, for the parent to check.
+        let alive = region.peer_alive(region.peer_id()) && ProcessId::current().is_alive();
+        // Relaxed: published by the Release store of CHILD_READY.
+        word(&region, CHILD_ID).store(region.peer_id().to_raw(), Ordering::Relaxed);
+        word(&region, CHILD_SELF).store(u32::from(alive) + 1, Ordering::Relaxed);
+        // Release: pairs with the parent's Acquire load of CHILD_READY.
+        word(&region, CHILD_READY).store(1, Ordering::Release);
+        wait_for("the parent's release", || {
+            // Relaxed: a plain signal, nothing to acquire with it.
+            word(&region, CHILD_RELEASE).load(Ordering::Relaxed) == 1
+        });
+    };
+    let code = match std::panic::catch_unwind(AssertUnwindSafe(run)) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    };
+    // SAFETY: ends the whole process at once, as a crash would: `region` is
+    // never dropped, so its peer slot stays held.
+    unsafe { libc::_exit(code) }
+}
+
+/// A process whose main thread called `pthread_exit` while another thread
+/// runs is alive (its leader shows as a zombie in /proc); once its last
+/// thread is gone it is dead, before and after it is reaped.
+fn a_thread_group_outlives_its_leader() {
+    let region = Region::builder()
+        .section(SectionKind::Raw, 64)
+        .max_peers(4)
+        .build()
+        .expect("create region");
+    let fd = region.inheritable_fd().expect("dup region fd");
+    let child = common::spawn_self(
+        "a_thread_group_outlives_its_leader",
+        LEADERLESS,
+        &[("REGION_FD", fd.to_string())],
+    );
+    // SAFETY: our own dup, no longer needed once the child has it.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    let mut child = KillOnDrop(child);
+    let pid = child.0.id();
+
+    wait_for(
+        "the child's main thread to exit, its worker running",
+        || {
+            assert!(
+                child.0.try_wait().expect("try_wait").is_none(),
+                "the child ended early"
+            );
+            // Acquire: pairs with the worker's Release store.
+            word(&region, CHILD_READY).load(Ordering::Acquire) == 1
+        },
+    );
+    let id = PeerId::from_raw(word(&region, CHILD_ID).load(Ordering::Relaxed))
+        .expect("the child wrote its peer id");
+    let (state, threads) = proc_state(pid).expect("the child's stat");
+    assert_eq!(state, "Z", "the leader of the child shows as a zombie");
+    assert!(threads >= 2, "its worker thread still counts: {threads}");
+    assert!(
+        region.peer_alive(id),
+        "a process with a running thread is judged dead"
+    );
+    let info = region
+        .peers()
+        .into_iter()
+        .find(|p| p.id == id)
+        .expect("the child's slot is listed");
+    assert!(info.alive);
+    let process = ProcessId {
+        pid,
+        start_time: info.start_time,
+    };
+    assert!(process.is_alive());
+    assert_eq!(ProcessId::of(pid), Some(process));
+    assert!(process.pidfd().is_some());
+    assert_eq!(
+        word(&region, CHILD_SELF).load(Ordering::Relaxed),
+        2,
+        "the child judges itself dead"
+    );
+
+    // Let the worker end the process; we have not reaped it, so its pid is
+    // still its own and the pidfd refers to it.
+    let raw_pid = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
+    let pidfd = rustix::process::pidfd_open(raw_pid, rustix::process::PidfdFlags::empty())
+        .expect("pidfd_open");
+    // Relaxed: a plain signal.
+    word(&region, CHILD_RELEASE).store(1, Ordering::Relaxed);
+    // A pidfd polls readable once every thread of the process has exited.
+    let mut fds = [rustix::event::PollFd::new(
+        &pidfd,
+        rustix::event::PollFlags::IN,
+    )];
+    let timeout = rustix::time::Timespec {
+        tv_sec: HANG.as_secs() as i64,
+        tv_nsec: 0,
+    };
+    let ready = rustix::event::poll(&mut fds, Some(&timeout)).expect("poll the pidfd");
+    assert_eq!(ready, 1, "the child did not exit");
+    // Now a real zombie: one (exited) thread, not reaped yet.
+    assert_eq!(proc_state(pid), Some(("Z".to_owned(), 1)));
+    assert!(!region.peer_alive(id), "an exited process is judged alive");
+    assert!(!process.is_alive());
+    assert_eq!(ProcessId::of(pid), None);
+
+    let status = child.0.wait().expect("wait for the child");
+    assert!(status.success(), "the child's checks failed: {status}");
+    assert!(!region.peer_alive(id));
+}
+
+/// Kills and reaps a child left running by a failed assertion.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
