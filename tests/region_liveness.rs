@@ -20,16 +20,26 @@ mod common;
 use core::ffi::{c_char, c_int, c_void};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use polycephaly::region::{OpenOptions, PeerId, ProcessId, Region, SectionId, SectionKind};
+use polycephaly::region::{
+    OpenOptions, PeerId, ProcessId, Region, SectionError, SectionId, SectionKind,
+};
+use polycephaly::ring::{AttachError, SpscProducer, section_len};
 use polycephaly::sync::shim::{AtomicU32, Ordering};
 
 /// The tests of this binary, in the order they run.
-const TESTS: &[(&str, fn())] = &[(
-    "a_thread_group_outlives_its_leader",
-    a_thread_group_outlives_its_leader,
-)];
+const TESTS: &[(&str, fn())] = &[
+    (
+        "a_thread_group_outlives_its_leader",
+        a_thread_group_outlives_its_leader,
+    ),
+    (
+        "a_forked_copy_of_a_handle_is_inert",
+        a_forked_copy_of_a_handle_is_inert,
+    ),
+];
 
 /// The role of the child whose main thread exits first.
 const LEADERLESS: &str = "leaderless-child";
@@ -304,4 +314,134 @@ impl Drop for KillOnDrop {
             let _ = self.0.wait();
         }
     }
+}
+
+fn shm_path(name: &str) -> PathBuf {
+    PathBuf::from("/dev/shm").join(name)
+}
+
+/// Removes `/dev/shm/NAME` when dropped.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(shm_path(&self.0));
+    }
+}
+
+/// A `fork` child holds a copy of its parent's handle: using it is refused,
+/// dropping it releases nothing and unlinks nothing; the child gets a handle
+/// of its own by reopening.
+fn a_forked_copy_of_a_handle_is_inert() {
+    let threads = proc_state(std::process::id()).expect("our stat").1;
+    assert_eq!(
+        threads, 1,
+        "fork needs a single-threaded process; run alone"
+    );
+    let name = format!("polyc-test-{}-fork", std::process::id());
+    let _cleanup = Cleanup(name.clone());
+    let region = Region::builder()
+        .named(&name)
+        .section(SectionKind::Raw, 64)
+        .section(SectionKind::SpscRing, section_len(4096).expect("ring size"))
+        .max_peers(4)
+        .build()
+        .expect("create region");
+    let parent_id = region.peer_id();
+    assert!(region.opened_by_current_process());
+    let heartbeat = || {
+        region
+            .peers()
+            .into_iter()
+            .find(|p| p.id == parent_id)
+            .map(|p| p.heartbeat)
+    };
+    let beat = heartbeat();
+    let name_ref = name.as_str();
+
+    // SAFETY: this process has one thread (checked above), so the child's
+    // copy of every lock and allocator state is consistent; the child ends
+    // with `_exit` and never returns into the runner.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // The child's copy of `region` is its only handle: the drop in
+        // `forked_child` is the last one, which used to release the slot.
+        let run = move || forked_child(region, name_ref, parent_id);
+        let code = match std::panic::catch_unwind(AssertUnwindSafe(run)) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        };
+        // SAFETY: ends the forked child without running the parent's exit
+        // handlers or returning into the test runner.
+        unsafe { libc::_exit(code) }
+    }
+    let child = rustix::process::Pid::from_raw(pid).expect("a child pid");
+    let (_, status) = rustix::process::waitpid(Some(child), rustix::process::WaitOptions::empty())
+        .expect("waitpid")
+        .expect("a status");
+    assert_eq!(status.exit_status(), Some(0), "the child's checks failed");
+
+    assert!(
+        region.peer_alive(parent_id),
+        "the child's drop freed our slot"
+    );
+    let peers = region.peers();
+    assert_eq!(
+        peers.len(),
+        1,
+        "the child's own handles were released: {peers:?}"
+    );
+    assert_eq!(heartbeat(), beat, "the child wrote into our slot");
+    assert!(
+        shm_path(&name).exists(),
+        "the child's drop unlinked the segment"
+    );
+    let other = Region::open(&name).expect("reopen by name");
+    assert_ne!(other.peer_id(), parent_id);
+    assert!(other.peer_alive(parent_id));
+    drop(other);
+    drop(region);
+    assert!(
+        !shm_path(&name).exists(),
+        "the creator's drop still unlinks"
+    );
+}
+
+/// The forked child's checks, on `copy`, its copy of the parent's handle.
+fn forked_child(copy: Region, name: &str, parent_id: PeerId) {
+    assert!(!copy.opened_by_current_process());
+    assert_eq!(copy.peer_id(), parent_id);
+    let e = copy.section(SectionId(0)).unwrap_err();
+    assert!(
+        matches!(e, SectionError::ForeignHandle { opener, caller }
+            if opener != caller && caller == std::process::id()),
+        "{e:?}"
+    );
+    assert!(copy.sections().is_empty());
+    // No ring role can be claimed under the parent's id.
+    let e = SpscProducer::attach(&copy, SectionId(1)).unwrap_err();
+    assert!(
+        matches!(e, AttachError::Section(SectionError::ForeignHandle { .. })),
+        "{e:?}"
+    );
+    copy.heartbeat(); // a no-op: the parent checks its heartbeat is unchanged
+    // Reading the peer table stays allowed.
+    assert!(copy.peer_alive(parent_id));
+
+    // A handle of our own, two ways.
+    let own = copy.reopen(&OpenOptions::default()).expect("reopen");
+    assert!(own.opened_by_current_process());
+    assert_ne!(own.peer_id(), parent_id);
+    assert_eq!(own.name(), Some(name));
+    own.section(SectionId(0))
+        .expect("our own handle gives sections");
+    let by_name = Region::open(name).expect("open by name");
+    assert!(by_name.opened_by_current_process());
+    drop(own);
+    drop(by_name);
+
+    // The point: the last clone of the copy drops here. The parent checks
+    // its slot and its segment once we have exited.
+    drop(copy);
 }

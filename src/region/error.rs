@@ -213,4 +213,24 @@ pub enum SectionError {
         /// How many sections the region has.
         count: u16,
     },
+    /// The handle was opened by another process: this one got a copy of it
+    /// through `fork`. Sections of such a copy are refused, since the layers
+    /// above would claim ring roles and locks under the opener's peer id.
+    /// Open a handle of this process instead: [`Region::reopen`] on the
+    /// copy, [`Region::open`] by name, or [`Region::from_fd`].
+    ///
+    /// [`Region::reopen`]: super::Region::reopen
+    /// [`Region::open`]: super::Region::open
+    /// [`Region::from_fd`]: super::Region::from_fd
+    #[error(
+        "this region handle belongs to process {opener}, not to process {caller} (a copy \
+         made by fork): open a handle of this process with Region::reopen, Region::open or \
+         Region::from_fd"
+    )]
+    ForeignHandle {
+        /// The pid of the process that opened the handle.
+        opener: u32,
+        /// The pid of the calling process.
+        caller: u32,
+    },
 }

@@ -13,6 +13,18 @@
 //! [`Region::from_fd`] holds a slot of the peer table until its last clone
 //! drops, so peers can tell whether each other is alive.
 //!
+//! A handle belongs to the process that made it: its peer slot names that
+//! process. A child made by `fork` inherits copies of its parent's handles,
+//! and they stay inert there: [`Region::section`] refuses them
+//! ([`SectionError::ForeignHandle`]), so no ring role or lock is claimed
+//! under the parent's peer id, and dropping them releases no slot and
+//! unlinks nothing ([`Region::opened_by_current_process`] tells them apart).
+//! A child process gets a handle of its own in one of three ways:
+//! - [`Region::reopen`] on the copy it inherited (a forked child);
+//! - [`Region::from_fd`] on a descriptor made by [`Region::inheritable_fd`]
+//!   before it was started (it survives `exec`: the pool's drones);
+//! - [`Region::open`] by name, for a named segment.
+//!
 //! Limits of the trust model: a memfd is sealed against growing and
 //! shrinking, but a named segment is a plain tmpfs file; a peer of the same
 //! user that truncates it makes our accesses past the new end fault
@@ -127,7 +139,10 @@ impl Default for OpenOptions {
 
 /// A mapped region. Cloning shares the mapping and the peer slot (an `Arc`
 /// inside); the slot is released, and a named segment created without
-/// [`RegionBuilder::keep`] is unlinked, when the last clone drops.
+/// [`RegionBuilder::keep`] is unlinked, when the last clone drops in the
+/// process that opened the handle. A copy that a child made by `fork`
+/// inherited is inert (see the [module docs](self) and
+/// [`Region::opened_by_current_process`]).
 #[derive(Clone)]
 pub struct Region {
     inner: Arc<Inner>,
@@ -140,12 +155,20 @@ struct Inner {
     unlink_on_drop: bool,
     layout: ValidLayout,
     peer: PeerId,
+    /// The pid of the process that opened the handle, the one recorded in
+    /// its peer slot. A copy inherited through `fork` keeps it, and is
+    /// told apart by comparing it with the caller's pid.
     pid: u32,
 }
 
 impl Inner {
     fn slots(&self) -> &[PeerSlot] {
         slots_of(&self.map, self.layout.max_peers)
+    }
+
+    /// Whether the calling process opened this handle (one `getpid`).
+    fn opened_here(&self) -> bool {
+        process::current_pid() == self.pid
     }
 }
 
@@ -171,6 +194,13 @@ fn slots_of(map: &MmapRaw, max_peers: u32) -> &[PeerSlot] {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // A copy inherited through fork: the slot and the name belong to the
+        // opener, which still runs. Unmapping and closing our copies of the
+        // mapping and the descriptor (below, by the fields' drops) touch
+        // only this process.
+        if !self.opened_here() {
+            return;
+        }
         peers::release(self.slots(), self.peer, self.pid);
         if self.unlink_on_drop
             && let Some(name) = &self.name
@@ -294,8 +324,11 @@ impl Region {
     /// The section `id`.
     ///
     /// # Errors
+    /// [`SectionError::ForeignHandle`] when the calling process is not the
+    /// one that opened this handle (a copy inherited through `fork`);
     /// [`SectionError::NoSuchSection`] when the region has fewer sections.
     pub fn section(&self, id: SectionId) -> Result<Section, SectionError> {
+        self.check_opened_here()?;
         let count = self.inner.layout.sections.len() as u16;
         self.inner
             .layout
@@ -305,8 +338,12 @@ impl Region {
             .ok_or(SectionError::NoSuchSection { id, count })
     }
 
-    /// Every section, in table order.
+    /// Every section, in table order; none for a handle the calling process
+    /// did not open (see [`Region::section`]).
     pub fn sections(&self) -> Vec<Section> {
+        if !self.inner.opened_here() {
+            return Vec::new();
+        }
         (0u16..)
             .zip(&self.inner.layout.sections)
             .map(|(i, s)| self.make_section(SectionId(i), s))
@@ -326,7 +363,8 @@ impl Region {
         }
     }
 
-    /// This handle's id in the peer table.
+    /// This handle's id in the peer table (for a copy inherited through
+    /// `fork`, the id of the process that opened it).
     pub fn peer_id(&self) -> PeerId {
         self.inner.peer
     }
@@ -344,9 +382,79 @@ impl Region {
         peers::list(self.inner.slots())
     }
 
-    /// Records a heartbeat (CLOCK_MONOTONIC ns) in this handle's slot.
+    /// Records a heartbeat (CLOCK_MONOTONIC ns) in this handle's slot. Does
+    /// nothing for a handle the calling process did not open: the slot is
+    /// another process's.
     pub fn heartbeat(&self) {
-        peers::heartbeat(self.inner.slots(), self.inner.peer);
+        if self.inner.opened_here() {
+            peers::heartbeat(self.inner.slots(), self.inner.peer);
+        }
+    }
+
+    /// Whether the calling process is the one that opened this handle.
+    ///
+    /// False only in a child made by `fork` that holds a copy of its
+    /// parent's handle (directly, or inside anything that keeps a clone,
+    /// like a ring or lock handle). Such a copy is inert: its sections are
+    /// refused ([`SectionError::ForeignHandle`]), its heartbeat does
+    /// nothing, and dropping it releases no peer slot and unlinks nothing.
+    /// Reading the peer table ([`Region::peer_alive`], [`Region::peers`])
+    /// and [`Region::inheritable_fd`] still work, and [`Region::reopen`]
+    /// gives the child a handle of its own.
+    ///
+    /// Layers above that release shared state in their `Drop` (a ring role,
+    /// a lock) call this first and release nothing when it is false: the
+    /// state is the opener's, still in use while the opener runs, and
+    /// recovered by its peers from its pid once it dies. It costs one
+    /// `getpid` system call, cheap enough for a `Drop`.
+    ///
+    /// ```
+    /// let region = polycephaly::region::Region::builder().build()?;
+    /// assert!(region.opened_by_current_process());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn opened_by_current_process(&self) -> bool {
+        self.inner.opened_here()
+    }
+
+    /// `Err(ForeignHandle)` unless the calling process opened this handle.
+    fn check_opened_here(&self) -> Result<(), SectionError> {
+        let caller = process::current_pid();
+        if caller == self.inner.pid {
+            Ok(())
+        } else {
+            Err(SectionError::ForeignHandle {
+                opener: self.inner.pid,
+                caller,
+            })
+        }
+    }
+
+    /// A new handle on the same region for the calling process, with a peer
+    /// slot of its own: how a child made by `fork` gets a usable handle
+    /// from the copy of its parent's that it inherited. It works from any
+    /// process, even after a named segment was unlinked (it goes through
+    /// this handle's descriptor, not the name), and never unlinks the
+    /// segment itself.
+    ///
+    /// ```
+    /// use polycephaly::region::{OpenOptions, Region};
+    ///
+    /// let region = Region::builder().build()?;
+    /// // In a forked child, `region` would be an inert copy.
+    /// let own = region.reopen(&OpenOptions::default())?;
+    /// assert!(own.opened_by_current_process());
+    /// assert_ne!(own.peer_id(), region.peer_id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Region::from_fd`]: the region is validated again, and
+    /// [`OpenError::PeerTableFull`] when every slot holds a live process.
+    pub fn reopen(&self, opts: &OpenOptions) -> Result<Region, OpenError> {
+        let fd =
+            rustix::io::fcntl_dupfd_cloexec(&self.inner.fd, 0).map_err(std::io::Error::from)?;
+        attach(fd, self.inner.name.clone(), opts)
     }
 
     /// The creator's side: wraps a mapping it initialized and a slot it

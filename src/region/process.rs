@@ -47,10 +47,7 @@ impl ProcessId {
     /// [`is_alive`](Self::is_alive) of the result reports false: liveness
     /// checks need `/proc`.
     pub fn current() -> ProcessId {
-        let pid = rustix::process::getpid()
-            .as_raw_nonzero()
-            .get()
-            .unsigned_abs();
+        let pid = current_pid();
         let start_time = std::fs::read("/proc/self/stat")
             .ok()
             .and_then(|s| parse_stat(&s))
@@ -97,6 +94,16 @@ impl ProcessId {
     pub fn is_alive(&self) -> bool {
         Self::of(self.pid).is_some_and(|now| now.start_time == self.start_time)
     }
+}
+
+/// The calling process's pid: one `getpid` system call (glibc caches
+/// nothing since 2.25, and rustix calls the kernel directly), so it is right
+/// in a child made by `fork` or `clone` too.
+pub(crate) fn current_pid() -> u32 {
+    rustix::process::getpid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs()
 }
 
 /// What we need from `/proc/PID/stat`.
