@@ -12,6 +12,7 @@ use polycephaly::region::layout::{HEADER_LEN, INIT_OFFSET, SECTION_TABLE_OFFSET}
 use polycephaly::region::{
     CreateError, OpenError, OpenOptions, PeerId, Region, SectionError, SectionId, SectionKind,
 };
+use rustix::fs::SealFlags;
 
 /// A name unique to this process and test.
 fn unique(tag: &str) -> String {
@@ -583,10 +584,7 @@ fn the_fuzz_corpus_files_give_their_errors() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/region_open");
     let open = |file: &str| {
         let bytes = std::fs::read(dir.join(file)).unwrap();
-        let fd = rustix::fs::memfd_create("corpus", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
-        let mut f = std::fs::File::from(fd);
-        std::io::Write::write_all(&mut f, &bytes).unwrap();
-        Region::from_fd(f.into(), &short())
+        Region::from_fd(sealed_memfd(&bytes, SealFlags::SHRINK), &short())
     };
     let r = open("valid").unwrap();
     assert_eq!(r.sections().len(), 2);
@@ -622,6 +620,92 @@ fn the_fuzz_corpus_files_give_their_errors() {
         matches!(e, OpenError::TooManySections { .. })
     });
     expect("peer-table-full", |e| matches!(e, OpenError::PeerTableFull));
+}
+
+/// A memfd holding `bytes`, with `seals` added (none if empty).
+fn sealed_memfd(bytes: &[u8], seals: SealFlags) -> OwnedFd {
+    use rustix::fs::MemfdFlags;
+    let fd =
+        rustix::fs::memfd_create("test", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).unwrap();
+    let mut f = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut f, bytes).unwrap();
+    if !seals.is_empty() {
+        rustix::fs::fcntl_add_seals(&f, seals).unwrap();
+    }
+    f.into()
+}
+
+fn not_sealed(r: Result<Region, OpenError>) -> u32 {
+    match r {
+        Err(OpenError::NotSealed { seals }) => seals,
+        other => panic!("expected NotSealed, got {other:?}"),
+    }
+}
+
+/// `from_fd` maps only a file sealed against shrinking: one that is not
+/// (a memfd its sender did not seal, a tmpfs file, a file on disk) could be
+/// truncated under the mapping by whoever else holds it.
+#[test]
+fn from_fd_refuses_a_file_not_sealed_against_shrinking() {
+    let good = valid_bytes("seals");
+    // A memfd that allows sealing but has no seal.
+    let e = Region::from_fd(sealed_memfd(&good, SealFlags::empty()), &short()).unwrap_err();
+    assert!(matches!(e, OpenError::NotSealed { seals: 0 }), "{e:?}");
+    assert!(e.to_string().contains("F_SEAL_SHRINK"), "{e}");
+    // Sealed, but against growing only.
+    let seals = not_sealed(Region::from_fd(
+        sealed_memfd(&good, SealFlags::GROW | SealFlags::SEAL),
+        &short(),
+    ));
+    assert_eq!(seals, (SealFlags::GROW | SealFlags::SEAL).bits());
+    // A memfd made without MFD_ALLOW_SEALING: born with F_SEAL_SEAL only.
+    let fd = rustix::fs::memfd_create("unsealable", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    let mut f = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut f, &good).unwrap();
+    assert_eq!(
+        not_sealed(Region::from_fd(f.into(), &short())),
+        SealFlags::SEAL.bits()
+    );
+    // A plain tmpfs file under /dev/shm, handed over as a descriptor; the
+    // same file opened by name goes through `open`, which takes it.
+    let name = unique("unsealed-tmpfs");
+    let _cleanup = Cleanup(name.clone());
+    std::fs::write(shm_path(&name), &good).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(shm_path(&name))
+        .unwrap();
+    let _ = not_sealed(Region::from_fd(file.into(), &short()));
+    let by_name = Region::open_with(&name, &short()).unwrap();
+    assert_eq!(by_name.sections().len(), 2);
+    // Its reopen stays on the named path.
+    by_name.reopen(&short()).unwrap();
+    // A file on disk cannot carry seals at all.
+    let path = std::env::temp_dir().join(unique("unsealed-disk"));
+    std::fs::write(&path, &good).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let _ = not_sealed(Region::from_fd(file.into(), &short()));
+
+    // Sealed against shrinking, and nothing else: accepted.
+    let r = Region::from_fd(sealed_memfd(&good, SealFlags::SHRINK), &short()).unwrap();
+    assert_eq!(r.sections().len(), 2);
+    // The builder's own memfd, as a child inherits it: accepted, and so is
+    // a reopen through it.
+    let built = Region::builder()
+        .section(SectionKind::Raw, 64)
+        .build()
+        .unwrap();
+    // SAFETY: a fresh descriptor that we own from here on.
+    let fd = unsafe { OwnedFd::from_raw_fd(built.inheritable_fd().unwrap()) };
+    let inherited = Region::from_fd(fd, &short()).unwrap();
+    assert_eq!(inherited.sections().len(), 1);
+    inherited.reopen(&short()).unwrap();
 }
 
 /// An opener waits for a creator that has not marked the region ready yet;

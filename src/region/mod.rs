@@ -28,7 +28,9 @@
 //! Limits of the trust model: a memfd is sealed against growing and
 //! shrinking, but a named segment is a plain tmpfs file; a peer of the same
 //! user that truncates it makes our accesses past the new end fault
-//! (SIGBUS). Use a memfd when peers are not trusted that far.
+//! (SIGBUS). Use a memfd when peers are not trusted that far:
+//! [`Region::from_fd`] accepts only a file sealed against shrinking, so
+//! that protection does not depend on whoever sent the descriptor.
 //!
 //! ```
 //! use polycephaly::region::{Region, SectionKind};
@@ -279,19 +281,27 @@ impl Region {
             },
             e => OpenError::Io(e.into()),
         })?;
-        attach(fd, Some(name.to_owned()), opts)
+        // A /dev/shm file cannot carry seals: see the module docs.
+        attach(fd, Some(name.to_owned()), opts, Seals::NotRequired)
     }
 
     /// Opens the region behind `fd` (e.g. a memfd inherited from the parent,
     /// see [`Region::inheritable_fd`]), validates it and joins its peer table.
     ///
+    /// The file must be sealed against shrinking (`F_SEAL_SHRINK`), as the
+    /// memfds of [`RegionBuilder`] are: otherwise whoever else holds it
+    /// could truncate it and make our accesses fault (SIGBUS), and that
+    /// must not depend on the sender. A named segment, which cannot be
+    /// sealed, is opened with [`Region::open`] instead.
+    ///
     /// # Errors
     /// [`OpenError::NotARegularFile`], [`OpenError::NotOwner`],
+    /// [`OpenError::NotSealed`] (a file not sealed against shrinking),
     /// [`OpenError::NotInitialized`] (empty file or init state not ready in
     /// time), every validation error (see [`OpenError`]),
     /// [`OpenError::PeerTableFull`], [`OpenError::Io`].
     pub fn from_fd(fd: OwnedFd, opts: &OpenOptions) -> Result<Region, OpenError> {
-        attach(fd, None, opts)
+        attach(fd, None, opts, Seals::Required)
     }
 
     /// A duplicate of the region's descriptor *without* `FD_CLOEXEC`, for a
@@ -449,12 +459,20 @@ impl Region {
     /// ```
     ///
     /// # Errors
-    /// As [`Region::from_fd`]: the region is validated again, and
+    /// As [`Region::from_fd`] (a memfd) or [`Region::open`] (a named
+    /// segment): the region is validated again, and
     /// [`OpenError::PeerTableFull`] when every slot holds a live process.
     pub fn reopen(&self, opts: &OpenOptions) -> Result<Region, OpenError> {
         let fd =
             rustix::io::fcntl_dupfd_cloexec(&self.inner.fd, 0).map_err(std::io::Error::from)?;
-        attach(fd, self.inner.name.clone(), opts)
+        // The same rule as the way this handle's file came in: a memfd is
+        // sealed (built here, or checked by from_fd), a named file cannot be.
+        let seals = if self.inner.name.is_some() {
+            Seals::NotRequired
+        } else {
+            Seals::Required
+        };
+        attach(fd, self.inner.name.clone(), opts, seals)
     }
 
     /// The creator's side: wraps a mapping it initialized and a slot it
@@ -482,8 +500,42 @@ impl Region {
     }
 }
 
+/// Whether [`attach`] requires the file to be sealed against shrinking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seals {
+    /// A descriptor handed to us: refused without `F_SEAL_SHRINK`.
+    Required,
+    /// A `/dev/shm` file opened by name, which cannot carry seals.
+    NotRequired,
+}
+
+/// Refuses a file that is not sealed against shrinking: truncated under our
+/// mapping, it would make our accesses fault (SIGBUS). Seals can be added
+/// but never removed, so a seal seen once holds for the file's life.
+fn check_sealed(fd: &OwnedFd) -> Result<(), OpenError> {
+    use rustix::fs::SealFlags;
+    let seals = match rustix::fs::fcntl_get_seals(fd) {
+        Ok(seals) => seals,
+        // Not a shmem file (memfd, tmpfs, hugetlbfs): it has no seals.
+        Err(rustix::io::Errno::INVAL) => SealFlags::empty(),
+        Err(e) => return Err(OpenError::Io(e.into())),
+    };
+    if seals.contains(SealFlags::SHRINK) {
+        Ok(())
+    } else {
+        Err(OpenError::NotSealed {
+            seals: seals.bits(),
+        })
+    }
+}
+
 /// The opener's side, for named segments and inherited descriptors alike.
-fn attach(fd: OwnedFd, name: Option<String>, opts: &OpenOptions) -> Result<Region, OpenError> {
+fn attach(
+    fd: OwnedFd,
+    name: Option<String>,
+    opts: &OpenOptions,
+    seals: Seals,
+) -> Result<Region, OpenError> {
     // `None`: a timeout too large to represent, i.e. no deadline.
     let deadline = Instant::now().checked_add(opts.init_timeout);
     let expired = || deadline.is_some_and(|d| Instant::now() >= d);
@@ -494,9 +546,11 @@ fn attach(fd: OwnedFd, name: Option<String>, opts: &OpenOptions) -> Result<Regio
             d.saturating_duration_since(Instant::now()).min(cap)
         })
     };
-    // 1. The file: a regular file of ours, not empty (a creator between
-    //    O_CREAT and ftruncate leaves it empty for a moment).
+    // 1. The file: a regular file of ours, sealed against shrinking when it
+    //    was handed to us, not empty (a creator between O_CREAT and
+    //    ftruncate leaves it empty for a moment).
     let mut pause = Duration::from_micros(50);
+    let mut seal_checked = seals == Seals::NotRequired;
     let file_len = loop {
         let st = rustix::fs::fstat(&fd).map_err(std::io::Error::from)?;
         if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
@@ -508,6 +562,12 @@ fn attach(fd: OwnedFd, name: Option<String>, opts: &OpenOptions) -> Result<Regio
                 owner: st.st_uid,
                 us,
             });
+        }
+        if !seal_checked {
+            // Before the mapping exists, so nothing of it is ever touched
+            // unprotected.
+            check_sealed(&fd)?;
+            seal_checked = true;
         }
         let len = u64::try_from(st.st_size).unwrap_or(0);
         if len > 0 {
