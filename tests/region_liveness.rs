@@ -48,9 +48,11 @@ const LEADERLESS: &str = "leaderless-child";
 const HANG: Duration = Duration::from_secs(60);
 
 unsafe extern "C-unwind" {
-    /// glibc's `pthread_exit`, declared `C-unwind`: it ends the calling
-    /// thread by a forced unwind, which must be allowed to cross the frames
-    /// between here and the thread's start (`main`'s, a plain old frame).
+    /// glibc's `pthread_exit`, declared `C-unwind` (libc's `C` declaration
+    /// says it never unwinds): it ends the calling thread by a forced
+    /// unwind, which crosses `main`'s frame (a plain old frame, so allowed)
+    /// up to glibc's start code, which then ends only the main thread. A
+    /// `C` `main` would abort the process there instead (seen on 1.95).
     fn pthread_exit(retval: *mut c_void) -> !;
 }
 
@@ -67,7 +69,8 @@ pub extern "C-unwind" fn main(_argc: c_int, _argv: *const *const c_char) -> c_in
         // everything it uses and ends the process itself.
         unsafe { pthread_exit(core::ptr::null_mut()) }
     }
-    run_tests()
+    // A panic must not unwind out of `main` into C.
+    std::panic::catch_unwind(run_tests).unwrap_or(101)
 }
 
 /// Runs the selected tests, each under `catch_unwind`, and prints a
