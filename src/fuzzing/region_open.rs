@@ -5,19 +5,26 @@ use std::io::Write;
 
 use crate::region::{OpenOptions, Region};
 
-/// Writes `data` to a fresh memfd and opens it with [`Region::from_fd`] (no
+/// Writes `data` to a fresh memfd, seals it against shrinking and opens it
+/// with [`Region::from_fd`] (no
 /// init wait), exactly as a peer would open a region handed to it. When the
 /// bytes pass validation, every section's first and last byte is read and
 /// written, and the peer table is listed, heart-beaten and queried.
 ///
 /// It must return normally for any input: a panic, hang or fault is a bug.
 pub fn region_open(data: &[u8]) {
-    let Ok(fd) = rustix::fs::memfd_create("polycephaly-fuzz", rustix::fs::MemfdFlags::CLOEXEC)
-    else {
+    use rustix::fs::{MemfdFlags, SealFlags};
+    let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+    let Ok(fd) = rustix::fs::memfd_create("polycephaly-fuzz", flags) else {
         return;
     };
     let mut file = std::fs::File::from(fd);
     if file.write_all(data).is_err() {
+        return;
+    }
+    // Sealed against shrinking, as `from_fd` requires (and as a region's
+    // creator does): the bytes are what gets validated, not the seals.
+    if rustix::fs::fcntl_add_seals(&file, SealFlags::SHRINK).is_err() {
         return;
     }
     let opts = OpenOptions {
