@@ -10,12 +10,15 @@
 //! ------                                   ---------
 //! ready()? -> done                         publish the state (Release)
 //! spin a little, ready()? -> done          fence(SeqCst)            (F2)
-//! key = seq (Acquire)                      if sleepers != 0:
-//! sleepers += 1                               seq += 1 (Release)
-//! fence(SeqCst)                  (F1)         FUTEX_WAKE(seq, all)
-//! ready()? -> sleepers -= 1, done
-//! FUTEX_WAIT(seq, key, slice)
-//! sleepers -= 1, loop
+//! loop:                                    if sleepers != 0:
+//!   key = seq (Acquire)                       seq += 1 (Release)
+//!   first round: sleepers += 1                FUTEX_WAKE(seq, all)
+//!                fence(SeqCst)     (F1)
+//!   ready()? -> sleepers -= 1, done
+//!   FUTEX_WAIT(seq, key, slice)
+//!   ready()? -> sleepers -= 1, done
+//!   deadline passed, or a slice since the
+//!     last look: alive()? deadline? -> end
 //! ```
 //!
 //! F1 and F2 are full fences, so they are totally ordered (F2 is the light
@@ -23,19 +26,26 @@
 //! first, the publisher's load of `sleepers` sees the announcement and wakes;
 //! if F2 comes first, the waiter's re-check sees the published state. A wake
 //! that lands between the re-check and the sleep is not lost either: it bumped
-//! `seq` first, so `FUTEX_WAIT(seq, key)` returns at once. The loom model in
-//! `tests/loom.rs` checks this.
+//! `seq` first, so `FUTEX_WAIT(seq, key)` returns at once. A waiter stays
+//! announced from its announcement until it returns, and loads a new `key`
+//! each round: once it is counted, every later publisher rings, and the
+//! argument above holds for each round without another F1. The loom model
+//! in `tests/loom_wait.rs` checks this.
 //!
-//! Every sleep is bounded by a *slice*; when a slice ends without progress
-//! the waiter asks whether its peer is still alive, so a dead peer gives
-//! [`WaitError::PeerDead`] instead of a hang, and a deadline gives
-//! [`WaitError::TimedOut`].
+//! **Deadlines and liveness.** Every sleep is bounded by a *slice*; after
+//! every round of the loop, whatever the futex returned, the deadline is
+//! checked, and once a slice of time has passed since the last look the
+//! waiter asks whether its peer is still alive. So a peer that keeps
+//! changing `seq` (ringing in a loop) can neither hold a wait past its
+//! deadline nor hide its death: a dead peer gives [`WaitError::PeerDead`],
+//! a deadline [`WaitError::TimedOut`]. Nor can it make the waiter issue a
+//! membarrier per round: the waiter pays F1 once per wait.
 
 use core::time::Duration;
 use std::time::Instant;
 
 use super::barrier;
-use super::futex::{Futex, WaitOutcome};
+use super::futex::Futex;
 #[cfg(not(loom))]
 use super::shim::spin_loop;
 use super::shim::{AtomicU32, Ordering};
@@ -146,9 +156,9 @@ impl Doorbell {
     /// nobody is announced. Returns whether it woke anyone (made the call).
     #[inline]
     pub fn ring(&self) -> bool {
-        // F2: pairs with F1 in `wait`. Orders our publication before the load
-        // of `sleepers` below, against the waiter's announcement before its
-        // re-check. The light side of an asymmetric fence (see
+        // F2: pairs with F1 in `announce`. Orders our publication before the
+        // load of `sleepers` below, against the waiter's announcement before
+        // its re-check. The light side of an asymmetric fence (see
         // `super::barrier`): a compiler fence once this process registered
         // for membarrier, `fence(SeqCst)` otherwise and under loom.
         barrier::light();
@@ -169,13 +179,26 @@ impl Doorbell {
         self.seq.wake_all();
     }
 
+    /// Counts the caller as a sleeper, then F1.
+    fn announce(&self) -> Announcement<'_> {
+        // Relaxed: F1 below orders it before the re-check.
+        self.sleepers.fetch_add(1, Ordering::Relaxed);
+        // F1: pairs with F2 in `ring` (see the module docs): the heavy
+        // side of the asymmetric fence, `fence(SeqCst)` plus
+        // membarrier(GLOBAL_EXPEDITED) where the kernel has it.
+        barrier::heavy();
+        Announcement { bell: self }
+    }
+
     /// Waits until `ready` returns `Some`, following `strategy`.
     ///
     /// `deadline`: give up with [`WaitError::TimedOut`] after it (`None`:
-    /// never). `alive`: asked when a slice passes without progress and at the
-    /// deadline; when it says `false`, `ready` is tried once more (so nothing
-    /// the peer published before dying is lost) and then the wait ends with
-    /// [`WaitError::PeerDead`].
+    /// never). It is checked after every round of the wait, whatever woke
+    /// it, so a peer that keeps ringing cannot hold the wait past it.
+    /// `alive`: asked once per `strategy.slice` of waiting without progress
+    /// and at the deadline; when it says `false`, `ready` is tried once more
+    /// (so nothing the peer published before dying is lost) and then the
+    /// wait ends with [`WaitError::PeerDead`].
     ///
     /// `ready` must read the awaited state with Acquire loads (or stronger).
     ///
@@ -199,41 +222,125 @@ impl Doorbell {
         if strategy.spin_only {
             return spin_forever(ready, strategy, deadline, alive);
         }
+        let mut clock = Clock::start(strategy);
+        // Dropping it retracts the announcement.
+        let mut me: Option<Announcement<'_>> = None;
         loop {
             // Acquire: pairs with the Release increment in `ring_slow`.
             let key = self.seq.word().load(Ordering::Acquire);
-            // Relaxed: F1 below orders it before the re-check.
-            self.sleepers.fetch_add(1, Ordering::Relaxed);
-            // F1: pairs with F2 in `ring` (see the module docs): the heavy
-            // side of the asymmetric fence, `fence(SeqCst)` plus
-            // membarrier(GLOBAL_EXPEDITED) where the kernel has it.
-            barrier::heavy();
+            if me.is_none() {
+                me = Some(self.announce());
+            }
             // The re-check after announcing is what makes the protocol
             // correct. `--cfg polycephaly_broken_wait` removes it, so that
             // CI can show the loom test catches the lost wakeup that follows.
             #[cfg(not(polycephaly_broken_wait))]
             if let Some(v) = ready() {
-                self.sleepers.fetch_sub(1, Ordering::Relaxed);
                 return Ok(v);
             }
-            let slice = match deadline {
-                Some(d) => strategy
-                    .slice
-                    .min(d.saturating_duration_since(Instant::now())),
-                None => strategy.slice,
-            };
-            let outcome = self.seq.wait(key, Some(slice));
-            // Relaxed: a publisher that reads the count late wakes needlessly.
-            self.sleepers.fetch_sub(1, Ordering::Relaxed);
+            let _ = self.seq.wait(key, Some(clock.slice(deadline)));
             if let Some(v) = ready() {
                 return Ok(v);
             }
-            if outcome == WaitOutcome::TimedOut {
-                if let Some(v) = check_peer_and_deadline(&mut ready, deadline, &mut alive)? {
-                    return Ok(v);
-                }
+            if let Some(end) = clock.after_round(&mut ready, deadline, &mut alive) {
+                return end;
             }
         }
+    }
+}
+
+/// A waiter counted in `bell`'s `sleepers`; dropping it retracts the count.
+#[derive(Debug)]
+struct Announcement<'a> {
+    bell: &'a Doorbell,
+}
+
+impl Drop for Announcement<'_> {
+    fn drop(&mut self) {
+        // A loom model that failed (a deadlock) unwinds through here; loom's
+        // atomics cannot be used any more.
+        #[cfg(loom)]
+        if std::thread::panicking() {
+            return;
+        }
+        // Relaxed: a publisher that reads the count late wakes needlessly.
+        self.bell.sleepers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The sleeping phase's sense of time: when to ask `alive`, how long to
+/// sleep. One clock read per round, after
+/// the futex call; none under loom, which takes no timeout (and must stay
+/// deterministic).
+#[derive(Debug)]
+struct Clock {
+    slice: Duration,
+    #[cfg(not(loom))]
+    now: Instant,
+    /// When to ask `alive` next (`None`: beyond the clock's range).
+    #[cfg(not(loom))]
+    next_alive: Option<Instant>,
+}
+
+#[cfg(not(loom))]
+impl Clock {
+    fn start(strategy: &WaitStrategy) -> Self {
+        let now = Instant::now();
+        Self {
+            slice: strategy.slice,
+            now,
+            next_alive: now.checked_add(strategy.slice),
+        }
+    }
+
+    /// How long the next sleep may last: until the next liveness check or
+    /// the deadline.
+    fn slice(&self, deadline: Option<Instant>) -> Duration {
+        let until = match (self.next_alive, deadline) {
+            (Some(a), Some(d)) => Some(a.min(d)),
+            (a, d) => a.or(d),
+        };
+        until.map_or(self.slice, |u| u.saturating_duration_since(self.now))
+    }
+
+    /// After a round of the wait, whatever the futex returned: the
+    /// deadline, and liveness once a slice has passed since the last look.
+    /// `Some` ends the wait.
+    fn after_round<T>(
+        &mut self,
+        ready: &mut impl FnMut() -> Option<T>,
+        deadline: Option<Instant>,
+        alive: &mut impl FnMut() -> bool,
+    ) -> Option<Result<T, WaitError>> {
+        self.now = Instant::now();
+        let late = deadline.is_some_and(|d| self.now >= d);
+        if late || self.next_alive.is_some_and(|t| self.now >= t) {
+            self.next_alive = self.now.checked_add(self.slice);
+            return check_peer_and_deadline(ready, deadline, alive).transpose();
+        }
+        None
+    }
+}
+
+#[cfg(loom)]
+impl Clock {
+    fn start(strategy: &WaitStrategy) -> Self {
+        Self {
+            slice: strategy.slice,
+        }
+    }
+
+    fn slice(&self, _deadline: Option<Instant>) -> Duration {
+        self.slice
+    }
+
+    fn after_round<T>(
+        &mut self,
+        _ready: &mut impl FnMut() -> Option<T>,
+        _deadline: Option<Instant>,
+        _alive: &mut impl FnMut() -> bool,
+    ) -> Option<Result<T, WaitError>> {
+        None
     }
 }
 
@@ -298,6 +405,7 @@ fn spin_forever<T>(
     }
 }
 
+#[cfg(not(loom))]
 /// After a slice without progress: a dead peer ends the wait (after one last
 /// look at the state, returned if it is there), so does a passed deadline.
 fn check_peer_and_deadline<T>(
