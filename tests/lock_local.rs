@@ -309,3 +309,65 @@ fn spin_only_waiters_exclude_and_take_over() {
     let g = b.lock_timeout(Duration::from_secs(30)).unwrap();
     assert_eq!(g.status(), LockStatus::OwnerDied);
 }
+
+/// Owners 1 and 2, both alive, for a waiter with tag 3; its `is_valid`,
+/// which a waiter calls between loading the lock word and its CAS, moves
+/// the lock from one owner to the other. So every CAS the waiter tries
+/// fails, on every round: a peer flipping the word as fast as it can, with
+/// the schedule made deterministic.
+#[derive(Debug)]
+struct Flipper {
+    region: Region,
+}
+
+impl OwnerCheck for Flipper {
+    fn my_tag(&self) -> u32 {
+        3
+    }
+    fn is_valid(&self, tag: u32) -> bool {
+        let w = word(&self.region, 0);
+        let next = if w.load(Ordering::SeqCst) == 1 { 2 } else { 1 };
+        w.store(next, Ordering::SeqCst);
+        (1..=2).contains(&tag)
+    }
+    fn is_alive(&self, _tag: u32) -> bool {
+        true
+    }
+}
+
+/// A peer that keeps changing the lock word cannot hold `lock_timeout`
+/// past its deadline, sleeping or spin-only. The wait runs on a thread;
+/// the 30 s bound only turns a hang into a failure.
+#[test]
+fn a_peer_flipping_the_lock_word_cannot_hold_the_deadline_off() {
+    for strategy in [
+        FAST,
+        WaitStrategy {
+            spin_only: true,
+            ..FAST
+        },
+    ] {
+        let region = region_with(SectionKind::Mutex, ShmMutex::<u64>::section_len());
+        let s = region.section(SectionId(0)).unwrap();
+        word(&region, 0).store(1, Ordering::SeqCst);
+        let owners = Arc::new(Flipper {
+            region: region.clone(),
+        });
+        // SAFETY: the region (kept alive by `owners` for the handle's
+        // life) maps the section for `s.len` bytes; only mutex handles and
+        // the flipper, which stores valid lock words, touch it.
+        let m = unsafe { ShmMutex::<u64>::from_raw(s.ptr, s.len, owners) }
+            .unwrap()
+            .with_strategy(strategy);
+        let deadline = std::time::Instant::now() + Duration::from_millis(50);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(m.lock_deadline(Some(deadline)).map(|g| g.status()));
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{strategy:?}: lock_deadline still waiting: {e}"));
+        assert_eq!(got, Err(LockError::TimedOut), "{strategy:?}");
+        assert!(std::time::Instant::now() >= deadline);
+    }
+}

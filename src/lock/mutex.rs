@@ -21,7 +21,9 @@
 //! ```text
 //! lock:   CAS word 0 -> me (Acquire)                         fast path
 //!         else spin; then: set CONTENDED on the word, FUTEX_WAIT(word, owner|CONTENDED, slice)
-//!         after a slice without the lock: is the owner alive? dead -> CAS owner -> me (takeover)
+//!         after every round (a lost CAS, a spin, a futex return of any kind):
+//!           the deadline passed? -> one last CAS 0 -> me, else TimedOut
+//!           a slice of time since the last look: owner alive? dead -> CAS owner -> me (takeover)
 //!         a waiter that slept acquires with CONTENDED set (other sleepers may remain)
 //! unlock: CAS word me -> 0 (Release); if the old word had CONTENDED: FUTEX_WAKE(1)
 //!         a word that no longer names us: UnlockError::NotOwner, nothing changed
@@ -35,6 +37,13 @@
 //! CONTENDED set, or sets it again before sleeping, so the sleepers that
 //! were not woken are never forgotten. A waiter that was woken but gives
 //! up (deadline) passes the wake on.
+//!
+//! The deadline and the owner's liveness go by the clock, not by what the
+//! futex returned: a peer that keeps changing the word (so that every CAS
+//! loses, or every wait returns at once) cannot hold a locker past its
+//! deadline, nor hide a dead owner. The clock is read after every sleep
+//! and every 256 rounds that made no system call; the uncontended path and
+//! the spin phase are unchanged.
 //!
 //! Under loom no futex timeout is ever taken, so a waiter judges the
 //! owner's liveness on every pass instead of after a timed-out slice
@@ -527,85 +536,108 @@ impl<T: Pod> ShmMutex<T> {
         let mut woken = false;
         #[cfg(not(loom))]
         let mut last_judged = Instant::now();
-        let mut spins: u32 = 0;
+        // Loom has no clock in this loop (it takes no timeout).
+        #[cfg(loom)]
+        let last_judged = ();
+        // Rounds without a system call since the clock was last read.
+        #[cfg(not(loom))]
+        let mut cheap: u32 = 0;
         loop {
             // Relaxed: a guess for the CAS below, which acquires.
             let w = word.load(Ordering::Relaxed);
+            // Whether this round slept in the kernel.
+            let mut waited = false;
             if w == 0 {
                 // A waiter that slept may have been woken for the others
                 // too: it keeps CONTENDED set so they are woken in turn.
-                match self.try_cas_free(if slept { CONTENDED } else { 0 }) {
-                    Ok(g) => return g,
-                    Err(_) => continue,
+                if let Ok(g) = self.try_cas_free(if slept { CONTENDED } else { 0 }) {
+                    return g;
                 }
-            }
-            if let Judged::Corrupted(value) = self.classify(w) {
-                self.pass_wake(woken);
-                return Err(LockError::Corrupted {
-                    what: "lock word",
-                    value,
-                });
-            }
-            // Under loom no timeout is ever taken: judge the owner on every
-            // pass instead of after a timed-out slice.
-            #[cfg(loom)]
-            if self.judge(w) == Judged::Dead && self.take_over(w) {
-                return self.finish(true);
-            }
-            let outcome = if self.strategy.spin_only {
-                spin_loop();
-                spins = spins.wrapping_add(1);
-                if spins % 256 != 0 {
-                    continue;
-                }
-                WaitOutcome::Changed
+                // Lost the race: on to the checks below, as every round.
             } else {
-                if w & CONTENDED == 0 {
-                    // Relaxed: announcing publishes nothing; the futex
-                    // compares against the word itself.
-                    if word
-                        .compare_exchange(w, w | CONTENDED, Ordering::Relaxed, Ordering::Relaxed)
-                        .is_err()
-                    {
-                        continue;
-                    }
+                if let Judged::Corrupted(value) = self.classify(w) {
+                    self.pass_wake(woken);
+                    return Err(LockError::Corrupted {
+                        what: "lock word",
+                        value,
+                    });
                 }
-                let slice = match deadline {
-                    Some(d) => self
-                        .strategy
-                        .slice
-                        .min(d.saturating_duration_since(Instant::now())),
-                    None => self.strategy.slice,
-                };
-                let outcome = self.ctrl().word.wait(w | CONTENDED, Some(slice));
-                slept = true;
-                woken = outcome == WaitOutcome::Woken;
-                outcome
-            };
-            #[cfg(loom)]
-            let _ = outcome;
+                // Under loom no timeout is ever taken: judge the owner on
+                // every pass instead of after a slice of time.
+                #[cfg(loom)]
+                if self.judge(w) == Judged::Dead && self.take_over(w) {
+                    return self.finish(true);
+                }
+                if self.strategy.spin_only {
+                    spin_loop();
+                } else if w & CONTENDED != 0
+                    // Relaxed: announcing publishes nothing; the futex
+                    // compares against the word itself. A failure (the
+                    // word changed) goes on to the checks below.
+                    || word
+                        .compare_exchange(w, w | CONTENDED, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    let slice = self.slice(deadline, &last_judged);
+                    let outcome = self.ctrl().word.wait(w | CONTENDED, Some(slice));
+                    slept = true;
+                    woken = outcome == WaitOutcome::Woken;
+                    waited = true;
+                }
+            }
+            // Every round ends here, whatever it did: the deadline and the
+            // owner's liveness are checked by time, so a peer that keeps
+            // changing the word (a CAS that always loses, a futex wait that
+            // always returns at once) cannot hold the caller past its
+            // deadline. The clock is read after every sleep and every 256
+            // rounds without one.
             #[cfg(not(loom))]
             {
-                let now = Instant::now();
-                if outcome == WaitOutcome::TimedOut
-                    || now.duration_since(last_judged) >= self.strategy.slice
-                {
-                    last_judged = now;
-                    // Relaxed: as above.
-                    let cur = word.load(Ordering::Relaxed);
-                    if self.judge(cur) == Judged::Dead && self.take_over(cur) {
-                        return self.finish(true);
+                cheap = cheap.wrapping_add(1);
+                if waited || cheap % 256 == 0 {
+                    cheap = 0;
+                    let now = Instant::now();
+                    let late = deadline.is_some_and(|d| now >= d);
+                    if late || now.duration_since(last_judged) >= self.strategy.slice {
+                        last_judged = now;
+                        // Relaxed: as above.
+                        let cur = word.load(Ordering::Relaxed);
+                        if self.judge(cur) == Judged::Dead && self.take_over(cur) {
+                            return self.finish(true);
+                        }
                     }
-                }
-                if deadline.is_some_and(|d| now >= d) {
-                    if let Ok(g) = self.try_cas_free(if slept { CONTENDED } else { 0 }) {
-                        return g;
+                    if late {
+                        if let Ok(g) = self.try_cas_free(if slept { CONTENDED } else { 0 }) {
+                            return g;
+                        }
+                        self.pass_wake(woken);
+                        return Err(LockError::TimedOut);
                     }
-                    self.pass_wake(woken);
-                    return Err(LockError::TimedOut);
                 }
             }
+            #[cfg(loom)]
+            let _ = waited;
         }
+    }
+
+    /// How long the next sleep may last: until the next liveness check (a
+    /// slice after `last_judged`) or the deadline, whichever is first.
+    #[cfg(not(loom))]
+    fn slice(&self, deadline: Option<Instant>, last_judged: &Instant) -> Duration {
+        let judge = last_judged.checked_add(self.strategy.slice);
+        let until = match (judge, deadline) {
+            (Some(j), Some(d)) => Some(j.min(d)),
+            (j, d) => j.or(d),
+        };
+        until.map_or(self.strategy.slice, |u| {
+            u.saturating_duration_since(Instant::now())
+        })
+    }
+
+    /// Under loom no timeout is taken: the slice is the strategy's.
+    #[cfg(loom)]
+    fn slice(&self, _deadline: Option<Instant>, _last_judged: &()) -> Duration {
+        self.strategy.slice
     }
 
     /// Spins (Backoff, then plain spinning) for `strategy.spin` at most,
