@@ -6,6 +6,10 @@
 //! LOOM_MAX_PREEMPTIONS=3 cargo test --release --test 'loom_*'`.
 //! With `--cfg polycephaly_broken_wait` added, the waiter skips its re-check
 //! after announcing, and these models must fail (CI checks that they do).
+//!
+//! Also modelled: a publisher's repair of the sleeper count (after K = 2
+//! wakes that found nobody, under loom) racing a live waiter's
+//! announcement.
 #![cfg(loom)]
 
 use loom::sync::Arc;
@@ -82,6 +86,39 @@ fn every_sleeper_is_woken() {
         };
         assert_eq!(wait_for(&shared.0, &shared.1, 1), 1);
         assert_eq!(other.join().unwrap(), 1);
+        publisher.join().unwrap();
+    });
+}
+
+/// Waits (yielding to the model) until somebody is announced on `bell`.
+fn until_announced(bell: &Doorbell) {
+    while bell.announced().count == 0 {
+        thread::yield_now();
+    }
+}
+
+/// The publisher rings twice while the waiter is announced, with nothing
+/// published: when both wakes find nobody asleep (the waiter is between its
+/// announcement and its sleep), the second repairs the count, clearing the
+/// live waiter's announcement. The waiter must notice (the repair's bump
+/// of `seq` ends its sleep, the epoch tells it why) and announce again, or
+/// the real publication after the repair finds a zero count and the model
+/// deadlocks.
+#[test]
+fn a_repair_never_loses_a_live_waiter() {
+    loom::model(|| {
+        let shared = Arc::new((Doorbell::new(), AtomicU32::new(0)));
+        let publisher = {
+            let shared = shared.clone();
+            thread::spawn(move || {
+                until_announced(&shared.0);
+                shared.0.ring();
+                shared.0.ring();
+                shared.1.store(1, Ordering::Release);
+                shared.0.ring();
+            })
+        };
+        assert_eq!(wait_for(&shared.0, &shared.1, 1), 1);
         publisher.join().unwrap();
     });
 }

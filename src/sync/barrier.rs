@@ -30,7 +30,7 @@
 mod real {
     #![allow(clippy::disallowed_types)]
 
-    use core::sync::atomic::{AtomicU8, Ordering, compiler_fence, fence};
+    use core::sync::atomic::{AtomicU8, AtomicU64, Ordering, compiler_fence, fence};
 
     use rustix::thread::{MembarrierCommand, MembarrierQuery, membarrier, membarrier_query};
 
@@ -43,6 +43,8 @@ mod real {
     static LIGHT: AtomicU8 = AtomicU8::new(UNKNOWN);
     // `HEAVY`: whether the kernel offers GLOBAL_EXPEDITED (for waiters).
     static HEAVY: AtomicU8 = AtomicU8::new(UNKNOWN);
+    // How many membarrier(GLOBAL_EXPEDITED) calls this process made.
+    static HEAVY_CALLS: AtomicU64 = AtomicU64::new(0);
 
     extern "C" fn forget_registration_in_child() {
         // Relaxed: the child is single-threaded at this point.
@@ -103,6 +105,8 @@ mod real {
             HEAVY.store(state, Ordering::Relaxed);
         }
         if state == REGISTERED {
+            // Relaxed: a statistic.
+            HEAVY_CALLS.fetch_add(1, Ordering::Relaxed);
             // An error cannot be made up for here; the sleep's slice bounds
             // the damage (see the module docs).
             let _ = membarrier(MembarrierCommand::GlobalExpedited);
@@ -114,12 +118,20 @@ mod real {
     pub fn light_fence_active() -> bool {
         LIGHT.load(Ordering::Relaxed) == REGISTERED
     }
+
+    /// How many `membarrier(GLOBAL_EXPEDITED)` calls the waiters of this
+    /// process have made (each is an interrupt to every CPU running a
+    /// registered process), for tests and benchmarks.
+    pub fn membarrier_calls() -> u64 {
+        // Relaxed: a statistic.
+        HEAVY_CALLS.load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(not(loom))]
-pub use real::light_fence_active;
-#[cfg(not(loom))]
 pub(crate) use real::{heavy, light};
+#[cfg(not(loom))]
+pub use real::{light_fence_active, membarrier_calls};
 
 #[cfg(loom)]
 pub(crate) fn light() {
@@ -135,4 +147,10 @@ pub(crate) fn heavy() {
 #[cfg(loom)]
 pub fn light_fence_active() -> bool {
     false
+}
+
+/// How many membarrier calls this process made (none under loom).
+#[cfg(loom)]
+pub fn membarrier_calls() -> u64 {
+    0
 }

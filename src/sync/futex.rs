@@ -9,8 +9,10 @@
 //! Under loom the system call is replaced by a model: a mutex and condition
 //! variable beside the word. `wait` checks the word and sleeps under the
 //! mutex, `wake` notifies under it, so a wakeup lost by a protocol shows up as
-//! a loom deadlock. Under loom a timeout is never taken: a protocol that needs
-//! a timeout to make progress deadlocks the model.
+//! a loom deadlock. The mutex also guards a count of the threads asleep in
+//! the model, so that `wake` reports how many it woke, as the system call
+//! does. Under loom a timeout is never taken: a protocol that needs a
+//! timeout to make progress deadlocks the model.
 
 use core::time::Duration;
 
@@ -35,7 +37,8 @@ pub struct Futex {
 #[cfg(loom)]
 #[derive(Debug, Default)]
 struct LoomModel {
-    lock: loom::sync::Mutex<()>,
+    /// How many threads sleep in `cond` (not yet taken out by a wake).
+    lock: loom::sync::Mutex<usize>,
     cond: loom::sync::Condvar,
 }
 
@@ -110,12 +113,15 @@ impl Futex {
     /// Loom model of [`wait`](Self::wait): the timeout is never taken.
     #[cfg(loom)]
     pub fn wait(&self, expected: u32, _timeout: Option<Duration>) -> WaitOutcome {
-        let guard = self.model.lock.lock().unwrap();
+        let mut asleep = self.model.lock.lock().unwrap();
         // SeqCst stands for the kernel's barrier around its comparison.
         if self.word.load(Ordering::SeqCst) != expected {
             return WaitOutcome::Changed;
         }
-        let _guard = self.model.cond.wait(guard).unwrap();
+        // The waker takes us out of the count (loom's condvar has no
+        // spurious wake-ups, so every return from `wait` is a wake).
+        *asleep += 1;
+        let _asleep = self.model.cond.wait(asleep).unwrap();
         WaitOutcome::Woken
     }
 
@@ -143,13 +149,15 @@ impl Futex {
 
     #[cfg(loom)]
     fn wake(&self, n: u32) -> usize {
-        let _guard = self.model.lock.lock().unwrap();
+        let mut asleep = self.model.lock.lock().unwrap();
+        let woken = (*asleep).min(n as usize);
+        *asleep -= woken;
         if n == 1 {
             self.model.cond.notify_one();
         } else {
             self.model.cond.notify_all();
         }
-        0
+        woken
     }
 }
 

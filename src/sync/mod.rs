@@ -13,6 +13,6 @@ pub mod futex;
 pub mod shim;
 pub mod wait;
 
-pub use barrier::light_fence_active;
+pub use barrier::{light_fence_active, membarrier_calls};
 pub use futex::{Futex, FutexCalls, WaitOutcome, futex_calls};
-pub use wait::{Doorbell, WaitError, WaitStrategy};
+pub use wait::{Announced, Doorbell, WaitError, WaitStrategy};
