@@ -9,12 +9,15 @@
 //!
 //! Also modelled: a publisher's repair of the sleeper count (after K = 2
 //! wakes that found nobody, under loom) racing a live waiter's
-//! announcement.
+//! announcement, and a waiter without membarrier against a publisher in a
+//! "registered" process, which uses no CPU fence at all: the fallback flag
+//! makes that pair sound, and the model without the flag deadlocks.
 #![cfg(loom)]
 
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU32, Ordering};
 use loom::thread;
+use polycephaly::sync::barrier::testing;
 use polycephaly::sync::{Doorbell, WaitStrategy};
 
 fn wait_for(bell: &Doorbell, flag: &AtomicU32, at_least: u32) -> u32 {
@@ -121,4 +124,57 @@ fn a_repair_never_loses_a_live_waiter() {
         assert_eq!(wait_for(&shared.0, &shared.1, 1), 1);
         publisher.join().unwrap();
     });
+}
+
+/// A waiter denied membarrier and a publisher that uses no CPU fence (its
+/// process registered for membarrier, so its light fence is a compiler
+/// fence). Round 1 sets the fallback flag; the publisher learns of it
+/// through the waiter's acknowledgement. In round 2 the publisher's store
+/// and its load of the sleeper word are ordered only if it honours the
+/// flag (`fence(SeqCst)` against the waiter's).
+fn fallback_rounds(honour_flag: bool) {
+    loom::model(move || {
+        let shared = Arc::new((Doorbell::new(), AtomicU32::new(0), AtomicU32::new(0)));
+        let publisher = {
+            let shared = shared.clone();
+            thread::spawn(move || {
+                testing::model_registered_publisher_on_this_thread(true);
+                testing::ignore_fallback_flag_on_this_thread(!honour_flag);
+                // Round 1: ring once the waiter is visibly announced.
+                until_announced(&shared.0);
+                shared.1.store(1, Ordering::Release);
+                shared.0.ring();
+                // Acquire: pairs with the waiter's Release acknowledgement.
+                while shared.2.load(Ordering::Acquire) == 0 {
+                    thread::yield_now();
+                }
+                shared.1.store(2, Ordering::Release);
+                shared.0.ring();
+            })
+        };
+        testing::deny_membarrier_on_this_thread(true);
+        assert!(wait_for(&shared.0, &shared.1, 1) >= 1);
+        assert!(
+            shared.0.announced().fallback,
+            "the waiter flagged the doorbell"
+        );
+        shared.2.store(1, Ordering::Release);
+        assert_eq!(wait_for(&shared.0, &shared.1, 2), 2);
+        publisher.join().unwrap();
+    });
+}
+
+/// With the flag, a fenceless publisher and a waiter without membarrier
+/// never lose a wake.
+#[test]
+fn a_waiter_without_membarrier_flags_the_fenceless_publisher() {
+    fallback_rounds(true);
+}
+
+/// The teeth of the model above: the same rounds with a publisher that
+/// ignores the flag lose the second wake, and loom reports the deadlock.
+#[test]
+#[should_panic(expected = "deadlock")]
+fn without_the_flag_a_fenceless_publisher_loses_the_wake() {
+    fallback_rounds(false);
 }

@@ -2,7 +2,7 @@
 //! costly one for the side that is about to sleep anyway.
 //!
 //! The doorbell protocol ([`super::wait`]) needs a full fence on both sides:
-//! the publisher between publishing and reading the sleeper count, the
+//! the publisher between publishing and reading the sleeper word, the
 //! waiter between announcing itself and re-checking. The publisher runs on
 //! every message; a `fence(SeqCst)` there (an `mfence` or locked
 //! instruction) is most of the cost of a commit. Linux's `membarrier`
@@ -20,16 +20,29 @@
 //!   `fence(SeqCst)`, which pairs with the waiter's heavy side as well.
 //! - Registration is per address space and is not inherited by a `fork`
 //!   child, so a `pthread_atfork` child handler clears the flag there.
-//! - The heavy side always issues `fence(SeqCst)` too, and calls
-//!   `membarrier` whenever the kernel offers the command. If that call ever
-//!   fails, a wake-up may be missed, but every sleep is bounded by its slice
-//!   ([`super::WaitStrategy::slice`]): the cost is latency, never a hang.
-//! - Under loom both sides are `fence(SeqCst)`, which loom models.
+//! - The waiter's heavy side is `heavy` (the membarrier, which reports
+//!   whether it ran) followed by `fence(SeqCst)`. A waiter whose membarrier
+//!   did not run (the kernel lacks the command, a seccomp filter refuses it,
+//!   or the call failed) cannot pair with a publisher's compiler fence, so
+//!   before its fence it sets the doorbell's sticky *fallback* flag. A
+//!   publisher that reads the flag issues `fence(SeqCst)` (`fallback`) and
+//!   reads the sleeper word again before deciding: the two full fences
+//!   pair. A publisher may have read the word just before the flag became
+//!   visible; the waiter's first sleep after flagging is therefore short,
+//!   and the re-check at its end finds what such a publisher published.
+//!   The flag stays set for the life of the segment: the publishers of that
+//!   doorbell pay a real fence whenever anyone is announced, or the flag
+//!   alone is set (no system call, no wake).
+//! - Under loom both sides are `fence(SeqCst)`, which loom models, unless
+//!   a model asks otherwise through [`testing`]: a publisher thread whose
+//!   process is "registered" then uses no fence at all (loom cannot model
+//!   a membarrier, so a model pairs it only with waiters denied one).
 
 #[cfg(not(loom))]
 mod real {
     #![allow(clippy::disallowed_types)]
 
+    use core::cell::Cell;
     use core::sync::atomic::{AtomicU8, AtomicU64, Ordering, compiler_fence, fence};
 
     use rustix::thread::{MembarrierCommand, MembarrierQuery, membarrier, membarrier_query};
@@ -45,6 +58,12 @@ mod real {
     static HEAVY: AtomicU8 = AtomicU8::new(UNKNOWN);
     // How many membarrier(GLOBAL_EXPEDITED) calls this process made.
     static HEAVY_CALLS: AtomicU64 = AtomicU64::new(0);
+
+    std::thread_local! {
+        // The test hook: this thread's waits act as if membarrier were
+        // unavailable.
+        static DENIED: Cell<bool> = const { Cell::new(false) };
+    }
 
     extern "C" fn forget_registration_in_child() {
         // Relaxed: the child is single-threaded at this point.
@@ -91,9 +110,20 @@ mod real {
         }
     }
 
-    /// The waiter's fence, before it re-checks and sleeps.
-    pub(crate) fn heavy() {
+    /// The publisher's fence for a doorbell flagged by a waiter without
+    /// membarrier: a full fence, whatever the registration.
+    #[inline]
+    pub(crate) fn fallback() {
         fence(Ordering::SeqCst);
+    }
+
+    /// The waiter's heavy side, first half: membarrier(GLOBAL_EXPEDITED).
+    /// Returns whether it ran; the caller follows with `fence(SeqCst)`
+    /// (after setting the fallback flag if it did not).
+    pub(crate) fn heavy() -> bool {
+        if DENIED.with(Cell::get) {
+            return false;
+        }
         // Relaxed: a cache of what the kernel offers.
         let mut state = HEAVY.load(Ordering::Relaxed);
         if state == UNKNOWN {
@@ -104,13 +134,12 @@ mod real {
             };
             HEAVY.store(state, Ordering::Relaxed);
         }
-        if state == REGISTERED {
-            // Relaxed: a statistic.
-            HEAVY_CALLS.fetch_add(1, Ordering::Relaxed);
-            // An error cannot be made up for here; the sleep's slice bounds
-            // the damage (see the module docs).
-            let _ = membarrier(MembarrierCommand::GlobalExpedited);
+        if state != REGISTERED {
+            return false;
         }
+        // Relaxed: a statistic.
+        HEAVY_CALLS.fetch_add(1, Ordering::Relaxed);
+        membarrier(MembarrierCommand::GlobalExpedited).is_ok()
     }
 
     /// Whether this process's publishers use the light fence (for tests and
@@ -126,22 +155,61 @@ mod real {
         // Relaxed: a statistic.
         HEAVY_CALLS.load(Ordering::Relaxed)
     }
+
+    pub(super) fn deny(deny: bool) {
+        DENIED.with(|d| d.set(deny));
+    }
 }
 
 #[cfg(not(loom))]
-pub(crate) use real::{heavy, light};
+pub(crate) use real::{fallback, heavy, light};
 #[cfg(not(loom))]
 pub use real::{light_fence_active, membarrier_calls};
 
 #[cfg(loom)]
-pub(crate) fn light() {
-    super::shim::fence(super::shim::Ordering::SeqCst);
+mod model {
+    use core::cell::Cell;
+
+    use crate::sync::shim::{Ordering, fence};
+
+    /// What a model thread asked for through [`super::testing`].
+    #[derive(Debug, Clone, Copy, Default)]
+    pub(super) struct Knobs {
+        pub(super) denied: bool,
+        pub(super) registered: bool,
+        pub(super) ignore_flag: bool,
+    }
+
+    loom::thread_local! {
+        pub(super) static KNOBS: Cell<Knobs> = Cell::new(Knobs::default());
+    }
+
+    pub(super) fn knobs() -> Knobs {
+        KNOBS.with(Cell::get)
+    }
+
+    /// The publisher's fence: `fence(SeqCst)`, or nothing for a thread
+    /// modelling a registered process (whose compiler fence orders no CPU).
+    pub(crate) fn light() {
+        if !knobs().registered {
+            fence(Ordering::SeqCst);
+        }
+    }
+
+    /// The publisher's fence on a flagged doorbell.
+    pub(crate) fn fallback() {
+        fence(Ordering::SeqCst);
+    }
+
+    /// The membarrier: "ran" unless the thread was denied it. (A model that
+    /// uses it pairs it with publishers' `fence(SeqCst)`.)
+    pub(crate) fn heavy() -> bool {
+        !knobs().denied
+    }
 }
 
 #[cfg(loom)]
-pub(crate) fn heavy() {
-    super::shim::fence(super::shim::Ordering::SeqCst);
-}
+pub(crate) use model::{fallback, heavy, light};
 
 /// Whether this process's publishers use the light fence (never under loom).
 #[cfg(loom)]
@@ -153,4 +221,50 @@ pub fn light_fence_active() -> bool {
 #[cfg(loom)]
 pub fn membarrier_calls() -> u64 {
     0
+}
+
+/// Switches for tests: force the paths that a machine without membarrier
+/// takes. Not part of the supported API.
+#[doc(hidden)]
+pub mod testing {
+    /// Makes this thread's waits act as if `membarrier` were unavailable
+    /// (as under a seccomp filter that refuses it), so they take the
+    /// fallback path: flag the doorbell, full fence, short first sleep.
+    pub fn deny_membarrier_on_this_thread(deny: bool) {
+        #[cfg(not(loom))]
+        super::real::deny(deny);
+        #[cfg(loom)]
+        update(|k| k.denied = deny);
+    }
+
+    /// Loom only: this model thread publishes as a process registered for
+    /// membarrier does, with no CPU fence at all.
+    #[cfg(loom)]
+    pub fn model_registered_publisher_on_this_thread(on: bool) {
+        update(|k| k.registered = on);
+    }
+
+    /// Loom only: this model thread's `ring` ignores the fallback flag (the
+    /// protocol without it), so a model can show that it needs the flag.
+    #[cfg(loom)]
+    pub fn ignore_fallback_flag_on_this_thread(on: bool) {
+        update(|k| k.ignore_flag = on);
+    }
+
+    #[cfg(loom)]
+    fn update(f: impl FnOnce(&mut super::model::Knobs)) {
+        let mut k = super::model::knobs();
+        f(&mut k);
+        super::model::KNOBS.with(|c| c.set(k));
+    }
+
+    /// Whether this thread's rings ignore the fallback flag (never outside
+    /// loom).
+    #[inline(always)]
+    pub(crate) fn fallback_flag_ignored() -> bool {
+        #[cfg(loom)]
+        return super::model::knobs().ignore_flag;
+        #[cfg(not(loom))]
+        false
+    }
 }

@@ -3,8 +3,8 @@
 //!
 //! A [`Doorbell`] sits in shared memory beside the state it guards (a ring's
 //! tail, a lock word). It holds two words: `seq`, the futex word, and
-//! `sleepers`, packed as a count of announced waiters (bits 0..16) and an
-//! epoch (bits 16..31; bit 31 is reserved). The protocol,
+//! `sleepers`, packed as a count of announced waiters (bits 0..16), an
+//! epoch (bits 16..31) and a sticky *fallback* flag (bit 31). The protocol,
 //! with `ready()` standing for "the state I wait for is there":
 //!
 //! ```text
@@ -13,15 +13,17 @@
 //! ready()? -> done                               publish the state (Release)
 //! spin a little, ready()? -> done                F2: light fence
 //! loop:                                          w = sleepers (Relaxed)
-//!   key = seq (Acquire)                    (K)   w & count == 0 -> done            fast path
-//!   still counted (same epoch, count > 0;        seq += 1 (Release)                 (B)
-//!     loaded after K)? else announce:            n = FUTEX_WAKE(seq, all)
-//!     [pace: one membarrier per 250 us]          n == 0 for the 64th time in a row
-//!     e = epoch of (sleepers += 1) (Release) (A)   on this thread: repair
-//!     F1: fence(SeqCst) + membarrier
-//!   ready()? -> retract, done                    repair:
-//!   FUTEX_WAIT(seq, key, slice)                    w = sleepers; count == 0 -> done
-//!   ready()? -> retract, done                      CAS w -> (epoch + 1, count 0)
+//!   key = seq (Acquire)                    (K)   w & (count | flag) == 0 -> done   fast path
+//!   still counted (same epoch, count > 0;          flag? F2': fence(SeqCst), reload w,
+//!     loaded after K)? else announce:                     count == 0 -> done
+//!     [pace: one membarrier per 250 us]          seq += 1 (Release)                 (B)
+//!     e = epoch of (sleepers += 1) (Release) (A) n = FUTEX_WAKE(seq, all)
+//!     membarrier ran? no: sleepers |= flag       n == 0 for the 64th time in a row
+//!     F1: fence(SeqCst)                            on this thread: repair
+//!   ready()? -> retract, done
+//!   FUTEX_WAIT(seq, key, slice)                  repair:
+//!     (at most 1 ms after a flagged announce)      w = sleepers; count == 0 -> done
+//!   ready()? -> retract, done                      CAS w -> (flag, epoch + 1, count 0)
 //!   deadline passed, or a slice since the           (Acquire)                        (C)
 //!     last look: alive()? deadline? -> end         seq += 1 (Release), FUTEX_WAKE(all)
 //! retract: CAS sleepers -= 1 if the epoch is
@@ -38,21 +40,24 @@
 //! its announcement until it returns (unless a repair clears the count) and
 //! loads a new `key` each round: once it is counted, every later publisher
 //! rings, and the argument above holds for each round without another F1.
-//! The loom models in `tests/loom_wait.rs` check this.
+//! A waiter whose membarrier did not run flags the word before F1; a
+//! publisher that sees the flag fences for real (F2'), so the pair is two
+//! full fences (the rules, and why the first sleep after is short, are in
+//! [`super::barrier`]). The loom models in `tests/loom_wait.rs` check this.
 //!
 //! **Dead waiters heal.** A waiter that dies announced leaves the count too
 //! high, which would make every `ring` a system call for the life of the
 //! segment. A publisher thread whose `FUTEX_WAKE`s found nobody asleep 64
 //! times in a row (on any doorbells; 2 under loom) repairs the word: count
-//! to 0, epoch + 1, then `seq` + 1 and a wake. A live waiter counted in the
-//! old epoch is not lost: its `key` was loaded before its announcement A, A
-//! (Release) heads a release sequence of read-modify-writes that C (Acquire)
-//! reads from, so K happens before B and its `FUTEX_WAIT(key)` returns at
-//! once or is woken by the repair's wake. It then loads a new key and finds
-//! the epoch changed: if that key came from B or later, C happens before the
-//! epoch load, which cannot miss it. It announces again in the new epoch; a
-//! dead one never does, so the count heals. Its retraction, being for an old
-//! epoch, changes nothing.
+//! to 0, epoch + 1, keeping the flag, then `seq` + 1 and a wake. A live
+//! waiter counted in the old epoch is not lost: its `key` was loaded before
+//! its announcement A, A (Release) heads a release sequence of
+//! read-modify-writes that C (Acquire) reads from, so K happens before B and
+//! its `FUTEX_WAIT(key)` returns at once or is woken by the repair's wake.
+//! It then loads a new key and finds the epoch changed: if that key came
+//! from B or later, C happens before the epoch load, which cannot miss it.
+//! It announces again in the new epoch; a dead one never does, so the count
+//! heals. Its retraction, being for an old epoch, changes nothing.
 //!
 //! **Deadlines and liveness.** Every sleep is bounded by a *slice*; after
 //! every round of the loop, whatever the futex returned, the deadline is
@@ -74,7 +79,7 @@ use super::barrier;
 use super::futex::Futex;
 #[cfg(not(loom))]
 use super::shim::spin_loop;
-use super::shim::{AtomicU32, Ordering};
+use super::shim::{AtomicU32, Ordering, fence};
 
 /// `sleepers`: the count of announced waiters.
 const COUNT_MASK: u32 = 0x0000_FFFF;
@@ -82,6 +87,11 @@ const COUNT_MASK: u32 = 0x0000_FFFF;
 const EPOCH_ONE: u32 = 1 << 16;
 /// `sleepers`: the epoch (15 bits, wrapping).
 const EPOCH_MASK: u32 = 0x7FFF_0000;
+/// `sleepers`: a waiter without membarrier announced here; publishers fence
+/// for real (sticky).
+const FALLBACK: u32 = 1 << 31;
+/// The bits a publisher must act on: the fast path is `w & ATTENTION == 0`.
+const ATTENTION: u32 = COUNT_MASK | FALLBACK;
 
 /// A publisher repairs the count after this many `FUTEX_WAKE`s in a row
 /// (on one thread) found nobody asleep.
@@ -89,6 +99,11 @@ const EPOCH_MASK: u32 = 0x7FFF_0000;
 const REPAIR_AFTER: u32 = 64;
 #[cfg(loom)]
 const REPAIR_AFTER: u32 = 2;
+
+/// The longest first sleep of a waiter that flagged the doorbell: a
+/// publisher may have read the word just before the flag became visible.
+#[cfg(not(loom))]
+const FALLBACK_FIRST_SLICE: Duration = Duration::from_millis(1);
 
 /// The shortest time between two announcements (two membarriers) of one
 /// wait.
@@ -125,16 +140,16 @@ fn empty_run_complete(woke: usize) -> bool {
 ///
 /// # Invariants
 /// - Any bit pattern is safe: a hostile peer can at worst cause needless
-///   `FUTEX_WAKE` calls (a large count), a
+///   `FUTEX_WAKE` calls or fences (a large count, the fallback flag), a
 ///   spurious early wake (a changed `seq`), or a wake-up delayed to the end
 ///   of a slice (a count cleared under a sleeper); waiters always re-check
 ///   their own condition and never sleep longer than a slice.
 /// - `seq` (offset 0) is written by publishers that find a sleeper (and by
 ///   repairs), read by waiters; it only ever grows (wrapping).
 /// - `sleepers` (offset 4): count (bits 0..16) of waiters announced in the
-///   epoch (bits 16..31; bit 31 is reserved, kept by repairs). Waiters
-///   add themselves and remove themselves (only in the epoch they
-///   announced in); a publisher's repair sets the count to 0 and
+///   epoch (bits 16..31); the fallback flag (bit 31), once set, is never
+///   cleared. Waiters add themselves and remove themselves (only in the
+///   epoch they announced in); a publisher's repair sets the count to 0 and
 ///   bumps the epoch. A waiter that died announced makes it too high until
 ///   a publisher repairs it, after 64 wakes that found nobody.
 #[repr(C)]
@@ -156,6 +171,9 @@ pub struct Announced {
     /// The epoch: how many times publishers repaired the count (wrapping at
     /// 2^15).
     pub epoch: u32,
+    /// Whether a waiter without membarrier announced here, so publishers
+    /// of this doorbell use a full fence when the word is not zero.
+    pub fallback: bool,
 }
 
 /// How a blocking call waits: how long it spins before it sleeps, whether it
@@ -245,6 +263,7 @@ impl Doorbell {
         Announced {
             count: w & COUNT_MASK,
             epoch: (w & EPOCH_MASK) >> EPOCH_MASK.trailing_zeros(),
+            fallback: w & FALLBACK != 0,
         }
     }
 
@@ -261,21 +280,34 @@ impl Doorbell {
         barrier::light();
         // Relaxed: F2 provides the ordering; a stale non-zero word only
         // costs the slow path.
-        if self.sleepers.load(Ordering::Relaxed) & COUNT_MASK == 0 {
+        let w = self.sleepers.load(Ordering::Relaxed);
+        if w & ATTENTION == 0 {
             return false;
         }
-        self.ring_slow();
-        true
+        self.ring_slow(w)
     }
 
     #[cold]
-    fn ring_slow(&self) {
+    fn ring_slow(&self, mut w: u32) -> bool {
+        if w & FALLBACK != 0 && !barrier::testing::fallback_flag_ignored() {
+            // F2': pairs with F1 of a waiter whose membarrier did not run
+            // (it set the flag before F1): two full fences, so if its F1
+            // came first the reload sees its announcement, else its re-check
+            // sees our publication.
+            barrier::fallback();
+            // Relaxed: ordered by F2'.
+            w = self.sleepers.load(Ordering::Relaxed);
+        }
+        if w & COUNT_MASK == 0 {
+            return false;
+        }
         // Release: pairs with the Acquire load of `key` in `wait`; a waiter
         // that reads the new value also sees what we published.
         self.seq.word().fetch_add(1, Ordering::Release);
         if empty_run_complete(self.seq.wake_all()) {
             self.repair();
         }
+        true
     }
 
     /// After a run of wakes that found nobody asleep: the count holds
@@ -289,7 +321,7 @@ impl Doorbell {
         if w & COUNT_MASK == 0 {
             return;
         }
-        let healed = (w & !(COUNT_MASK | EPOCH_MASK)) | (w.wrapping_add(EPOCH_ONE) & EPOCH_MASK);
+        let healed = (w & FALLBACK) | (w.wrapping_add(EPOCH_ONE) & EPOCH_MASK);
         // Acquire (C): reads from the release sequence headed by each
         // counted waiter's Release announcement (every write to `sleepers`
         // is a read-modify-write), so their `key` loads happen before our
@@ -308,7 +340,8 @@ impl Doorbell {
         self.seq.wake_all();
     }
 
-    /// Counts the caller as a sleeper: the announcement (A), then F1.
+    /// Counts the caller as a sleeper: the announcement (A), the heavy side
+    /// of the fence and, without membarrier, the fallback flag; then F1.
     fn announce(&self) -> Announcement<'_> {
         // Release (A): heads the release sequence that a repair's Acquire
         // CAS reads from (see `repair`); the `key` loaded before happens
@@ -318,11 +351,21 @@ impl Doorbell {
         // The epoch of the value we wrote (a count of 65535, which only a
         // corrupted word reaches, carries into it).
         let epoch = prev.wrapping_add(1) & EPOCH_MASK;
-        // F1: pairs with F2 in `ring` (see the module docs): the heavy
-        // side of the asymmetric fence, `fence(SeqCst)` plus
-        // membarrier(GLOBAL_EXPEDITED) where the kernel has it.
-        barrier::heavy();
-        Announcement { bell: self, epoch }
+        let paired = barrier::heavy();
+        if !paired && prev & FALLBACK == 0 {
+            // Relaxed: F1 below orders it before our re-check; a publisher
+            // that reads it fences (F2') before deciding. One that read the
+            // word before it was visible is covered by our short first sleep.
+            self.sleepers.fetch_or(FALLBACK, Ordering::Relaxed);
+        }
+        // F1: pairs with F2 in `ring` (and F2' in `ring_slow`): the heavy
+        // side of the asymmetric fence, after the membarrier (if it ran).
+        fence(Ordering::SeqCst);
+        Announcement {
+            bell: self,
+            epoch,
+            fallback: !paired,
+        }
     }
 
     /// Waits until `ready` returns `Some`, following `strategy`.
@@ -368,11 +411,14 @@ impl Doorbell {
             if me.as_ref().is_some_and(|a| !a.still_counted()) {
                 me = None;
             }
+            let mut short = false;
             if me.is_none() {
                 if let Some(v) = clock.pace(&mut ready, deadline) {
                     return Ok(v);
                 }
-                me = Some(self.announce());
+                let a = self.announce();
+                short = a.fallback;
+                me = Some(a);
             }
             // The re-check after announcing is what makes the protocol
             // correct. `--cfg polycephaly_broken_wait` removes it, so that
@@ -381,7 +427,7 @@ impl Doorbell {
             if let Some(v) = ready() {
                 return Ok(v);
             }
-            let _ = self.seq.wait(key, Some(clock.slice(deadline)));
+            let _ = self.seq.wait(key, Some(clock.slice(deadline, short)));
             if let Some(v) = ready() {
                 return Ok(v);
             }
@@ -398,6 +444,8 @@ impl Doorbell {
 struct Announcement<'a> {
     bell: &'a Doorbell,
     epoch: u32,
+    /// Announced without membarrier (the doorbell is flagged).
+    fallback: bool,
 }
 
 impl Announcement<'_> {
@@ -468,13 +516,18 @@ impl Clock {
     }
 
     /// How long the next sleep may last: until the next liveness check or
-    /// the deadline.
-    fn slice(&self, deadline: Option<Instant>) -> Duration {
+    /// the deadline, and at most [`FALLBACK_FIRST_SLICE`] if `short`.
+    fn slice(&self, deadline: Option<Instant>, short: bool) -> Duration {
         let until = match (self.next_alive, deadline) {
             (Some(a), Some(d)) => Some(a.min(d)),
             (a, d) => a.or(d),
         };
-        until.map_or(self.slice, |u| u.saturating_duration_since(self.now))
+        let slice = until.map_or(self.slice, |u| u.saturating_duration_since(self.now));
+        if short {
+            slice.min(FALLBACK_FIRST_SLICE)
+        } else {
+            slice
+        }
     }
 
     /// Before an announcement: if the last one was less than
@@ -532,7 +585,7 @@ impl Clock {
         }
     }
 
-    fn slice(&self, _deadline: Option<Instant>) -> Duration {
+    fn slice(&self, _deadline: Option<Instant>, _short: bool) -> Duration {
         self.slice
     }
 
