@@ -7,15 +7,13 @@
 //! cargo run --release --example mpsc_drones [reports_per_drone]
 //! ```
 
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use polycephaly::region::{OpenOptions, Region, SectionId, SectionKind};
-use polycephaly::ring::mpsc::{MpscConsumer, MpscProducer, section_len};
+use polycephaly::region::{OpenOptions, Region, SectionId};
+use polycephaly::ring::mpsc;
 
 const RING: SectionId = SectionId(0);
-const FD_VAR: &str = "MPSC_EXAMPLE_FD";
 const DRONE_VAR: &str = "MPSC_EXAMPLE_DRONE";
 const DRONES: usize = 3;
 /// The drone the master kills.
@@ -30,32 +28,28 @@ struct Report {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    if let (Ok(fd), Ok(drone)) = (std::env::var(FD_VAR), std::env::var(DRONE_VAR)) {
-        return drone_main(fd.parse()?, drone.parse()?);
+    if let Ok(drone) = std::env::var(DRONE_VAR) {
+        return drone_main(drone.parse()?);
     }
     let reports: u64 = std::env::args()
         .nth(1)
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(1_000_000);
-    let region = Region::builder()
-        .section(SectionKind::MpscRing, section_len(1 << 16)?)
-        .build()?;
-    let mut rx = MpscConsumer::attach(&region, RING)?;
+    let region = Region::builder().with(mpsc::Spec::new(1 << 16)?).build()?;
+    let mut rx = mpsc::Consumer::attach(&region, RING)?;
 
-    let fd = region.inheritable_fd()?;
+    // Each drone is this program again, handed the region.
     let mut drones: Vec<Child> = (0..DRONES)
         .map(|i| {
-            Command::new(std::env::current_exe()?)
-                .env(FD_VAR, fd.to_string())
+            let mut command = Command::new(std::env::current_exe()?);
+            command
                 .env(DRONE_VAR, i.to_string())
-                .arg(reports.to_string())
-                .spawn()
+                .arg(reports.to_string());
+            region.share_with(&mut command)?;
+            command.spawn()
         })
         .collect::<Result<_, _>>()?;
-    // SAFETY: `fd` is ours (from `inheritable_fd`); the drones have their
-    // own copies now.
-    drop(unsafe { OwnedFd::from_raw_fd(fd) });
 
     let start = Instant::now();
     let mut next = [0u64; DRONES];
@@ -90,23 +84,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in rx.producers() {
         println!(
             "producer entry {} (peer {}): alive {}",
-            p.entry, p.id, p.alive
+            p.entry,
+            p.id.map_or("?".into(), |id| id.to_string()),
+            p.alive
         );
     }
     Ok(())
 }
 
-fn drone_main(fd: i32, drone: u32) -> Result<(), Box<dyn std::error::Error>> {
+fn drone_main(drone: u32) -> Result<(), Box<dyn std::error::Error>> {
     let reports: u64 = std::env::args()
         .nth(1)
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(0);
-    // SAFETY: the master passed us this inherited descriptor; nobody else
-    // in this process owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let region = Region::from_fd(fd, &OpenOptions::default())?;
-    let mut tx = MpscProducer::attach(&region, RING)?;
+    let region = Region::inherited(&OpenOptions::default())?;
+    let mut tx = mpsc::Producer::attach(&region, RING)?;
     let forever = drone as usize == DOOMED;
     let mut seq = 0;
     while forever || seq < reports {

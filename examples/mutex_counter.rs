@@ -3,12 +3,11 @@
 //!
 //! Run: `cargo run --release --example mutex_counter`.
 
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::Command;
 use std::time::Duration;
 
 use polycephaly::lock::{LockStatus, ShmMutex};
-use polycephaly::region::{OpenOptions, Region, SectionId, SectionKind};
+use polycephaly::region::{OpenOptions, REGION_FD_VAR, Region, SectionId};
 
 const WORKERS: u64 = 3;
 const EACH: u64 = 100_000;
@@ -22,11 +21,9 @@ struct Counter {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    if let Ok(fd) = std::env::var("COUNTER_FD") {
-        // A worker: open the inherited region and count.
-        // SAFETY: the parent passed us this inherited descriptor.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd.parse()?) };
-        let region = Region::from_fd(fd, &OpenOptions::default())?;
+    if std::env::var_os(REGION_FD_VAR).is_some() {
+        // A worker: open the region handed over and count.
+        let region = Region::inherited(&OpenOptions::default())?;
         let counter = ShmMutex::<Counter>::attach(&region, SectionId(0))?;
         if std::env::var("DOOMED").is_ok() {
             let mut g = counter.lock()?;
@@ -43,20 +40,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let region = Region::builder()
-        .section(SectionKind::Mutex, ShmMutex::<Counter>::section_len())
+        .with(ShmMutex::<Counter>::spec())
         .build()?;
     let counter = ShmMutex::<Counter>::attach(&region, SectionId(0))?;
     let spawn = |doomed: bool| -> Result<std::process::Child, Box<dyn std::error::Error>> {
-        let fd = region.inheritable_fd()?;
         let mut cmd = Command::new(std::env::current_exe()?);
-        cmd.env("COUNTER_FD", fd.to_string());
+        region.share_with(&mut cmd)?;
         if doomed {
             cmd.env("DOOMED", "1");
         }
-        let child = cmd.spawn()?;
-        // SAFETY: our duplicate, now inherited by the child.
-        drop(unsafe { OwnedFd::from_raw_fd(fd) });
-        Ok(child)
+        Ok(cmd.spawn()?)
     };
 
     let workers: Vec<_> = (0..WORKERS)

@@ -6,17 +6,15 @@
 //! cargo run --release --example spsc_two_processes [round_trips]
 //! ```
 
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::Command;
 use std::time::Instant;
 
-use polycephaly::region::{OpenOptions, Region, SectionId, SectionKind};
-use polycephaly::ring::{SpscConsumer, SpscProducer, section_len};
+use polycephaly::region::{OpenOptions, REGION_FD_VAR, Region, SectionId};
+use polycephaly::ring::{Receiver, Sender, spsc};
 use polycephaly::sync::WaitStrategy;
 
 const COMMANDS: SectionId = SectionId(0);
 const REPLIES: SectionId = SectionId(1);
-const FD_VAR: &str = "SPSC_EXAMPLE_FD";
 
 /// A command: add `a` and `b`. A zero-length frame means "stop".
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -27,8 +25,8 @@ struct Add {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    if let Ok(fd) = std::env::var(FD_VAR) {
-        return child(fd.parse()?);
+    if std::env::var_os(REGION_FD_VAR).is_some() {
+        return child();
     }
     let n: u64 = std::env::args()
         .nth(1)
@@ -36,20 +34,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .transpose()?
         .unwrap_or(100_000);
     let region = Region::builder()
-        .section(SectionKind::SpscRing, section_len(1 << 16)?)
-        .section(SectionKind::SpscRing, section_len(1 << 16)?)
+        .with(spsc::Spec::new(1 << 16)?)
+        .with(spsc::Spec::new(1 << 16)?)
         .build()?;
-    let mut commands = SpscProducer::attach(&region, COMMANDS)?;
-    let mut replies = SpscConsumer::attach(&region, REPLIES)?;
+    let mut commands = spsc::Producer::attach(&region, COMMANDS)?;
+    let mut replies = spsc::Consumer::attach(&region, REPLIES)?;
     replies.set_wait_strategy(WaitStrategy::BLOCK);
 
-    let fd = region.inheritable_fd()?;
-    let mut drone = Command::new(std::env::current_exe()?)
-        .env(FD_VAR, fd.to_string())
-        .spawn()?;
-    // SAFETY: `fd` is ours (from `inheritable_fd`) and the child has its
-    // own copy now; close ours.
-    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    // The child is this program again, handed the region.
+    let mut command = Command::new(std::env::current_exe()?);
+    region.share_with(&mut command)?;
+    let mut drone = command.spawn()?;
 
     let start = Instant::now();
     for i in 0..n {
@@ -67,13 +62,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn child(fd: i32) -> Result<(), Box<dyn std::error::Error>> {
-    // SAFETY: the parent passed us this inherited descriptor; nobody else in
-    // this process owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let region = Region::from_fd(fd, &OpenOptions::default())?;
-    let mut commands = SpscConsumer::attach(&region, COMMANDS)?;
-    let mut replies = SpscProducer::attach(&region, REPLIES)?;
+fn child() -> Result<(), Box<dyn std::error::Error>> {
+    let region = Region::inherited(&OpenOptions::default())?;
+    let mut commands = spsc::Consumer::attach(&region, COMMANDS)?;
+    let mut replies = spsc::Producer::attach(&region, REPLIES)?;
     loop {
         let frame = commands.read()?;
         if frame.is_empty() {

@@ -25,14 +25,24 @@
 #![deny(unsafe_op_in_unsafe_fn, missing_docs, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub use error::AttachError;
+
+mod error;
 pub mod lock;
 #[cfg(not(loom))]
 pub mod region;
+/// Under loom, only the peer id: there is no mapping to model, and the
+/// heap structures of the models hand out ids of the same form.
+#[cfg(loom)]
+pub mod region {
+    #[path = "peer_id.rs"]
+    mod peer_id;
+    pub use peer_id::{MAX_PEERS, PeerId};
+}
 pub mod ring;
 pub mod sync;
 
-#[doc(hidden)]
-#[cfg(not(loom))]
-#[doc(hidden)]
-#[cfg(not(loom))]
+/// Entry points of the fuzz targets, and the test hooks' home (not a
+/// stable API: behind the `testing` feature).
+#[cfg(all(feature = "testing", not(loom)))]
 pub mod fuzzing;

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use polycephaly::AttachError;
 use polycephaly::lock::{
-    AttachError, Event, EventMode, LockError, LockStatus, OwnerCheck, ShmMutex, TryLockError,
-    UnlockError, WaitEventError,
+    Event, EventMode, LockError, LockStatus, OwnerCheck, ShmMutex, TryLockError, UnlockError,
+    WaitEventError,
 };
 use polycephaly::region::{Region, SectionId, SectionKind};
 use polycephaly::sync::WaitStrategy;
@@ -175,7 +176,7 @@ fn corrupted_event_words_give_errors() {
     assert!(ev.signal().is_err());
     assert!(ev.is_signalled().is_err());
     assert!(matches!(
-        ev.wait(Duration::from_secs(30)),
+        ev.wait_timeout(Duration::from_secs(30)),
         Err(WaitEventError::Corrupted(_))
     ));
     word(&region, 0).store(0, Ordering::SeqCst);
@@ -191,7 +192,7 @@ fn attach_checks_kind_length_and_mode() {
     let region = Region::builder()
         .section(SectionKind::Raw, 4096)
         .section(SectionKind::Mutex, 8)
-        .section(SectionKind::Event, Event::section_len())
+        .with(Event::spec())
         .build()
         .unwrap();
     assert!(matches!(
@@ -200,7 +201,7 @@ fn attach_checks_kind_length_and_mode() {
     ));
     assert!(matches!(
         ShmMutex::<u64>::attach(&region, SectionId(1)),
-        Err(AttachError::TooShort { len: 8, need: 72 })
+        Err(AttachError::WrongLength { len: 8, .. })
     ));
     assert!(matches!(
         ShmMutex::<u64>::attach(&region, SectionId(9)),
@@ -240,13 +241,13 @@ fn auto_reset_releases_one_wait_per_signal() {
     std::thread::scope(|s| {
         s.spawn(|| {
             for _ in 0..1000 {
-                ping.wait(Duration::from_secs(30)).unwrap();
+                ping.wait_timeout(Duration::from_secs(30)).unwrap();
                 pong.signal().unwrap();
             }
         });
         for _ in 0..1000 {
             ping.signal().unwrap();
-            pong.wait(Duration::from_secs(30)).unwrap();
+            pong.wait_timeout(Duration::from_secs(30)).unwrap();
         }
     });
     assert!(!ping.try_wait().unwrap());
@@ -261,15 +262,15 @@ fn manual_reset_releases_every_wait_until_reset() {
     let ev = Event::new_heap(EventMode::ManualReset).with_strategy(WaitStrategy::SLEEP);
     std::thread::scope(|s| {
         for _ in 0..3 {
-            s.spawn(|| ev.wait(Duration::from_secs(30)).unwrap());
+            s.spawn(|| ev.wait_timeout(Duration::from_secs(30)).unwrap());
         }
         ev.signal().unwrap();
     });
     assert!(ev.is_signalled().unwrap());
-    ev.wait(Duration::ZERO).unwrap();
+    ev.wait_timeout(Duration::ZERO).unwrap();
     ev.reset().unwrap();
     assert_eq!(
-        ev.wait(Duration::from_millis(5)),
+        ev.wait_timeout(Duration::from_millis(5)),
         Err(WaitEventError::TimedOut)
     );
 }

@@ -5,14 +5,14 @@
 use std::time::Duration;
 
 use polycephaly::lock::{Event, EventMode, LockStatus, ShmMutex};
-use polycephaly::region::{Region, SectionId, SectionKind};
+use polycephaly::region::{Region, SectionId};
 use polycephaly::sync::futex_calls;
 
 #[test]
 fn uncontended_paths_make_no_futex_call() {
     let region = Region::builder()
-        .section(SectionKind::Mutex, ShmMutex::<[u64; 4]>::section_len())
-        .section(SectionKind::Event, Event::section_len())
+        .with(ShmMutex::<[u64; 4]>::spec())
+        .with(Event::spec())
         .build()
         .unwrap();
     let m = ShmMutex::<[u64; 4]>::attach(&region, SectionId(0)).unwrap();
@@ -28,7 +28,7 @@ fn uncontended_paths_make_no_futex_call() {
         let g = m.lock_timeout(Duration::from_secs(1)).unwrap();
         g.unlock().unwrap();
         ev.signal().unwrap();
-        ev.wait(Duration::from_secs(1)).unwrap();
+        ev.wait_timeout(Duration::from_secs(1)).unwrap();
     }
     assert_eq!(futex_calls(), before);
     assert_eq!(m.lock().unwrap()[0], (0..10_000u64).sum::<u64>());

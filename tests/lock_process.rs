@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::Child;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -48,22 +47,16 @@ const QUICK: WaitStrategy = WaitStrategy {
 
 fn new_region() -> Region {
     Region::builder()
-        .section(SectionKind::Mutex, ShmMutex::<Shared>::section_len())
+        .with(ShmMutex::<Shared>::spec())
         .section(SectionKind::Raw, 4096)
-        .section(SectionKind::Event, Event::section_len())
-        .section(SectionKind::Event, Event::section_len())
+        .with(Event::spec())
+        .with(Event::spec())
         .build()
         .expect("create region")
 }
 
 fn child_region() -> Region {
-    let fd: i32 = std::env::var("REGION_FD")
-        .expect("REGION_FD")
-        .parse()
-        .expect("fd number");
-    // SAFETY: the parent passed us this inherited descriptor; we own it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    Region::from_fd(fd, &OpenOptions::default()).expect("open inherited region")
+    Region::inherited(&OpenOptions::default()).expect("open inherited region")
 }
 
 fn flag(region: &Region, offset: usize) -> &AtomicU32 {
@@ -75,12 +68,8 @@ fn flag(region: &Region, offset: usize) -> &AtomicU32 {
 }
 
 fn spawn(region: &Region, test: &str, role: &str, round: u32) -> Child {
-    let fd = region.inheritable_fd().expect("dup region fd");
-    let env = [("REGION_FD", fd.to_string()), ("ROUND", round.to_string())];
-    let child = common::spawn_self(test, role, &env);
-    // SAFETY: `fd` is our duplicate, now inherited by the child: close ours.
-    drop(unsafe { OwnedFd::from_raw_fd(fd) });
-    child
+    let env = [("ROUND", round.to_string())];
+    common::spawn_self_with(test, role, &env, region)
 }
 
 /// Waits (yielding) until `cond`, for at most 60 s, failing early if
@@ -289,7 +278,7 @@ fn events_ping_pong_between_processes() {
             .with_strategy(WaitStrategy::SLEEP);
         let pong = Event::attach(&region, PONG, EventMode::AutoReset).expect("attach");
         for _ in 0..ROUNDS {
-            ping.wait(Duration::from_secs(60)).expect("ping");
+            ping.wait_timeout(Duration::from_secs(60)).expect("ping");
             pong.signal().expect("signal");
         }
         return;
@@ -300,7 +289,7 @@ fn events_ping_pong_between_processes() {
     let child = spawn(&region, NAME, "echo", 0);
     for _ in 0..ROUNDS {
         ping.signal().expect("signal");
-        pong.wait(Duration::from_secs(60)).expect("pong");
+        pong.wait_timeout(Duration::from_secs(60)).expect("pong");
     }
     common::expect_success(child);
     assert!(!ping.is_signalled().expect("state"));

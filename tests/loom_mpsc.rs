@@ -12,8 +12,9 @@
 use std::time::Duration;
 
 use loom::thread;
-use polycephaly::ring::mpsc::{CommitError, HeapMpsc, MpscConsumer, SendError};
-use polycephaly::ring::{ClaimError, RecvError};
+use polycephaly::ring::{
+    CommitError, Receiver, Sender, TryClaimError, TryRecvError, TrySendError, mpsc,
+};
 use polycephaly::sync::WaitStrategy;
 
 fn payload(len: usize, seed: u8) -> Vec<u8> {
@@ -22,11 +23,11 @@ fn payload(len: usize, seed: u8) -> Vec<u8> {
 
 /// Reads with `try_read` until a frame comes, yielding in between; returns
 /// (tag, payload).
-fn next_frame(rx: &mut MpscConsumer) -> (u32, Vec<u8>) {
+fn next_frame(rx: &mut mpsc::Consumer) -> (u32, Vec<u8>) {
     loop {
         match rx.try_read() {
             Ok(f) => return (f.tag(), f.to_vec()),
-            Err(RecvError::Empty) => thread::yield_now(),
+            Err(TryRecvError::Empty) => thread::yield_now(),
             Err(e) => panic!("{e}"),
         }
     }
@@ -40,7 +41,7 @@ fn next_frame(rx: &mut MpscConsumer) -> (u32, Vec<u8>) {
 #[test]
 fn two_producers_claim_commit_wrap() {
     loom::model(|| {
-        let ring = HeapMpsc::new(64).unwrap();
+        let ring = mpsc::HeapRing::new(64).unwrap();
         let mut a = ring.producer().unwrap();
         let mut b = ring.producer().unwrap();
         let mut rx = ring.consumer().unwrap();
@@ -72,7 +73,7 @@ fn two_producers_claim_commit_wrap() {
         assert_eq!(seen, [0, 1], "each frame exactly once");
         ta.join().unwrap();
         tb.join().unwrap();
-        assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Empty));
+        assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
     });
 }
 
@@ -81,7 +82,7 @@ fn two_producers_claim_commit_wrap() {
 #[test]
 fn per_producer_order() {
     loom::model(|| {
-        let ring = HeapMpsc::new(128).unwrap();
+        let ring = mpsc::HeapRing::new(128).unwrap();
         let mut a = ring.producer().unwrap();
         let mut b = ring.producer().unwrap();
         let mut rx = ring.consumer().unwrap();
@@ -114,7 +115,7 @@ fn per_producer_order() {
 #[test]
 fn full_ring_refresh_races_other_claims() {
     loom::model(|| {
-        let ring = HeapMpsc::new(64).unwrap();
+        let ring = mpsc::HeapRing::new(64).unwrap();
         let mut a = ring.producer().unwrap();
         let mut b = ring.producer().unwrap();
         let mut rx = ring.consumer().unwrap();
@@ -128,10 +129,10 @@ fn full_ring_refresh_races_other_claims() {
         });
         let other = thread::spawn(move || {
             let r = b.try_send(&[3; 24]);
-            assert!(matches!(r, Ok(()) | Err(SendError::Full)), "{r:?}");
+            assert!(matches!(r, Ok(()) | Err(TrySendError::Full)), "{r:?}");
         });
         let r = a.try_send(&[4; 24]);
-        assert!(matches!(r, Ok(()) | Err(SendError::Full)), "{r:?}");
+        assert!(matches!(r, Ok(()) | Err(TrySendError::Full)), "{r:?}");
         let rx = consumer.join().unwrap();
         other.join().unwrap();
         assert!(!rx.is_poisoned() && !a.is_poisoned());
@@ -145,7 +146,7 @@ fn full_ring_refresh_races_other_claims() {
 #[test]
 fn abandon_races_commit() {
     loom::model(|| {
-        let ring = HeapMpsc::new(64).unwrap();
+        let ring = mpsc::HeapRing::new(64).unwrap();
         let mut tx = ring.producer().unwrap();
         let mut rx = ring.consumer().unwrap();
         rx.set_claim_timeout(Duration::ZERO);
@@ -187,7 +188,7 @@ fn abandon_races_commit() {
 #[test]
 fn dead_reservation_is_skipped() {
     loom::model(|| {
-        let ring = HeapMpsc::new(64).unwrap();
+        let ring = mpsc::HeapRing::new(64).unwrap();
         let mut dying = ring.producer().unwrap();
         let mut b = ring.producer().unwrap();
         let mut rx = ring.consumer().unwrap();
@@ -207,7 +208,7 @@ fn dead_reservation_is_skipped() {
         tb.join().unwrap();
         // Once the reservation is behind the head, nothing is left.
         let mut buf = Vec::new();
-        assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Empty));
+        assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
     });
 }
 
@@ -217,7 +218,7 @@ fn dead_reservation_is_skipped() {
 #[test]
 fn sleep_and_wake_both_ways() {
     loom::model(|| {
-        let ring = HeapMpsc::new(64).unwrap();
+        let ring = mpsc::HeapRing::new(64).unwrap();
         let mut tx = ring.producer().unwrap();
         let mut rx = ring.consumer().unwrap();
         tx.set_wait_strategy(WaitStrategy::SLEEP);
@@ -247,7 +248,7 @@ fn sleep_and_wake_both_ways() {
 #[test]
 fn a_live_loser_does_not_wedge_the_consumer_behind_a_dead_winner() {
     loom::model(|| {
-        let ring = HeapMpsc::new(64).unwrap();
+        let ring = mpsc::HeapRing::new(64).unwrap();
         let mut dying = ring.producer().unwrap();
         let mut loser = ring.producer().unwrap();
         let mut rx = ring.consumer().unwrap();
@@ -259,13 +260,13 @@ fn a_live_loser_does_not_wedge_the_consumer_behind_a_dead_winner() {
         let ring2 = ring.clone();
         let td = thread::spawn(move || {
             let r = dying.reserve_and_vanish(24);
-            assert!(matches!(r, Ok(()) | Err(ClaimError::Full)), "{r:?}");
+            assert!(matches!(r, Ok(()) | Err(TryClaimError::Full)), "{r:?}");
             ring2.mark_dead(dying.id());
             std::mem::forget(dying);
         });
         let tl = thread::spawn(move || {
             let r = loser.try_send(&[2; 24]);
-            assert!(matches!(r, Ok(()) | Err(SendError::Full)), "{r:?}");
+            assert!(matches!(r, Ok(()) | Err(TrySendError::Full)), "{r:?}");
             (loser, r.is_ok())
         });
         td.join().unwrap();
@@ -294,7 +295,7 @@ fn a_live_loser_does_not_wedge_the_consumer_behind_a_dead_winner() {
 #[test]
 fn a_new_producer_never_erases_a_dead_owners_pending_intent() {
     loom::model(|| {
-        let ring = HeapMpsc::new(64).unwrap();
+        let ring = mpsc::HeapRing::new(64).unwrap();
         let mut dying = ring.producer().unwrap();
         let mut rx = ring.consumer().unwrap();
         rx.set_claim_timeout(Duration::ZERO);
@@ -312,7 +313,7 @@ fn a_new_producer_never_erases_a_dead_owners_pending_intent() {
         for _ in 0..3 {
             assert!(matches!(
                 rx.try_read().map(|f| f.to_vec()),
-                Err(RecvError::Empty)
+                Err(TryRecvError::Empty)
             ));
         }
         newcomer.try_send(b"after").unwrap();
@@ -329,7 +330,7 @@ fn a_new_producer_never_erases_a_dead_owners_pending_intent() {
 #[test]
 fn a_release_cut_short_is_finished_by_the_next_consumer() {
     loom::model(|| {
-        let ring = HeapMpsc::new(64).unwrap();
+        let ring = mpsc::HeapRing::new(64).unwrap();
         let mut tx = ring.producer().unwrap();
         let mut rx = ring.consumer().unwrap();
         tx.set_wait_strategy(WaitStrategy::SLEEP);
@@ -350,7 +351,7 @@ fn a_release_cut_short_is_finished_by_the_next_consumer() {
         assert_eq!(next_frame(&mut next).1, [3; 24]);
         drop(producer.join().unwrap());
         let mut buf = Vec::new();
-        assert_eq!(next.try_recv(&mut buf), Err(RecvError::Empty));
+        assert_eq!(next.try_recv(&mut buf), Err(TryRecvError::Empty));
         assert!(!next.is_poisoned());
     });
 }

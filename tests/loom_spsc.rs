@@ -8,7 +8,7 @@
 #![cfg(loom)]
 
 use loom::thread;
-use polycephaly::ring::{ClaimError, RecvError, heap_pair};
+use polycephaly::ring::{Receiver, Sender, TryRecvError, TrySendError, spsc};
 use polycephaly::sync::WaitStrategy;
 
 fn payload(len: usize, seed: u8) -> Vec<u8> {
@@ -21,7 +21,7 @@ fn payload(len: usize, seed: u8) -> Vec<u8> {
 #[test]
 fn push_pop_across_wrap_with_padding() {
     loom::model(|| {
-        let (mut tx, mut rx) = heap_pair(64).unwrap();
+        let (mut tx, mut rx) = spsc_pair(64);
         tx.set_wait_strategy(WaitStrategy::SLEEP);
         rx.set_wait_strategy(WaitStrategy::SLEEP);
         // 24 + 8 = 32 bytes, 16 + 8 = 24 bytes (tail at 56), then 24 + 8:
@@ -38,7 +38,7 @@ fn push_pop_across_wrap_with_padding() {
             assert_eq!(buf, payload(len, i as u8));
         }
         producer.join().unwrap();
-        assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Empty));
+        assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
     });
 }
 
@@ -47,7 +47,7 @@ fn push_pop_across_wrap_with_padding() {
 #[test]
 fn batched_publish() {
     loom::model(|| {
-        let (mut tx, mut rx) = heap_pair(128).unwrap();
+        let (mut tx, mut rx) = spsc_pair(128);
         rx.set_wait_strategy(WaitStrategy::SLEEP);
         let producer = thread::spawn(move || {
             for i in 0..2u8 {
@@ -63,7 +63,7 @@ fn batched_publish() {
         // Blocks (sleeps) until the publish, then takes both at once: the
         // single tail store makes them visible together.
         let n = rx
-            .read_batch_until(8, None, |tag, bytes| {
+            .read_batch_deadline(8, None, |tag, bytes| {
                 assert_eq!(bytes, &payload(8, tag as u8)[..]);
                 tags.push(tag);
             })
@@ -79,7 +79,7 @@ fn batched_publish() {
 #[test]
 fn consumer_sleep_wake() {
     loom::model(|| {
-        let (mut tx, mut rx) = heap_pair(64).unwrap();
+        let (mut tx, mut rx) = spsc_pair(64);
         rx.set_wait_strategy(WaitStrategy::SLEEP);
         let producer = thread::spawn(move || {
             tx.try_send_value(&7u64).unwrap();
@@ -95,12 +95,12 @@ fn consumer_sleep_wake() {
 #[test]
 fn producer_sleep_wake() {
     loom::model(|| {
-        let (mut tx, mut rx) = heap_pair(64).unwrap();
+        let (mut tx, mut rx) = spsc_pair(64);
         tx.set_wait_strategy(WaitStrategy::SLEEP);
         // Fill: 24-byte payloads take 32 bytes, two fill the ring.
         tx.try_send(&[1; 24]).unwrap();
         tx.try_send(&[2; 24]).unwrap();
-        assert_eq!(tx.try_send(&[3; 24]), Err(ClaimError::Full));
+        assert_eq!(tx.try_send(&[3; 24]), Err(TrySendError::Full));
         let consumer = thread::spawn(move || {
             let frame = rx.try_read().unwrap();
             assert_eq!(frame[0], 1);
@@ -124,7 +124,7 @@ fn producer_sleep_wake() {
 #[test]
 fn release_flushed_when_the_consumer_finds_the_ring_empty() {
     loom::model(|| {
-        let (mut tx, mut rx) = heap_pair(128).unwrap();
+        let (mut tx, mut rx) = spsc_pair(128);
         tx.set_wait_strategy(WaitStrategy::SLEEP);
         rx.set_wait_strategy(WaitStrategy::SLEEP);
         // Three 16-byte frames (24 bytes each): tail at 72. The consumer's
@@ -147,4 +147,10 @@ fn release_flushed_when_the_consumer_finds_the_ring_empty() {
         tx.send(&[5; 56]).unwrap();
         consumer.join().unwrap();
     });
+}
+
+/// A fresh SPSC ring on the heap and both of its handles.
+fn spsc_pair(capacity: usize) -> (spsc::Producer, spsc::Consumer) {
+    let ring = spsc::HeapRing::new(capacity).unwrap();
+    (ring.producer().unwrap(), ring.consumer().unwrap())
 }

@@ -4,14 +4,13 @@
 //! outside the ring), and the ring stays poisoned.
 //!
 //! Offsets follow `polycephaly::ring::mpsc::layout`: the tail at 0, the
-//! head at 64, the data after `CONTROL_LEN` bytes; a frame header is
+//! head at 64, the data after `mpsc::CONTROL_LEN` bytes; a frame header is
 //! `len | entry << 23 | kind << 29 | tag << 32`.
 
 use std::time::Duration;
 
-use polycephaly::region::{Region, SectionId, SectionKind};
-use polycephaly::ring::RecvError;
-use polycephaly::ring::mpsc::{CONTROL_LEN, MpscConsumer, MpscProducer, SendError, section_len};
+use polycephaly::region::{Region, SectionId};
+use polycephaly::ring::{Receiver, RecvError, Sender, TryRecvError, TrySendError, mpsc};
 
 const CAPACITY: usize = 256;
 const TAIL: usize = 0;
@@ -26,13 +25,13 @@ fn header(kind: u64, entry: u64, len: u64, tag: u64) -> u64 {
 
 /// A region with one MPSC ring, a producer and a consumer that checks
 /// claims at once (no claim timeout).
-fn ring() -> (Region, MpscProducer, MpscConsumer) {
+fn ring() -> (Region, mpsc::Producer, mpsc::Consumer) {
     let r = Region::builder()
-        .section(SectionKind::MpscRing, section_len(CAPACITY).unwrap())
+        .with(mpsc::Spec::new(CAPACITY).unwrap())
         .build()
         .unwrap();
-    let tx = MpscProducer::attach(&r, SectionId(0)).unwrap();
-    let mut rx = MpscConsumer::attach(&r, SectionId(0)).unwrap();
+    let tx = mpsc::Producer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = mpsc::Consumer::attach(&r, SectionId(0)).unwrap();
     rx.set_claim_timeout(Duration::ZERO);
     (r, tx, rx)
 }
@@ -49,7 +48,7 @@ fn poke(r: &Region, offset: usize, v: u64) {
 }
 
 /// Reads until the ring reports something other than a frame.
-fn drain(rx: &mut MpscConsumer) -> RecvError {
+fn drain(rx: &mut mpsc::Consumer) -> TryRecvError {
     let mut buf = Vec::new();
     for _ in 0..64 {
         if let Err(e) = rx.try_recv(&mut buf) {
@@ -59,10 +58,10 @@ fn drain(rx: &mut MpscConsumer) -> RecvError {
     panic!("64 frames out of a 256-byte ring");
 }
 
-fn assert_poisoned(rx: &mut MpscConsumer) {
+fn assert_poisoned(rx: &mut mpsc::Consumer) {
     assert!(rx.is_poisoned());
     let mut buf = Vec::new();
-    assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Corrupted));
+    assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Corrupted));
     assert_eq!(
         rx.read_timeout(Duration::from_secs(5)).err(),
         Some(RecvError::Corrupted)
@@ -100,8 +99,8 @@ fn a_bad_header_at_the_head_is_detected() {
         } else {
             0
         };
-        poke(&r, CONTROL_LEN + at, word);
-        assert_eq!(drain(&mut rx), RecvError::Corrupted, "{what}");
+        poke(&r, mpsc::CONTROL_LEN + at, word);
+        assert_eq!(drain(&mut rx), TryRecvError::Corrupted, "{what}");
         assert_poisoned(&mut rx);
     }
 }
@@ -112,11 +111,11 @@ fn a_batch_read_detects_a_bad_header_after_good_frames() {
     tx.try_send(&[1; 16]).unwrap();
     tx.try_send(&[2; 16]).unwrap();
     // The second frame's header (at 24) claims more than the ring holds.
-    poke(&r, CONTROL_LEN + 24, header(COMMITTED, 0, 4000, 0));
+    poke(&r, mpsc::CONTROL_LEN + 24, header(COMMITTED, 0, 4000, 0));
     let mut seen = Vec::new();
     assert_eq!(
         rx.try_read_batch(10, |_, b| seen.push(b.to_vec())),
-        Err(RecvError::Corrupted)
+        Err(TryRecvError::Corrupted)
     );
     // The frame before the bad one was delivered, and only that one.
     assert_eq!(seen, vec![vec![1; 16]]);
@@ -133,8 +132,8 @@ fn a_header_forged_past_the_tail_is_caught_at_the_next_tail_read() {
     // consumer walks headers, not the tail, so it may deliver it; the
     // next read of the tail (at the latest when the ring looks empty for
     // the claim timeout, here zero) finds the head past the tail.
-    poke(&r, CONTROL_LEN + 24, header(COMMITTED, 0, 8, 0));
-    assert_eq!(drain(&mut rx), RecvError::Corrupted);
+    poke(&r, mpsc::CONTROL_LEN + 24, header(COMMITTED, 0, 8, 0));
+    assert_eq!(drain(&mut rx), TryRecvError::Corrupted);
     assert_poisoned(&mut rx);
     // The producer learns it on its slow path (a full ring), and a new
     // consumer is refused.
@@ -145,9 +144,9 @@ fn a_header_forged_past_the_tail_is_caught_at_the_next_tail_read() {
             break;
         }
     }
-    assert_eq!(got, Err(SendError::Corrupted));
+    assert_eq!(got, Err(TrySendError::Corrupted));
     drop(rx);
-    assert!(MpscConsumer::attach(&r, SectionId(0)).is_err());
+    assert!(mpsc::Consumer::attach(&r, SectionId(0)).is_err());
 }
 
 #[test]
@@ -159,12 +158,12 @@ fn the_head_never_passes_the_tail_even_with_traffic_after_a_forgery() {
     tx.try_send(&[1; 16]).unwrap();
     let mut buf = Vec::new();
     rx.try_recv(&mut buf).unwrap();
-    poke(&r, CONTROL_LEN + 24, header(COMMITTED, 0, 8, 0));
+    poke(&r, mpsc::CONTROL_LEN + 24, header(COMMITTED, 0, 8, 0));
     // The consumer may deliver the forged frame, but it does not give its
     // bytes back: it reads the tail first, finds the frame past it, and
     // reports the ring corrupted.
     let first = rx.try_recv(&mut buf);
-    assert!(matches!(first, Ok(_) | Err(RecvError::Corrupted)));
+    assert!(matches!(first, Ok(_) | Err(TryRecvError::Corrupted)));
     assert!(rx.is_poisoned());
     let peek = |offset: usize| {
         let s = r.section(SectionId(0)).unwrap();
@@ -193,10 +192,10 @@ fn a_claim_forged_past_the_tail_is_not_waited_for() {
     rx.try_recv(&mut buf).unwrap();
     poke(
         &r,
-        CONTROL_LEN + 24,
+        mpsc::CONTROL_LEN + 24,
         header(CLAIMED, tx.entry() as u64, 8, 0),
     );
-    assert_eq!(drain(&mut rx), RecvError::Corrupted);
+    assert_eq!(drain(&mut rx), TryRecvError::Corrupted);
     assert_poisoned(&mut rx);
 }
 
@@ -212,7 +211,7 @@ fn bad_tails_are_detected_by_the_consumer() {
         let mut buf = Vec::new();
         rx.try_recv(&mut buf).unwrap();
         poke(&r, TAIL, tail);
-        assert_eq!(drain(&mut rx), RecvError::Corrupted, "{what}");
+        assert_eq!(drain(&mut rx), TryRecvError::Corrupted, "{what}");
         assert_poisoned(&mut rx);
     }
 }
@@ -225,7 +224,7 @@ fn a_reservation_nobody_made_is_detected() {
     // than skip an unknown number of bytes or wait forever.
     let (r, _tx, mut rx) = ring();
     poke(&r, TAIL, 64);
-    assert_eq!(drain(&mut rx), RecvError::Corrupted);
+    assert_eq!(drain(&mut rx), TryRecvError::Corrupted);
     assert_poisoned(&mut rx);
 }
 
@@ -252,7 +251,7 @@ fn bad_heads_are_detected_by_a_producer() {
                 break;
             }
         }
-        assert_eq!(got, Err(SendError::Corrupted), "{what}");
+        assert_eq!(got, Err(TrySendError::Corrupted), "{what}");
         assert!(tx.is_poisoned(), "{what}");
     }
 }

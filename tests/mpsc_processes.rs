@@ -21,8 +21,7 @@ use std::process::Child;
 use std::time::Duration;
 
 use polycephaly::region::{Region, SectionId, SectionKind};
-use polycephaly::ring::mpsc::{MpscConsumer, MpscProducer, section_len};
-use polycephaly::ring::{ClaimError, RecvError};
+use polycephaly::ring::{ClaimError, RecvError, mpsc};
 use polycephaly::sync::shim::{AtomicU64, Ordering};
 
 const RING: SectionId = SectionId(0);
@@ -50,7 +49,7 @@ const STALL: Duration = Duration::from_secs(20);
 fn create(capacity: usize) -> Region {
     Region::builder()
         .named_random("polycephaly-test-mpsc-")
-        .section(SectionKind::MpscRing, section_len(capacity).unwrap())
+        .with(mpsc::Spec::new(capacity).unwrap())
         .section(SectionKind::Raw, 64)
         .build()
         .unwrap()
@@ -103,7 +102,7 @@ fn tag(producer: u64, seq: u64) -> u32 {
 
 /// Sends frame `seq` of `producer` in place. Returns whether the commit
 /// succeeded (it must, for a live producer).
-fn send_frame(tx: &mut MpscProducer, producer: u64, seq: u64, sum: &mut u64) {
+fn send_frame(tx: &mut mpsc::Producer, producer: u64, seq: u64, sum: &mut u64) {
     let mut claim = tx.claim(len_of(producer, seq)).unwrap();
     fill(producer, seq, &mut claim);
     *sum = checksum(*sum, &claim);
@@ -113,7 +112,7 @@ fn send_frame(tx: &mut MpscProducer, producer: u64, seq: u64, sum: &mut u64) {
 
 /// A producer process: `n` frames, then (count, checksum).
 fn produce(region: &Region, producer: u64, n: u64) {
-    let mut tx = MpscProducer::attach(region, RING).unwrap();
+    let mut tx = mpsc::Producer::attach(region, RING).unwrap();
     let mut sum = 0;
     for seq in 0..n {
         send_frame(&mut tx, producer, seq, &mut sum);
@@ -122,7 +121,7 @@ fn produce(region: &Region, producer: u64, n: u64) {
 }
 
 /// Sends a producer's end frame: (count, checksum).
-fn send_end(tx: &mut MpscProducer, producer: u64, n: u64, sum: u64) {
+fn send_end(tx: &mut mpsc::Producer, producer: u64, n: u64, sum: u64) {
     let mut end = [0u8; 16];
     end[..8].copy_from_slice(&n.to_le_bytes());
     end[8..].copy_from_slice(&sum.to_le_bytes());
@@ -181,14 +180,14 @@ impl Checker {
     }
 }
 
-fn consumer(region: &Region) -> MpscConsumer {
-    let mut rx = MpscConsumer::attach(region, RING).unwrap();
+fn consumer(region: &Region) -> mpsc::Consumer {
+    let mut rx = mpsc::Consumer::attach(region, RING).unwrap();
     rx.set_claim_timeout(CLAIM_TIMEOUT);
     rx
 }
 
 /// Reads until the producers listed in `finishing` sent their end frames.
-fn consume_until_ended(rx: &mut MpscConsumer, c: &mut Checker, finishing: &[usize]) {
+fn consume_until_ended(rx: &mut mpsc::Consumer, c: &mut Checker, finishing: &[usize]) {
     while !c.ended(finishing) {
         let frame = rx.read_timeout(STALL).expect("the consumer stalled");
         c.check(frame.tag(), &frame);
@@ -196,7 +195,7 @@ fn consume_until_ended(rx: &mut MpscConsumer, c: &mut Checker, finishing: &[usiz
 }
 
 /// Reads whatever else comes within a few claim timeouts.
-fn drain(rx: &mut MpscConsumer, c: &mut Checker) {
+fn drain(rx: &mut mpsc::Consumer, c: &mut Checker) {
     loop {
         match rx.read_timeout(CLAIM_TIMEOUT * 5) {
             Ok(frame) => c.check(frame.tag(), &frame),
@@ -249,7 +248,7 @@ fn stream(test: &str, capacity: usize, n: u64) {
     let mut seen_producers = 0;
     while !c.ended(&[0, 1, 2, 3]) {
         let got = rx
-            .read_batch_until(64, Some(std::time::Instant::now() + STALL), |t, b| {
+            .read_batch_deadline(64, Some(std::time::Instant::now() + STALL), |t, b| {
                 c.check(t, b)
             })
             .expect("the consumer stalled");
@@ -291,7 +290,7 @@ fn four_producers_small_ring() {
 /// A victim that sends `FRAMES` frames, then claims one more, says so, and
 /// waits to be killed.
 fn victim_holding_claim(region: &Region) {
-    let mut tx = MpscProducer::attach(region, RING).unwrap();
+    let mut tx = mpsc::Producer::attach(region, RING).unwrap();
     let mut sum = 0;
     let n = env_u64(FRAMES_VAR);
     for seq in 0..n {
@@ -344,7 +343,7 @@ fn killed_while_holding_a_claim() {
 /// A victim that reserves room (tail CAS and intent), says so, and waits
 /// to be killed before it writes the frame header.
 fn victim_in_the_window(region: &Region) {
-    let mut tx = MpscProducer::attach(region, RING).unwrap();
+    let mut tx = mpsc::Producer::attach(region, RING).unwrap();
     tx.reserve_and_vanish(40).unwrap();
     // Release: pairs with the parent's Acquire in `wait_word`.
     word(region, HOLDING).store(1, Ordering::Release);
@@ -383,7 +382,7 @@ fn killed_between_tail_and_header() {
 
 /// A victim that claims, says so, waits for "go", then commits.
 fn victim_stopped(region: &Region) {
-    let mut tx = MpscProducer::attach(region, RING).unwrap();
+    let mut tx = mpsc::Producer::attach(region, RING).unwrap();
     let mut claim = tx.claim(len_of(9, 0)).unwrap();
     fill(9, 0, &mut claim);
     claim.set_tag(tag(9, 0));
@@ -441,7 +440,7 @@ fn stopped_producer_is_waited_for() {
 /// A victim that sends frames forever, counting its commits in a shared
 /// word, and lingers inside each claim (so kills often land there).
 fn victim_forever(region: &Region) {
-    let mut tx = MpscProducer::attach(region, RING).unwrap();
+    let mut tx = mpsc::Producer::attach(region, RING).unwrap();
     let mut sum = 0;
     for seq in 0.. {
         let mut claim = tx.claim(len_of(9, seq)).unwrap();
@@ -516,7 +515,7 @@ fn kill_word(region: &Region, i: usize) -> &AtomicU64 {
 
 /// A producer that sends until the parent says stop, then its end frame.
 fn produce_until_stopped(region: &Region, producer: u64) {
-    let mut tx = MpscProducer::attach(region, RING).unwrap();
+    let mut tx = mpsc::Producer::attach(region, RING).unwrap();
     let mut sum = 0;
     let mut seq = 0;
     // Relaxed: a stop request; nothing is published with it.
@@ -550,7 +549,7 @@ fn produce_until_stopped(region: &Region, producer: u64) {
 /// read its last frames again: at least once, never lost). Returns when
 /// every producer's end frame arrived (only the last consumer gets there).
 fn consume_after_kills(region: &Region, producers: u64) {
-    let mut rx = MpscConsumer::attach(region, RING).expect("take over the consumer role");
+    let mut rx = mpsc::Consumer::attach(region, RING).expect("take over the consumer role");
     rx.set_claim_timeout(CLAIM_TIMEOUT);
     // Release: the parent's Acquire load starts its count-down to the kill.
     kill_word(region, ATTACHED).fetch_add(1, Ordering::Release);
@@ -559,7 +558,7 @@ fn consume_after_kills(region: &Region, producers: u64) {
     let mut ended = 0;
     while ended < producers {
         let deadline = Some(std::time::Instant::now() + STALL);
-        rx.read_batch_until(1 << 12, deadline, |t, bytes| {
+        rx.read_batch_deadline(1 << 12, deadline, |t, bytes| {
             let p = u64::from(t >> SEQ_BITS);
             let seq = u64::from(t & END_SEQ);
             if seq == u64::from(END_SEQ) {
@@ -604,7 +603,7 @@ fn consumer_killed_at_random_points_repeatedly() {
     let kills = if cfg!(debug_assertions) { 20 } else { 100 };
     let region = Region::builder()
         .named_random("polycephaly-test-mpsc-")
-        .section(SectionKind::MpscRing, section_len(1 << 18).unwrap())
+        .with(mpsc::Spec::new(1 << 18).unwrap())
         .section(SectionKind::Raw, 64)
         .build()
         .unwrap();
@@ -675,11 +674,11 @@ fn a_consumer_killed_mid_release_is_finished_by_its_successor() {
     }
     let region = Region::builder()
         .named_random("polycephaly-test-mpsc-")
-        .section(SectionKind::MpscRing, section_len(1 << 12).unwrap())
+        .with(mpsc::Spec::new(1 << 12).unwrap())
         .section(SectionKind::Raw, 64)
         .build()
         .unwrap();
-    let mut tx = MpscProducer::attach(&region, RING).unwrap();
+    let mut tx = mpsc::Producer::attach(&region, RING).unwrap();
     let mut sum = 0;
     for seq in 0..3 {
         send_frame(&mut tx, 0, seq, &mut sum);

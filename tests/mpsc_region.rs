@@ -6,13 +6,15 @@
 
 use std::time::Duration;
 
+use polycephaly::AttachError;
 use polycephaly::region::{Region, SectionId, SectionKind};
-use polycephaly::ring::mpsc::{MAX_PRODUCERS, MpscConsumer, MpscProducer, section_len};
-use polycephaly::ring::{AttachError, ClaimError, RecvError};
+use polycephaly::ring::{
+    ClaimError, CommitError, Receiver, RecvError, Sender, TryClaimError, TryRecvError, mpsc,
+};
 
 fn region(capacity: usize) -> Region {
     Region::builder()
-        .section(SectionKind::MpscRing, section_len(capacity).unwrap())
+        .with(mpsc::Spec::new(capacity).unwrap())
         .section(SectionKind::SpscRing, 4096)
         .section(SectionKind::MpscRing, 64)
         .build()
@@ -23,15 +25,18 @@ fn region(capacity: usize) -> Region {
 fn attach_checks_the_section() {
     let r = region(1024);
     assert!(matches!(
-        MpscProducer::attach(&r, SectionId(1)),
-        Err(AttachError::WrongKind)
+        mpsc::Producer::attach(&r, SectionId(1)),
+        Err(AttachError::WrongKind {
+            found: SectionKind::SpscRing,
+            wanted: SectionKind::MpscRing
+        })
     ));
     assert!(matches!(
-        MpscConsumer::attach(&r, SectionId(2)),
-        Err(AttachError::TooShort { len: 64 })
+        mpsc::Consumer::attach(&r, SectionId(2)),
+        Err(AttachError::WrongLength { len: 64, .. })
     ));
     assert!(matches!(
-        MpscConsumer::attach(&r, SectionId(9)),
+        mpsc::Consumer::attach(&r, SectionId(9)),
         Err(AttachError::Section(_))
     ));
 }
@@ -39,23 +44,19 @@ fn attach_checks_the_section() {
 #[test]
 fn one_consumer_many_producers() {
     let r = region(1024);
-    let rx = MpscConsumer::attach(&r, SectionId(0)).unwrap();
+    let rx = mpsc::Consumer::attach(&r, SectionId(0)).unwrap();
     assert!(matches!(
-        MpscConsumer::attach(&r, SectionId(0)),
+        mpsc::Consumer::attach(&r, SectionId(0)),
         Err(AttachError::RoleTaken { .. })
     ));
     drop(rx);
-    let mut rx = MpscConsumer::attach(&r, SectionId(0)).unwrap();
-    let mut tx: Vec<MpscProducer> = (0..3)
-        .map(|_| MpscProducer::attach(&r, SectionId(0)).unwrap())
+    let mut rx = mpsc::Consumer::attach(&r, SectionId(0)).unwrap();
+    let mut tx: Vec<mpsc::Producer> = (0..3)
+        .map(|_| mpsc::Producer::attach(&r, SectionId(0)).unwrap())
         .collect();
     let listed = rx.producers();
     assert_eq!(listed.len(), 3);
-    assert!(
-        listed
-            .iter()
-            .all(|p| p.alive && p.id == r.peer_id().to_raw())
-    );
+    assert!(listed.iter().all(|p| p.alive && p.id == Some(r.peer_id())));
     for (i, p) in tx.iter_mut().enumerate() {
         p.send_value(&(i as u64)).unwrap();
     }
@@ -65,7 +66,7 @@ fn one_consumer_many_producers() {
     // Detach one; the others keep going; a new one takes a free entry.
     let gone = tx.remove(1).entry();
     assert_eq!(rx.producers().len(), 2);
-    let again = MpscProducer::attach(&r, SectionId(0)).unwrap();
+    let again = mpsc::Producer::attach(&r, SectionId(0)).unwrap();
     assert_eq!(again.entry(), gone, "the freed entry is reused");
     assert_eq!(rx.producers().len(), 3);
 }
@@ -73,54 +74,54 @@ fn one_consumer_many_producers() {
 #[test]
 fn the_producer_table_runs_out() {
     let r = region(1024);
-    let all: Vec<MpscProducer> = (0..MAX_PRODUCERS)
-        .map(|_| MpscProducer::attach(&r, SectionId(0)).unwrap())
+    let all: Vec<mpsc::Producer> = (0..mpsc::MAX_PRODUCERS)
+        .map(|_| mpsc::Producer::attach(&r, SectionId(0)).unwrap())
         .collect();
     assert!(matches!(
-        MpscProducer::attach(&r, SectionId(0)),
-        Err(AttachError::RoleTaken { .. })
+        mpsc::Producer::attach(&r, SectionId(0)),
+        Err(AttachError::NoFreeEntry { max }) if max == mpsc::MAX_PRODUCERS
     ));
     drop(all);
-    assert!(MpscProducer::attach(&r, SectionId(0)).is_ok());
+    assert!(mpsc::Producer::attach(&r, SectionId(0)).is_ok());
 }
 
 #[test]
 fn full_empty_and_timeouts() {
     let r = region(64);
-    let mut tx = MpscProducer::attach(&r, SectionId(0)).unwrap();
-    let mut rx = MpscConsumer::attach(&r, SectionId(0)).unwrap();
+    let mut tx = mpsc::Producer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = mpsc::Consumer::attach(&r, SectionId(0)).unwrap();
     let mut buf = Vec::new();
-    assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Empty));
+    assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
     assert_eq!(
         rx.recv_timeout(&mut buf, Duration::from_millis(5)),
         Err(RecvError::TimedOut)
     );
     tx.try_send(&[1; 24]).unwrap();
     tx.try_send(&[2; 24]).unwrap();
-    assert_eq!(tx.try_claim(24).err(), Some(ClaimError::Full));
+    assert_eq!(tx.try_claim(24).err(), Some(TryClaimError::Full));
     assert_eq!(
         tx.claim_timeout(24, Duration::from_millis(5)).err(),
         Some(ClaimError::TimedOut)
     );
     assert_eq!(
         tx.try_claim(25).err(),
-        Some(ClaimError::TooLarge { len: 25, max: 24 })
+        Some(TryClaimError::TooLarge { len: 25, max: 24 })
     );
     // A claim dropped uncommitted is skipped, not delivered.
     rx.recv(&mut buf).unwrap();
     drop(tx.try_claim(16).unwrap());
     rx.recv(&mut buf).unwrap();
     assert_eq!(buf, [2; 24]);
-    assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Empty));
+    assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
     assert_eq!(
         rx.try_recv_value::<u32>().err(),
-        Some(RecvError::Empty),
+        Some(TryRecvError::Empty),
         "the abandoned claim left nothing behind"
     );
     tx.try_send(b"abc").unwrap();
     assert_eq!(
         rx.try_recv_value::<u64>(),
-        Err(RecvError::WrongSize {
+        Err(TryRecvError::WrongSize {
             expected: 8,
             got: 3
         })
@@ -132,9 +133,8 @@ fn full_empty_and_timeouts() {
 /// the timeout by itself) both skip it, and the late commit is told.
 #[test]
 fn a_dead_claim_is_skipped_after_the_timeout() {
-    use polycephaly::ring::mpsc::{CommitError, HeapMpsc};
     for blocking in [false, true] {
-        let ring = HeapMpsc::new(256).unwrap();
+        let ring = mpsc::HeapRing::new(256).unwrap();
         let mut dead = ring.producer().unwrap();
         let mut live = ring.producer().unwrap();
         let mut rx = ring.consumer().unwrap();
@@ -154,7 +154,7 @@ fn a_dead_claim_is_skipped_after_the_timeout() {
         } else {
             let start = std::time::Instant::now();
             while let Err(e) = rx.try_recv(&mut buf) {
-                assert_eq!(e, RecvError::Empty);
+                assert_eq!(e, TryRecvError::Empty);
                 assert!(start.elapsed() < Duration::from_secs(20), "never skipped");
                 std::thread::yield_now();
             }

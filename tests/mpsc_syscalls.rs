@@ -2,19 +2,19 @@
 //! makes no futex call at all. Alone in its test binary: the counts are per
 //! process, and other tests would add their own.
 
-use polycephaly::region::{Region, SectionId, SectionKind};
-use polycephaly::ring::mpsc::{MpscConsumer, MpscProducer, section_len};
+use polycephaly::region::{Region, SectionId};
+use polycephaly::ring::{Receiver, mpsc};
 use polycephaly::sync::futex_calls;
 
 #[test]
 fn no_system_call_on_the_fast_path() {
     let r = Region::builder()
-        .section(SectionKind::MpscRing, section_len(4096).unwrap())
+        .with(mpsc::Spec::new(4096).unwrap())
         .build()
         .unwrap();
-    let mut a = MpscProducer::attach(&r, SectionId(0)).unwrap();
-    let mut b = MpscProducer::attach(&r, SectionId(0)).unwrap();
-    let mut rx = MpscConsumer::attach(&r, SectionId(0)).unwrap();
+    let mut a = mpsc::Producer::attach(&r, SectionId(0)).unwrap();
+    let mut b = mpsc::Producer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = mpsc::Consumer::attach(&r, SectionId(0)).unwrap();
     let mut buf = Vec::new();
     let before = futex_calls();
     for i in 0..10_000u32 {

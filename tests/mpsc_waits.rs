@@ -5,7 +5,7 @@
 use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
-use polycephaly::ring::mpsc::HeapMpsc;
+use polycephaly::ring::{Receiver, Sender, mpsc};
 
 /// The scheduler state of thread `tid` of this process (`/proc` stat
 /// field 3: `R` running, `S` asleep, ...).
@@ -21,7 +21,7 @@ fn thread_state(tid: i32) -> Option<u8> {
 /// abandons the dead claim and delivers the frame behind it.
 #[test]
 fn a_claim_whose_owner_dies_while_the_consumer_sleeps_is_skipped() {
-    let ring = HeapMpsc::new(1024).unwrap();
+    let ring = mpsc::HeapRing::new(1024).unwrap();
     let mut dying = ring.producer().unwrap();
     let mut other = ring.producer().unwrap();
     let mut rx = ring.consumer().unwrap();
@@ -40,7 +40,7 @@ fn a_claim_whose_owner_dies_while_the_consumer_sleeps_is_skipped() {
         // (a reader that never looks again wakes only at its deadline and
         // resolves the claim then).
         let deadline = Instant::now() + Duration::from_secs(20);
-        let got = rx.recv_until(&mut buf, Some(deadline));
+        let got = rx.recv_deadline(&mut buf, Some(deadline));
         (got, buf, Instant::now() < deadline)
     });
     let tid = tid_rx.recv().unwrap();

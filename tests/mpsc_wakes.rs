@@ -3,8 +3,8 @@
 //! per frame. Alone in its test binary: the futex-call counts are per
 //! process.
 
-use polycephaly::region::{Region, SectionId, SectionKind};
-use polycephaly::ring::mpsc::{MpscConsumer, MpscProducer, section_len};
+use polycephaly::region::{Region, SectionId};
+use polycephaly::ring::{Receiver, mpsc};
 use polycephaly::sync::{WaitStrategy, futex_calls};
 
 #[test]
@@ -12,11 +12,11 @@ fn a_sleeping_producer_is_woken_per_quarter_ring_not_per_frame() {
     const FRAMES: u64 = 20_000;
     // 56-byte payloads: 64-byte frames, 64 to a 4 KiB ring, 16 to a quarter.
     let r = Region::builder()
-        .section(SectionKind::MpscRing, section_len(4096).unwrap())
+        .with(mpsc::Spec::new(4096).unwrap())
         .build()
         .unwrap();
-    let mut tx = MpscProducer::attach(&r, SectionId(0)).unwrap();
-    let mut rx = MpscConsumer::attach(&r, SectionId(0)).unwrap();
+    let mut tx = mpsc::Producer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = mpsc::Consumer::attach(&r, SectionId(0)).unwrap();
     // The producer sleeps as soon as the ring is full; the consumer never
     // sleeps, so every FUTEX_WAKE in this process is the consumer waking
     // the producer.

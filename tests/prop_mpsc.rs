@@ -6,13 +6,9 @@
 //! wrap-around, padding and full rings happen constantly.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
 
-use polycephaly::ring::mpsc::{
-    CommitError, HeapMpsc, MpscClaim, MpscConsumer, MpscProducer, max_payload,
-};
-use polycephaly::ring::{ClaimError, RecvError};
+use polycephaly::ring::{CommitError, Receiver, Sender, TryClaimError, TryRecvError, mpsc};
 use proptest::prelude::*;
 
 const PRODUCERS: usize = 3;
@@ -141,12 +137,12 @@ impl Model {
 /// One producer slot of the test: the handle (leaked so that an open
 /// claim can outlive the loop iteration) and its open claim.
 struct Slot {
-    producer: *mut MpscProducer,
-    claim: Option<(MpscClaim<'static>, u64)>,
+    producer: *mut mpsc::Producer,
+    claim: Option<(mpsc::Claim<'static>, u64)>,
     dead: bool,
 }
 
-fn new_slot(ring: &Arc<HeapMpsc>) -> Slot {
+fn new_slot(ring: &mpsc::HeapRing) -> Slot {
     Slot {
         producer: Box::into_raw(Box::new(ring.producer().unwrap())),
         claim: None,
@@ -160,9 +156,9 @@ fn payload(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-fn check_read(rx: &mut MpscConsumer, m: &mut Model) -> Result<(), TestCaseError> {
+fn check_read(rx: &mut mpsc::Consumer, m: &mut Model) -> Result<(), TestCaseError> {
     match m.next() {
-        None => prop_assert_eq!(rx.try_read().err(), Some(RecvError::Empty)),
+        None => prop_assert_eq!(rx.try_read().err(), Some(TryRecvError::Empty)),
         Some((data, tag)) => {
             let frame = rx
                 .try_read()
@@ -176,10 +172,10 @@ fn check_read(rx: &mut MpscConsumer, m: &mut Model) -> Result<(), TestCaseError>
 
 fn run(cap_exp: u32, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let cap = 64usize << cap_exp;
-    let ring = HeapMpsc::new(cap).unwrap();
+    let ring = mpsc::HeapRing::new(cap).unwrap();
     let mut rx = ring.consumer().unwrap();
     rx.set_claim_timeout(Duration::ZERO);
-    let max = max_payload(cap);
+    let max = mpsc::Spec::new(cap).unwrap().max_payload();
     let mut slots: Vec<Slot> = (0..PRODUCERS).map(|_| new_slot(&ring)).collect();
     let mut m = Model {
         cap: cap as u64,
@@ -202,12 +198,12 @@ fn run(cap_exp: u32, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let producer = unsafe { &mut *s.producer };
                 let r = producer.try_claim(len);
                 if len > max {
-                    prop_assert_eq!(r.err(), Some(ClaimError::TooLarge { len, max }));
+                    prop_assert_eq!(r.err(), Some(TryClaimError::TooLarge { len, max }));
                     continue;
                 }
                 let need = m.need(len);
                 if need > m.cap - m.used {
-                    prop_assert_eq!(r.err(), Some(ClaimError::Full), "step {}", step);
+                    prop_assert_eq!(r.err(), Some(TryClaimError::Full), "step {}", step);
                     continue;
                 }
                 let mut claim = r.map_err(|e| TestCaseError::fail(format!("step {step}: {e}")))?;
@@ -282,7 +278,7 @@ fn run(cap_exp: u32, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let producer = unsafe { &mut *s.producer };
                 let r = producer.reserve_and_vanish(len);
                 if need > m.cap - m.used {
-                    prop_assert_eq!(r, Err(ClaimError::Full));
+                    prop_assert_eq!(r, Err(TryClaimError::Full));
                     continue;
                 }
                 prop_assert_eq!(r, Ok(()));
@@ -328,7 +324,7 @@ fn run(cap_exp: u32, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Read => check_read(&mut rx, &mut m)?,
             Op::Recv => match m.next() {
-                None => prop_assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Empty)),
+                None => prop_assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty)),
                 Some((data, tag)) => {
                     prop_assert_eq!(rx.try_recv(&mut buf), Ok(tag));
                     prop_assert_eq!(&buf, &data);
@@ -368,7 +364,7 @@ fn run(cap_exp: u32, ops: Vec<Op>) -> Result<(), TestCaseError> {
         prop_assert_eq!(rx.try_recv(&mut buf), Ok(tag));
         prop_assert_eq!(&buf, &data);
     }
-    prop_assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Empty));
+    prop_assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
     // Dropping the consumer first: the leaked claims borrow nothing it owns.
     drop(rx);
     for s in slots {
@@ -398,11 +394,11 @@ proptest! {
 #[test]
 fn every_length_at_every_offset() {
     for cap in [64usize, 128, 256] {
-        let ring = HeapMpsc::new(cap).unwrap();
+        let ring = mpsc::HeapRing::new(cap).unwrap();
         let mut a = ring.producer().unwrap();
         let mut b = ring.producer().unwrap();
         let mut rx = ring.consumer().unwrap();
-        let max = max_payload(cap);
+        let max = mpsc::Spec::new(cap).unwrap().max_payload();
         let mut buf = Vec::new();
         for shift in 0..cap / 8 {
             for len in 0..=max {
@@ -417,7 +413,7 @@ fn every_length_at_every_offset() {
         }
         assert_eq!(
             a.try_claim(max + 1).err(),
-            Some(ClaimError::TooLarge { len: max + 1, max })
+            Some(TryClaimError::TooLarge { len: max + 1, max })
         );
     }
 }

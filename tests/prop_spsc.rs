@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use polycephaly::ring::{ClaimError, RecvError, heap_pair, max_payload};
+use polycephaly::ring::{Receiver, Sender, TryClaimError, TryRecvError, spsc};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -80,8 +80,8 @@ fn payload(len: usize, seed: u32) -> Vec<u8> {
 
 fn run(cap_exp: u32, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let cap = 64usize << cap_exp;
-    let (mut tx, mut rx) = heap_pair(cap).unwrap();
-    let max = max_payload(cap);
+    let (mut tx, mut rx) = spsc_pair(cap);
+    let max = spsc::Spec::new(cap).unwrap().max_payload();
     prop_assert_eq!(tx.max_payload(), max);
     let mut m = Model {
         cap: cap as u64,
@@ -97,12 +97,12 @@ fn run(cap_exp: u32, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Claim { len, tag, then } => {
                 let r = tx.try_claim(len);
                 if len > max {
-                    prop_assert_eq!(r.err(), Some(ClaimError::TooLarge { len, max }));
+                    prop_assert_eq!(r.err(), Some(TryClaimError::TooLarge { len, max }));
                     continue;
                 }
                 let need = m.need(len);
                 if need > m.cap - m.used - m.unflushed {
-                    prop_assert_eq!(r.err(), Some(ClaimError::Full), "step {}", step);
+                    prop_assert_eq!(r.err(), Some(TryClaimError::Full), "step {}", step);
                     continue;
                 }
                 let mut claim = r.map_err(|e| TestCaseError::fail(format!("step {step}: {e}")))?;
@@ -133,7 +133,7 @@ fn run(cap_exp: u32, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Read => match m.published.pop_front() {
                 None => {
-                    prop_assert_eq!(rx.try_read().err(), Some(RecvError::Empty));
+                    prop_assert_eq!(rx.try_read().err(), Some(TryRecvError::Empty));
                     m.unflushed = 0;
                 }
                 Some((data, tag, need)) => {
@@ -148,7 +148,7 @@ fn run(cap_exp: u32, ops: Vec<Op>) -> Result<(), TestCaseError> {
             },
             Op::Recv => match m.published.pop_front() {
                 None => {
-                    prop_assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Empty));
+                    prop_assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
                     m.unflushed = 0;
                 }
                 Some((data, tag, need)) => {
@@ -199,7 +199,7 @@ fn run(cap_exp: u32, ops: Vec<Op>) -> Result<(), TestCaseError> {
         prop_assert_eq!(rx.try_recv(&mut buf), Ok(tag));
         prop_assert_eq!(&buf, &data);
     }
-    prop_assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Empty));
+    prop_assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
     Ok(())
 }
 
@@ -220,8 +220,8 @@ proptest! {
 #[test]
 fn every_length_at_every_offset() {
     for cap in [64usize, 128, 256] {
-        let (mut tx, mut rx) = heap_pair(cap).unwrap();
-        let max = max_payload(cap);
+        let (mut tx, mut rx) = spsc_pair(cap);
+        let max = spsc::Spec::new(cap).unwrap().max_payload();
         let mut buf = Vec::new();
         for shift in 0..cap / 8 {
             for len in 0..=max {
@@ -236,7 +236,13 @@ fn every_length_at_every_offset() {
         }
         assert_eq!(
             tx.try_claim(max + 1).err(),
-            Some(ClaimError::TooLarge { len: max + 1, max })
+            Some(TryClaimError::TooLarge { len: max + 1, max })
         );
     }
+}
+
+/// A fresh SPSC ring on the heap and both of its handles.
+fn spsc_pair(capacity: usize) -> (spsc::Producer, spsc::Consumer) {
+    let ring = spsc::HeapRing::new(capacity).unwrap();
+    (ring.producer().unwrap(), ring.consumer().unwrap())
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -197,12 +197,7 @@ fn keep_leaves_the_segment_and_random_names_are_unique() {
 #[test]
 fn clones_share_one_slot_released_with_the_last() {
     let region = Region::builder().build().unwrap();
-    let watcher = Region::from_fd(
-        // SAFETY: a fresh descriptor that we own from here on.
-        unsafe { OwnedFd::from_raw_fd(region.inheritable_fd().unwrap()) },
-        &short(),
-    )
-    .unwrap();
+    let watcher = Region::from_fd(region.duplicate_fd().unwrap(), &short()).unwrap();
     let id = region.peer_id();
     let clone = region.clone();
     assert_eq!(clone.peer_id(), id);
@@ -217,11 +212,12 @@ fn clones_share_one_slot_released_with_the_last() {
 #[test]
 fn memfd_is_inherited_by_a_child_process() {
     if common::role().as_deref() == Some("memfd-child") {
-        let raw: i32 = std::env::var("REGION_FD").unwrap().parse().unwrap();
-        // SAFETY: the parent passed us this inherited descriptor; nothing else
-        // in this process owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let region = Region::from_fd(fd, &short()).unwrap();
+        let region = Region::inherited(&short()).unwrap();
+        // Taken over once: a second call is refused, never a second owner.
+        assert!(matches!(
+            Region::inherited(&short()),
+            Err(OpenError::NotInherited { .. })
+        ));
         assert_eq!(region.name(), None);
         assert_eq!(read_u32(&region, 0, 0), 0xC0FFEE);
         let peers = region.peers();
@@ -236,14 +232,12 @@ fn memfd_is_inherited_by_a_child_process() {
         .unwrap();
     assert_eq!(region.name(), None);
     write_u32(&region, 0, 0, 0xC0FFEE);
-    let fd = region.inheritable_fd().unwrap();
-    let child = common::spawn_self(
+    let child = common::spawn_self_with(
         "memfd_is_inherited_by_a_child_process",
         "memfd-child",
-        &[("REGION_FD", fd.to_string())],
+        &[],
+        &region,
     );
-    // SAFETY: our own dup, no longer needed once the child has it.
-    drop(unsafe { OwnedFd::from_raw_fd(fd) });
     common::expect_success(child);
     assert_eq!(read_u32(&region, 0, 64), 0xBEEF);
     assert_eq!(region.peers().len(), 1, "the child released its slot");
@@ -515,9 +509,7 @@ fn bad_builder_requests_are_typed_errors() {
 #[test]
 fn a_full_peer_table_refuses_a_new_peer() {
     let region = Region::builder().max_peers(1).build().unwrap();
-    // SAFETY: a fresh descriptor that we own from here on.
-    let fd = unsafe { OwnedFd::from_raw_fd(region.inheritable_fd().unwrap()) };
-    let e = Region::from_fd(fd, &short()).unwrap_err();
+    let e = Region::from_fd(region.duplicate_fd().unwrap(), &short()).unwrap_err();
     assert!(matches!(e, OpenError::PeerTableFull), "{e:?}");
 }
 
@@ -701,9 +693,7 @@ fn from_fd_refuses_a_file_not_sealed_against_shrinking() {
         .section(SectionKind::Raw, 64)
         .build()
         .unwrap();
-    // SAFETY: a fresh descriptor that we own from here on.
-    let fd = unsafe { OwnedFd::from_raw_fd(built.inheritable_fd().unwrap()) };
-    let inherited = Region::from_fd(fd, &short()).unwrap();
+    let inherited = Region::from_fd(built.duplicate_fd().unwrap(), &short()).unwrap();
     assert_eq!(inherited.sections().len(), 1);
     inherited.reopen(&short()).unwrap();
 }
@@ -742,5 +732,44 @@ fn an_opener_waits_for_a_late_creator() {
         &[("REGION_NAME", name.clone())],
     );
     file.write_all_at(&ready, INIT_OFFSET as u64).unwrap();
+    common::expect_success(child);
+}
+
+/// A handed-over descriptor is taken only if it is the file the parent
+/// shared: a variable naming another open descriptor (a grandchild that
+/// inherited a stale variable, say), a closed one, or garbage is refused.
+/// (The child gets the variables from the parent's command: no process
+/// changes its own environment.)
+#[test]
+fn inherited_checks_the_descriptor_it_is_told_about() {
+    const VARS: [&str; 4] = [
+        "POLYCEPHALY_TEST_HANDOFF_OTHER_FILE",
+        "POLYCEPHALY_TEST_HANDOFF_CLOSED",
+        "POLYCEPHALY_TEST_HANDOFF_GARBAGE",
+        "POLYCEPHALY_TEST_HANDOFF_UNSET",
+    ];
+    if common::role().as_deref() == Some("handoff-checks") {
+        for var in VARS {
+            let got = Region::inherited_from(var, &short());
+            assert!(
+                matches!(got, Err(OpenError::NotInherited { .. })),
+                "{var}: {got:?}"
+            );
+        }
+        return;
+    }
+    let region = Region::builder().build().unwrap();
+    let st = rustix::fs::fstat(region.duplicate_fd().unwrap()).unwrap();
+    let id = format!("{}:{}", st.st_dev, st.st_ino);
+    let child = common::spawn_self(
+        "inherited_checks_the_descriptor_it_is_told_about",
+        "handoff-checks",
+        &[
+            // The child's stdout: open, but not the region's file.
+            (VARS[0], format!("1:{id}")),
+            (VARS[1], format!("99999:{id}")),
+            (VARS[2], "12:x:y".into()),
+        ],
+    );
     common::expect_success(child);
 }

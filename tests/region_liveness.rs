@@ -18,15 +18,15 @@
 mod common;
 
 use core::ffi::{c_char, c_int, c_void};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use polycephaly::AttachError;
 use polycephaly::region::{
     OpenOptions, PeerId, ProcessId, Region, SectionError, SectionId, SectionKind,
 };
-use polycephaly::ring::{AttachError, SpscProducer, section_len};
+use polycephaly::ring::spsc;
 use polycephaly::sync::shim::{AtomicU32, Ordering};
 
 /// The tests of this binary, in the order they run.
@@ -177,14 +177,7 @@ const CHILD_SELF: usize = 3;
 /// The child's main thread: opens the inherited region, hands it to a
 /// worker thread, and returns (to `pthread_exit`).
 fn start_leaderless_child() {
-    let raw: i32 = std::env::var("REGION_FD")
-        .expect("REGION_FD")
-        .parse()
-        .expect("an fd number");
-    // SAFETY: the parent passed us this inherited descriptor; nothing else
-    // in this process owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let region = Region::from_fd(fd, &OpenOptions::default()).expect("open the inherited region");
+    let region = Region::inherited(&OpenOptions::default()).expect("open the inherited region");
     std::thread::spawn(move || leaderless_worker(region));
 }
 
@@ -228,14 +221,12 @@ fn a_thread_group_outlives_its_leader() {
         .max_peers(4)
         .build()
         .expect("create region");
-    let fd = region.inheritable_fd().expect("dup region fd");
-    let child = common::spawn_self(
+    let child = common::spawn_self_with(
         "a_thread_group_outlives_its_leader",
         LEADERLESS,
-        &[("REGION_FD", fd.to_string())],
+        &[],
+        &region,
     );
-    // SAFETY: our own dup, no longer needed once the child has it.
-    drop(unsafe { OwnedFd::from_raw_fd(fd) });
     let mut child = KillOnDrop(child);
     let pid = child.0.id();
 
@@ -346,7 +337,7 @@ fn a_forked_copy_of_a_handle_is_inert() {
     let region = Region::builder()
         .named(&name)
         .section(SectionKind::Raw, 64)
-        .section(SectionKind::SpscRing, section_len(4096).expect("ring size"))
+        .with(spsc::Spec::new(4096).expect("ring size"))
         .max_peers(4)
         .build()
         .expect("create region");
@@ -423,7 +414,7 @@ fn forked_child(copy: Region, name: &str, parent_id: PeerId) {
     );
     assert!(copy.sections().is_empty());
     // No ring role can be claimed under the parent's id.
-    let e = SpscProducer::attach(&copy, SectionId(1)).unwrap_err();
+    let e = spsc::Producer::attach(&copy, SectionId(1)).unwrap_err();
     assert!(
         matches!(e, AttachError::Section(SectionError::ForeignHandle { .. })),
         "{e:?}"

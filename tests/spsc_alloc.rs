@@ -5,8 +5,8 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
-use polycephaly::region::{Region, SectionId, SectionKind};
-use polycephaly::ring::{SpscConsumer, SpscProducer, heap_pair, section_len};
+use polycephaly::region::{Region, SectionId};
+use polycephaly::ring::{Receiver, Sender, spsc};
 
 /// Counts allocations (not frees) made through the global allocator.
 struct Counting;
@@ -40,7 +40,7 @@ fn allocs() -> u64 {
     ALLOCS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-fn traffic(tx: &mut SpscProducer, rx: &mut SpscConsumer, buf: &mut Vec<u8>) -> u64 {
+fn traffic(tx: &mut spsc::Producer, rx: &mut spsc::Consumer, buf: &mut Vec<u8>) -> u64 {
     let mut sum = 0u64;
     for i in 0..10_000u32 {
         let len = (i % 97) as usize;
@@ -70,7 +70,7 @@ fn traffic(tx: &mut SpscProducer, rx: &mut SpscConsumer, buf: &mut Vec<u8>) -> u
 
 #[test]
 fn no_allocation_per_message() {
-    let (mut tx, mut rx) = heap_pair(4096).unwrap();
+    let (mut tx, mut rx) = spsc_pair(4096);
     let mut buf = Vec::with_capacity(4096);
     // Warm up (lazy statics, first-use allocations), then count.
     traffic(&mut tx, &mut rx, &mut buf);
@@ -79,13 +79,19 @@ fn no_allocation_per_message() {
     assert_eq!(allocs() - before, 0, "heap ring");
 
     let region = Region::builder()
-        .section(SectionKind::SpscRing, section_len(4096).unwrap())
+        .with(spsc::Spec::new(4096).unwrap())
         .build()
         .unwrap();
-    let mut tx = SpscProducer::attach(&region, SectionId(0)).unwrap();
-    let mut rx = SpscConsumer::attach(&region, SectionId(0)).unwrap();
+    let mut tx = spsc::Producer::attach(&region, SectionId(0)).unwrap();
+    let mut rx = spsc::Consumer::attach(&region, SectionId(0)).unwrap();
     traffic(&mut tx, &mut rx, &mut buf);
     let before = allocs();
     std::hint::black_box(traffic(&mut tx, &mut rx, &mut buf));
     assert_eq!(allocs() - before, 0, "region ring");
+}
+
+/// A fresh SPSC ring on the heap and both of its handles.
+fn spsc_pair(capacity: usize) -> (spsc::Producer, spsc::Consumer) {
+    let ring = spsc::HeapRing::new(capacity).unwrap();
+    (ring.producer().unwrap(), ring.consumer().unwrap())
 }

@@ -15,7 +15,7 @@ mod common;
 use std::time::Duration;
 
 use polycephaly::region::{Region, SectionId, SectionKind};
-use polycephaly::ring::{ClaimError, RecvError, SpscConsumer, SpscProducer, section_len};
+use polycephaly::ring::{Receiver, RecvError, SendError, Sender, TryRecvError, spsc};
 use polycephaly::sync::WaitStrategy;
 use polycephaly::sync::shim::{AtomicU64, Ordering};
 
@@ -41,7 +41,7 @@ const END_TAG: u32 = u32::MAX;
 fn create(capacity: usize) -> Region {
     Region::builder()
         .named_random("polycephaly-test-spsc-")
-        .section(SectionKind::SpscRing, section_len(capacity).unwrap())
+        .with(spsc::Spec::new(capacity).unwrap())
         .section(SectionKind::Raw, 64)
         .build()
         .unwrap()
@@ -95,7 +95,7 @@ fn strategy_from_env() -> WaitStrategy {
 
 /// Sends `n` frames of random lengths in place, then (count, checksum).
 fn produce(region: &Region, n: u64) {
-    let mut tx = SpscProducer::attach(region, RING).unwrap();
+    let mut tx = spsc::Producer::attach(region, RING).unwrap();
     tx.set_wait_strategy(strategy_from_env());
     let mut sum = 0u64;
     for seq in 0..n {
@@ -146,11 +146,11 @@ impl Checker {
 
 /// Receives and checks every frame: order (tag), count, length and the
 /// running checksum against the producer's.
-fn consume(rx: &mut SpscConsumer, batch: bool) -> u64 {
+fn consume(rx: &mut spsc::Consumer, batch: bool) -> u64 {
     let mut c = Checker::default();
     while c.end.is_none() {
         if batch {
-            rx.read_batch_until(64, None, |tag, bytes| c.check(tag, bytes))
+            rx.read_batch_deadline(64, None, |tag, bytes| c.check(tag, bytes))
                 .unwrap();
         } else {
             let frame = rx.read().unwrap();
@@ -175,7 +175,7 @@ fn stream(test_name: &str, strategy: &str) {
         return;
     }
     let region = create(1 << 16);
-    let mut rx = SpscConsumer::attach(&region, RING).unwrap();
+    let mut rx = spsc::Consumer::attach(&region, RING).unwrap();
     rx.set_wait_strategy(if strategy == "spin" {
         WaitStrategy::SPIN
     } else {
@@ -210,13 +210,13 @@ fn stream_spinning() {
 fn consumer_killed_producer_gets_peer_dead() {
     if common::role().as_deref() == Some("consumer") {
         let region = open_from_env();
-        let mut rx = SpscConsumer::attach(&region, RING).unwrap();
+        let mut rx = spsc::Consumer::attach(&region, RING).unwrap();
         // Consume until killed.
         while rx.read().is_ok() {}
         return;
     }
     let region = create(4096);
-    let mut tx = SpscProducer::attach(&region, RING).unwrap();
+    let mut tx = spsc::Producer::attach(&region, RING).unwrap();
     let mut child = common::spawn_self(
         "consumer_killed_producer_gets_peer_dead",
         "consumer",
@@ -239,7 +239,7 @@ fn consumer_killed_producer_gets_peer_dead() {
             Err(e) => break e,
         }
     };
-    assert_eq!(err, ClaimError::PeerDead);
+    assert_eq!(err, SendError::PeerDead);
     // Only what fit in the ring went out after the kill.
     assert!(sent_after <= 4096 / 8);
     assert!(!tx.is_peer_alive());
@@ -249,7 +249,7 @@ fn consumer_killed_producer_gets_peer_dead() {
 fn producer_killed_consumer_gets_every_committed_frame() {
     if common::role().as_deref() == Some("producer") {
         let region = open_from_env();
-        let mut tx = SpscProducer::attach(&region, RING).unwrap();
+        let mut tx = spsc::Producer::attach(&region, RING).unwrap();
         let committed = word(&region, COMMITTED);
         // Send until killed, counting commits after each one.
         for seq in 0u64.. {
@@ -261,7 +261,7 @@ fn producer_killed_consumer_gets_every_committed_frame() {
         return;
     }
     let region = create(4096);
-    let mut rx = SpscConsumer::attach(&region, RING).unwrap();
+    let mut rx = spsc::Consumer::attach(&region, RING).unwrap();
     let mut child = common::spawn_self(
         "producer_killed_consumer_gets_every_committed_frame",
         "producer",
@@ -310,7 +310,7 @@ fn a_hostile_process_gets_errors_not_crashes() {
             let stop = word(&region, STOP);
             // Attach may already fail on a trashed ring: that is an error,
             // which is fine.
-            let Ok(mut tx) = SpscProducer::attach(&region, RING) else {
+            let Ok(mut tx) = spsc::Producer::attach(&region, RING) else {
                 return;
             };
             let mut seq = 0u64;
@@ -362,7 +362,7 @@ fn a_hostile_process_gets_errors_not_crashes() {
         _ => {}
     }
     let region = create(4096);
-    let mut rx = SpscConsumer::attach(&region, RING).unwrap();
+    let mut rx = spsc::Consumer::attach(&region, RING).unwrap();
     let env = [(REGION_VAR, region.name().unwrap().to_string())];
     let name = "a_hostile_process_gets_errors_not_crashes";
     let producer = common::spawn_self(name, "producer", &env);
@@ -397,7 +397,7 @@ fn a_hostile_process_gets_errors_not_crashes() {
     }
     assert!(corrupted, "random writes over the ring were never detected");
     assert!(rx.is_poisoned());
-    assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Corrupted));
+    assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Corrupted));
     // Relaxed: a request to stop; the children also stop on their own.
     word(&region, STOP).store(1, Ordering::Relaxed);
     common::expect_success(hostile);

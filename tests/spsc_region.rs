@@ -4,21 +4,22 @@
 use std::thread;
 use std::time::Duration;
 
+use polycephaly::AttachError;
 use polycephaly::region::{PeerId, Region, SectionId, SectionKind};
 use polycephaly::ring::{
-    AttachError, CONTROL_LEN, ClaimError, MIN_CAPACITY, RecvError, RingError, SpscConsumer,
-    SpscProducer, section_len,
+    CapacityError, ClaimError, MIN_CAPACITY, Receiver, RecvError, SendError, Sender, TryRecvError,
+    TrySendError, mpsc, spsc,
 };
 use polycephaly::sync::WaitStrategy;
 
-/// Offsets in the control block (see `ring::layout`).
+/// Offsets in the control block (see `ring::spsc::layout`).
 const TAIL: usize = 0;
 const HEAD: usize = 64;
 const PRODUCER_HOLDER: usize = 128;
 
 fn region(capacity: usize) -> Region {
     Region::builder()
-        .section(SectionKind::SpscRing, section_len(capacity).unwrap())
+        .with(spsc::Spec::new(capacity).unwrap())
         .build()
         .unwrap()
 }
@@ -54,40 +55,75 @@ fn poke_u32(region: &Region, offset: usize, value: u32) {
 
 #[test]
 fn capacities_are_checked_at_creation() {
-    assert_eq!(section_len(4096), Ok(CONTROL_LEN + 4096));
-    assert_eq!(section_len(3000), Err(RingError::NotPowerOfTwo(3000)));
     assert_eq!(
-        section_len(32),
-        Err(RingError::TooSmall {
+        spsc::Spec::new(4096).map(|s| s.section_len()),
+        Ok(spsc::CONTROL_LEN + 4096)
+    );
+    assert_eq!(
+        spsc::Spec::new(3000),
+        Err(CapacityError::NotPowerOfTwo(3000))
+    );
+    assert_eq!(
+        spsc::Spec::new(32),
+        Err(CapacityError::TooSmall {
             capacity: 32,
             min: MIN_CAPACITY
         })
     );
-    assert!(polycephaly::ring::heap_pair(100).is_err());
+    assert!(spsc::HeapRing::new(100).is_err());
 }
 
 #[test]
 fn attach_checks_the_section() {
     let r = Region::builder()
-        .section(SectionKind::Raw, section_len(1024).unwrap())
-        .section(SectionKind::SpscRing, CONTROL_LEN + 10)
-        .section(SectionKind::SpscRing, section_len(1024).unwrap() + 100)
+        .section(
+            SectionKind::Raw,
+            spsc::Spec::new(1024).unwrap().section_len(),
+        )
+        .section(SectionKind::SpscRing, spsc::CONTROL_LEN + 10)
+        .section(
+            SectionKind::SpscRing,
+            spsc::Spec::new(1024).unwrap().section_len() + 100,
+        )
+        .section(
+            SectionKind::SpscRing,
+            mpsc::Spec::new(1024).unwrap().section_len(),
+        )
+        .with(spsc::Spec::new(1024).unwrap())
         .build()
         .unwrap();
     assert!(matches!(
-        SpscProducer::attach(&r, SectionId(0)),
-        Err(AttachError::WrongKind)
+        spsc::Producer::attach(&r, SectionId(0)),
+        Err(AttachError::WrongKind {
+            found: SectionKind::Raw,
+            wanted: SectionKind::SpscRing
+        })
     ));
     assert!(matches!(
-        SpscConsumer::attach(&r, SectionId(1)),
-        Err(AttachError::TooShort { .. })
+        spsc::Consumer::attach(&r, SectionId(1)),
+        Err(AttachError::WrongLength { len, .. }) if len == spsc::CONTROL_LEN + 10
     ));
     assert!(matches!(
-        SpscConsumer::attach(&r, SectionId(9)),
+        spsc::Consumer::attach(&r, SectionId(9)),
         Err(AttachError::Section(_))
     ));
-    // A longer section than asked for: the largest power of two that fits.
-    let tx = SpscProducer::attach(&r, SectionId(2)).unwrap();
+    // A longer section than a ring needs is refused: attach demands the
+    // exact length (control block plus a power-of-two capacity), so that
+    // a section sized for another layout is never silently read as a
+    // smaller ring. (This used to attach with the largest power of two
+    // that fits; refusing is the intended behaviour now.)
+    assert!(matches!(
+        spsc::Producer::attach(&r, SectionId(2)),
+        Err(AttachError::WrongLength { len, .. })
+            if len == spsc::CONTROL_LEN + 1024 + 100
+    ));
+    // So is a section sized for an MPSC ring of the same capacity.
+    assert!(matches!(
+        spsc::Producer::attach(&r, SectionId(3)),
+        Err(AttachError::WrongLength { .. })
+    ));
+    // The exact length attaches, with the capacity asked for.
+    let tx = spsc::Producer::attach(&r, SectionId(4)).unwrap();
     assert_eq!(tx.capacity(), 1024);
     assert_eq!(tx.max_payload(), 512 - 8);
 }
@@ -96,27 +132,27 @@ fn attach_checks_the_section() {
 fn one_producer_and_one_consumer_at_a_time() {
     let r = Region::builder()
         .named_random("polycephaly-test-spsc-roles-")
-        .section(SectionKind::SpscRing, section_len(1024).unwrap())
+        .with(spsc::Spec::new(1024).unwrap())
         .build()
         .unwrap();
-    let tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
-    let rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
-    let holder = r.peer_id().to_raw();
+    let tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
+    let rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
+    let holder = Some(r.peer_id());
     assert!(matches!(
-        SpscProducer::attach(&r, SectionId(0)),
+        spsc::Producer::attach(&r, SectionId(0)),
         Err(AttachError::RoleTaken { holder: h }) if h == holder
     ));
     // Another handle (another peer id) of the same region is refused too.
     let other = Region::open(r.name().unwrap()).unwrap();
     assert_ne!(other.peer_id(), r.peer_id());
     assert!(matches!(
-        SpscConsumer::attach(&other, SectionId(0)),
+        spsc::Consumer::attach(&other, SectionId(0)),
         Err(AttachError::RoleTaken { holder: h }) if h == holder
     ));
     drop(tx);
     drop(rx);
-    let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
-    let mut rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
     tx.try_send(b"again").unwrap();
     let mut buf = Vec::new();
     rx.try_recv(&mut buf).unwrap();
@@ -126,7 +162,7 @@ fn one_producer_and_one_consumer_at_a_time() {
 #[test]
 fn a_dead_holder_is_taken_over_and_positions_survive() {
     let r = region(256);
-    let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
+    let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
     tx.try_send(b"one").unwrap();
     drop(tx);
     // A role word naming a peer that does not exist (slot 40, generation
@@ -134,9 +170,9 @@ fn a_dead_holder_is_taken_over_and_positions_survive() {
     let ghost = PeerId::from_raw((12345 << 8) | 40).unwrap();
     assert!(!r.peer_alive(ghost));
     poke_u32(&r, PRODUCER_HOLDER, ghost.to_raw());
-    let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
+    let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
     tx.try_send(b"two").unwrap();
-    let mut rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
     let mut buf = Vec::new();
     rx.try_recv(&mut buf).unwrap();
     assert_eq!(buf, b"one");
@@ -147,18 +183,18 @@ fn a_dead_holder_is_taken_over_and_positions_survive() {
 #[test]
 fn a_corrupted_tail_poisons_the_ring_for_good() {
     let r = region(256);
-    let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
-    let mut rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
     tx.try_send(b"fine").unwrap();
     let mut buf = Vec::new();
     rx.try_recv(&mut buf).unwrap();
     // A tail more than a capacity ahead of the head.
     poke_u64(&r, TAIL, 8 + 4096);
-    assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Corrupted));
+    assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Corrupted));
     assert!(rx.is_poisoned());
     // Even once the tail looks sane again, the consumer stays poisoned.
     poke_u64(&r, TAIL, 16);
-    assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Corrupted));
+    assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Corrupted));
     assert_eq!(
         rx.read_timeout(Duration::from_secs(5)).err(),
         Some(RecvError::Corrupted)
@@ -172,11 +208,11 @@ fn a_corrupted_tail_poisons_the_ring_for_good() {
             break;
         }
     }
-    assert_eq!(got, Err(ClaimError::Corrupted));
+    assert_eq!(got, Err(TrySendError::Corrupted));
     drop(rx);
     assert!(matches!(
-        SpscConsumer::attach(&r, SectionId(0)),
-        Err(AttachError::Corrupted)
+        spsc::Consumer::attach(&r, SectionId(0)),
+        Err(AttachError::Corrupted { .. })
     ));
 }
 
@@ -185,39 +221,42 @@ fn corrupted_headers_and_heads_are_detected() {
     let capacity = 256;
     // A frame header with a length beyond the maximum.
     let r = region(capacity);
-    let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
-    let mut rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
     tx.try_send(&[1; 16]).unwrap();
-    poke_u64(&r, CONTROL_LEN, 5000);
-    assert_eq!(rx.try_read().err(), Some(RecvError::Corrupted));
+    poke_u64(&r, spsc::CONTROL_LEN, 5000);
+    assert_eq!(rx.try_read().err(), Some(TryRecvError::Corrupted));
 
     // A frame longer than what was published.
     let r = region(capacity);
-    let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
-    let mut rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
     tx.try_send(&[1; 16]).unwrap();
-    poke_u64(&r, CONTROL_LEN, 64);
-    assert_eq!(rx.try_read_batch(10, |_, _| {}), Err(RecvError::Corrupted));
+    poke_u64(&r, spsc::CONTROL_LEN, 64);
+    assert_eq!(
+        rx.try_read_batch(10, |_, _| {}),
+        Err(TryRecvError::Corrupted)
+    );
 
     // A bogus padding frame.
     let r = region(capacity);
-    let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
-    let mut rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
     tx.try_send(&[1; 16]).unwrap();
-    poke_u64(&r, CONTROL_LEN, 1 << 31);
-    assert_eq!(rx.try_read().err(), Some(RecvError::Corrupted));
+    poke_u64(&r, spsc::CONTROL_LEN, 1 << 31);
+    assert_eq!(rx.try_read().err(), Some(TryRecvError::Corrupted));
 
     // A head beyond the published tail, seen by a producer that needs room.
     let r = region(capacity);
-    let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
-    let _rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
+    let _rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
     tx.try_send(&[1; 100]).unwrap();
     poke_u64(&r, HEAD, 4096);
     // The cached head still leaves room for one more frame; the refresh
     // that the next one needs finds the bad head.
     assert_eq!(tx.try_send(&[1; 120]), Ok(()));
-    assert_eq!(tx.try_send(&[1; 120]), Err(ClaimError::Corrupted));
-    assert_eq!(tx.try_send(&[]), Err(ClaimError::Corrupted));
+    assert_eq!(tx.try_send(&[1; 120]), Err(TrySendError::Corrupted));
+    assert_eq!(tx.try_send(&[]), Err(TrySendError::Corrupted));
 }
 
 #[test]
@@ -226,19 +265,19 @@ fn positions_near_overflow_are_refused_at_attach() {
     poke_u64(&r, TAIL, u64::MAX - 7);
     poke_u64(&r, HEAD, u64::MAX - 7);
     assert!(matches!(
-        SpscProducer::attach(&r, SectionId(0)),
-        Err(AttachError::Corrupted)
+        spsc::Producer::attach(&r, SectionId(0)),
+        Err(AttachError::Corrupted { .. })
     ));
     assert!(matches!(
-        SpscConsumer::attach(&r, SectionId(0)),
-        Err(AttachError::Corrupted)
+        spsc::Consumer::attach(&r, SectionId(0)),
+        Err(AttachError::Corrupted { .. })
     ));
 }
 
 #[test]
 fn too_large_is_an_error_not_a_hang() {
     let r = region(256);
-    let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
+    let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
     let max = tx.max_payload();
     assert_eq!(
         tx.claim(max + 1).err(),
@@ -246,14 +285,14 @@ fn too_large_is_an_error_not_a_hang() {
     );
     assert_eq!(
         tx.send(&vec![0; 10_000]).err(),
-        Some(ClaimError::TooLarge { len: 10_000, max })
+        Some(SendError::TooLarge { len: 10_000, max })
     );
 }
 
 #[test]
 fn waiting_for_a_producer_that_never_came_times_out() {
     let r = region(256);
-    let mut rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
     rx.set_wait_strategy(WaitStrategy::SLEEP);
     assert!(rx.is_peer_alive());
     assert_eq!(
@@ -265,10 +304,10 @@ fn waiting_for_a_producer_that_never_came_times_out() {
 #[test]
 fn consumer_gets_every_frame_then_peer_dead_when_the_producer_leaves() {
     let r = region(1024);
-    let mut rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
     let r2 = r.clone();
     let producer = thread::spawn(move || {
-        let mut tx = SpscProducer::attach(&r2, SectionId(0)).unwrap();
+        let mut tx = spsc::Producer::attach(&r2, SectionId(0)).unwrap();
         for i in 0..1000u32 {
             tx.send_value(&i).unwrap();
         }
@@ -281,31 +320,31 @@ fn consumer_gets_every_frame_then_peer_dead_when_the_producer_leaves() {
     assert!(!rx.is_peer_alive());
     assert_eq!(rx.read().err(), Some(RecvError::PeerDead));
     let mut buf = Vec::new();
-    assert_eq!(rx.try_recv(&mut buf), Err(RecvError::Empty));
+    assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
 }
 
 #[test]
 fn producer_blocked_on_a_full_ring_gets_peer_dead_when_the_consumer_leaves() {
     let r = region(256);
-    let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
-    let rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
+    let rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
     while tx.try_send(&[0; 64]).is_ok() {}
     let consumer = thread::spawn(move || drop(rx));
     consumer.join().unwrap();
     assert_eq!(
         tx.send_timeout(&[0; 64], Duration::from_secs(30)),
-        Err(ClaimError::PeerDead)
+        Err(SendError::PeerDead)
     );
 }
 
 #[test]
 fn a_full_ring_with_a_live_idle_consumer_times_out() {
     let r = region(256);
-    let mut tx = SpscProducer::attach(&r, SectionId(0)).unwrap();
-    let mut rx = SpscConsumer::attach(&r, SectionId(0)).unwrap();
+    let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
     tx.set_wait_strategy(WaitStrategy::SLEEP);
     while tx.try_send(&[1; 64]).is_ok() {}
-    assert_eq!(tx.try_send(&[1; 64]), Err(ClaimError::Full));
+    assert_eq!(tx.try_send(&[1; 64]), Err(TrySendError::Full));
     assert_eq!(
         tx.claim_timeout(64, Duration::from_millis(20)).err(),
         Some(ClaimError::TimedOut)
@@ -322,35 +361,35 @@ fn a_full_ring_with_a_live_idle_consumer_times_out() {
 
 #[test]
 fn typed_frames_check_their_size() {
-    let (mut tx, mut rx) = polycephaly::ring::heap_pair(256).unwrap();
+    let (mut tx, mut rx) = spsc_pair(256);
     tx.try_send_value(&[1u16, 2, 3]).unwrap();
     assert_eq!(
         rx.try_recv_value::<u64>(),
-        Err(RecvError::WrongSize {
+        Err(TryRecvError::WrongSize {
             expected: 8,
             got: 6
         })
     );
     // The wrong-sized frame was consumed.
-    assert_eq!(rx.try_recv_value::<u64>(), Err(RecvError::Empty));
+    assert_eq!(rx.try_recv_value::<u64>(), Err(TryRecvError::Empty));
     tx.try_send_value(&u64::MAX).unwrap();
     assert_eq!(rx.try_recv_value::<u64>(), Ok(u64::MAX));
 }
 
 #[test]
 fn a_dropped_claim_publishes_nothing_and_batches_publish_once() {
-    let (mut tx, mut rx) = polycephaly::ring::heap_pair(256).unwrap();
+    let (mut tx, mut rx) = spsc_pair(256);
     let mut claim = tx.try_claim(10).unwrap();
     claim.fill(9);
     drop(claim);
-    assert_eq!(rx.try_read().err(), Some(RecvError::Empty));
+    assert_eq!(rx.try_read().err(), Some(TryRecvError::Empty));
     for i in 0..3u8 {
         let mut c = tx.try_claim(1).unwrap();
         c[0] = i;
         c.commit_deferred();
     }
     assert!(tx.has_unpublished());
-    assert_eq!(rx.try_read().err(), Some(RecvError::Empty));
+    assert_eq!(rx.try_read().err(), Some(TryRecvError::Empty));
     tx.publish();
     let mut seen = Vec::new();
     assert_eq!(rx.try_read_batch(usize::MAX, |_, b| seen.push(b[0])), Ok(3));
@@ -363,6 +402,12 @@ fn a_dropped_claim_publishes_nothing_and_batches_publish_once() {
 
 fn _handles_are_send() {
     fn send<T: Send>() {}
-    send::<SpscProducer>();
-    send::<SpscConsumer>();
+    send::<spsc::Producer>();
+    send::<spsc::Consumer>();
+}
+
+/// A fresh SPSC ring on the heap and both of its handles.
+fn spsc_pair(capacity: usize) -> (spsc::Producer, spsc::Consumer) {
+    let ring = spsc::HeapRing::new(capacity).unwrap();
+    (ring.producer().unwrap(), ring.consumer().unwrap())
 }

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
-use polycephaly::ring::heap_pair;
+use polycephaly::ring::{Receiver, Sender, spsc};
 use polycephaly::sync::{WaitStrategy, futex_calls};
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -17,8 +17,8 @@ static SERIAL: Mutex<()> = Mutex::new(());
 #[test]
 fn no_syscall_while_the_peer_is_awake() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (mut tx, mut rx) = heap_pair(1 << 12).unwrap();
-    let (mut back_tx, mut back_rx) = heap_pair(1 << 12).unwrap();
+    let (mut tx, mut rx) = spsc_pair(1 << 12);
+    let (mut back_tx, mut back_rx) = spsc_pair(1 << 12);
     // Spinning waits: both sides stay awake, as a busy peer does.
     for s in [&mut tx, &mut back_tx] {
         s.set_wait_strategy(WaitStrategy::SPIN);
@@ -54,14 +54,14 @@ fn no_syscall_while_the_peer_is_awake() {
 #[test]
 fn a_sleeping_consumer_is_woken() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (mut tx, mut rx) = heap_pair(256).unwrap();
+    let (mut tx, mut rx) = spsc_pair(256);
     // Sleep at once, in one long slice: the consumer stays announced until
     // it is woken, so the publish below must make the wake call.
     rx.set_wait_strategy(WaitStrategy {
         slice: Duration::from_secs(3600),
         ..WaitStrategy::SLEEP
     });
-    let (mut ready_tx, mut ready_rx) = heap_pair(64).unwrap();
+    let (mut ready_tx, mut ready_rx) = spsc_pair(64);
     let before = futex_calls();
     let consumer = thread::spawn(move || {
         ready_tx.try_send(&[]).unwrap();
@@ -80,4 +80,10 @@ fn a_sleeping_consumer_is_woken() {
     let after = futex_calls();
     assert!(after.waits > before.waits);
     assert!(after.wakes > before.wakes);
+}
+
+/// A fresh SPSC ring on the heap and both of its handles.
+fn spsc_pair(capacity: usize) -> (spsc::Producer, spsc::Consumer) {
+    let ring = spsc::HeapRing::new(capacity).unwrap();
+    (ring.producer().unwrap(), ring.consumer().unwrap())
 }

@@ -202,7 +202,7 @@ pub fn event_wake_rtt(pin: PinMode, plan: &Plan) -> Result<Timings, BenchError> 
                 // Release: pairs with the parent's Acquire load of asleep.
                 st.asleep.store(i, Ordering::Release);
                 loop {
-                    match ev.wait(Duration::from_millis(200)) {
+                    match ev.wait_timeout(Duration::from_millis(200)) {
                         Ok(()) => break,
                         Err(polycephaly::lock::WaitEventError::TimedOut) if pair.peer_alive() => {}
                         Err(polycephaly::lock::WaitEventError::TimedOut) => {
@@ -396,7 +396,7 @@ pub fn mutex_event_rtt(pin: PinMode, plan: &Plan) -> Result<Timings, BenchError>
     };
     let wait = |ev: &Event, pair: &Pair<'_>| -> Result<(), BenchError> {
         loop {
-            match ev.wait(Duration::from_millis(200)) {
+            match ev.wait_timeout(Duration::from_millis(200)) {
                 Ok(()) => return Ok(()),
                 Err(polycephaly::lock::WaitEventError::TimedOut) if pair.peer_alive() => {}
                 Err(polycephaly::lock::WaitEventError::TimedOut) => {

@@ -23,7 +23,6 @@
 //! first CPU. The row's note says which.
 
 use core::time::Duration;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Instant;
 
 use rustix::process::{Pid, Signal, WaitOptions};
@@ -31,8 +30,7 @@ use rustix::process::{Pid, Signal, WaitOptions};
 use super::pair::{STUCK_AFTER, choose_cpus, current_cpu, pin_self, run_pair};
 use super::{BenchError, Measurement, PinMode, Placement, Plan, Row, Timings, Unit, Wait};
 use polycephaly::region::{OpenOptions, Region, SectionId, SectionKind};
-use polycephaly::ring::RecvError;
-use polycephaly::ring::mpsc::{MpscConsumer, MpscProducer, section_len};
+use polycephaly::ring::{Receiver, RecvError, Sender, mpsc};
 use polycephaly::sync::WaitStrategy;
 use polycephaly::sync::shim::{AtomicU64, Ordering};
 
@@ -99,10 +97,10 @@ const MSG: usize = 64;
 /// A memfd region with an MPSC ring section per `rings` and a raw section
 /// of control words (`[ready, go]`).
 fn region(rings: usize) -> Result<Region, BenchError> {
-    let ring_len = section_len(RING_BYTES).map_err(|e| BenchError::Corrupt(e.to_string()))?;
+    let spec = mpsc::Spec::new(RING_BYTES).map_err(|e| BenchError::Corrupt(e.to_string()))?;
     let mut b = Region::builder().section(SectionKind::Raw, 64);
     for _ in 0..rings {
-        b = b.section(SectionKind::MpscRing, ring_len);
+        b = b.with(spec);
     }
     b.build()
         .map_err(|e| BenchError::Corrupt(format!("region: {e}")))
@@ -122,20 +120,11 @@ fn word(region: &Region, i: usize) -> Result<&AtomicU64, BenchError> {
 }
 
 /// In a forked child: a handle of its own on the parent's region (its own
-/// peer slot), from the descriptor the parent made inheritable.
-fn join(fd: i32) -> Result<Region, BenchError> {
-    // SAFETY: `fd` was made by `inheritable_fd` before the fork; this
-    // process owns its copy and hands it to the region.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    Region::from_fd(owned, &OpenOptions::default())
+/// peer slot); the copy it inherited is inert there.
+fn join(region: &Region) -> Result<Region, BenchError> {
+    region
+        .reopen(&OpenOptions::default())
         .map_err(|e| BenchError::Corrupt(format!("join: {e}")))
-}
-
-/// Closes a descriptor made by `inheritable_fd` (the parent's copy, once
-/// the children have theirs).
-fn close(fd: i32) {
-    // SAFETY: `fd` came from `inheritable_fd` and is closed once, here.
-    drop(unsafe { OwnedFd::from_raw_fd(fd) });
 }
 
 fn ring_err(e: impl core::fmt::Display) -> BenchError {
@@ -170,22 +159,18 @@ fn throughput_pinned(
     let region = region(1)?;
     let ring = SectionId(1);
     let strategy = WaitStrategy::BLOCK;
-    let mut rx = MpscConsumer::attach(&region, ring).map_err(ring_err)?;
+    let mut rx = mpsc::Consumer::attach(&region, ring).map_err(ring_err)?;
     rx.set_wait_strategy(strategy);
     let total = plan.total_ops();
     let per = total.div_ceil(producers as u64);
-    let fds = (0..producers)
-        .map(|_| region.inheritable_fd())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| BenchError::Corrupt(format!("dup: {e}")))?;
     let ready = word(&region, 0)?;
     let go = word(&region, 1)?;
     // Producer 0's CPU at the start and at the end, plus one (0: unknown).
     let child_cpus = [word(&region, 2)?, word(&region, 3)?];
     let produce = |i: usize| -> Result<(), BenchError> {
         pin_self(producer_cpu)?;
-        let own = join(fds[i])?;
-        let mut tx = MpscProducer::attach(&own, ring).map_err(ring_err)?;
+        let own = join(&region)?;
+        let mut tx = mpsc::Producer::attach(&own, ring).map_err(ring_err)?;
         tx.set_wait_strategy(strategy);
         let mut msg = [0xA5u8; MSG];
         // Release/Acquire: the start barrier (pairs with the parent).
@@ -228,7 +213,7 @@ fn throughput_pinned(
             while got < plan.batch {
                 let max = (plan.batch - got).min(256) as usize;
                 got += rx
-                    .read_batch_until(max, deadline, |tag, bytes| {
+                    .read_batch_deadline(max, deadline, |tag, bytes| {
                         check(tag, bytes, &mut next, &mut bad);
                     })
                     .map_err(|e| match e {
@@ -249,7 +234,7 @@ fn throughput_pinned(
         let mut drained = 0;
         while drained < rest {
             drained += rx
-                .read_batch_until(256, Instant::now().checked_add(STUCK_AFTER), |t, b| {
+                .read_batch_deadline(256, Instant::now().checked_add(STUCK_AFTER), |t, b| {
                     check(t, b, &mut next, &mut bad)
                 })
                 .map_err(ring_err)? as u64;
@@ -257,7 +242,6 @@ fn throughput_pinned(
         parent_cpus[1] = current_cpu();
         Ok(out)
     });
-    fds.into_iter().for_each(close);
     // Relaxed: the producers are reaped (`waitpid` ordered their stores).
     let child = child_cpus.map(|w| (w.load(Ordering::Relaxed).wrapping_sub(1)) as u32);
     Ok(
@@ -401,15 +385,12 @@ impl Drop for Group {
 pub fn block_rtt(pin: PinMode, plan: &Plan) -> Result<Timings, BenchError> {
     let region = region(2)?;
     let (req, rep) = (SectionId(1), SectionId(2));
-    let fd = region
-        .inheritable_fd()
-        .map_err(|e| BenchError::Corrupt(format!("dup: {e}")))?;
     let plan = *plan;
     let result = run_pair(
         pin,
         |pair| {
-            let mut tx = MpscProducer::attach(&region, req).map_err(ring_err)?;
-            let mut rx = MpscConsumer::attach(&region, rep).map_err(ring_err)?;
+            let mut tx = mpsc::Producer::attach(&region, req).map_err(ring_err)?;
+            let mut rx = mpsc::Consumer::attach(&region, rep).map_err(ring_err)?;
             tx.set_wait_strategy(WaitStrategy::SLEEP);
             rx.set_wait_strategy(WaitStrategy::SLEEP);
             pair.barrier()?;
@@ -418,7 +399,7 @@ pub fn block_rtt(pin: PinMode, plan: &Plan) -> Result<Timings, BenchError> {
                 let t0 = Instant::now();
                 tx.send_value(&s).map_err(ring_err)?;
                 let back = rx
-                    .read_until(Instant::now().checked_add(STUCK_AFTER))
+                    .read_deadline(Instant::now().checked_add(STUCK_AFTER))
                     .map_err(ring_err)?;
                 let ok = back.len() == 8 && back[..] == s.to_le_bytes();
                 drop(back);
@@ -433,9 +414,9 @@ pub fn block_rtt(pin: PinMode, plan: &Plan) -> Result<Timings, BenchError> {
             Ok(out)
         },
         |pair| {
-            let own = join(fd)?;
-            let mut rx = MpscConsumer::attach(&own, req).map_err(ring_err)?;
-            let mut tx = MpscProducer::attach(&own, rep).map_err(ring_err)?;
+            let own = join(&region)?;
+            let mut rx = mpsc::Consumer::attach(&own, req).map_err(ring_err)?;
+            let mut tx = mpsc::Producer::attach(&own, rep).map_err(ring_err)?;
             tx.set_wait_strategy(WaitStrategy::SLEEP);
             rx.set_wait_strategy(WaitStrategy::SLEEP);
             pair.barrier()?;
@@ -446,7 +427,6 @@ pub fn block_rtt(pin: PinMode, plan: &Plan) -> Result<Timings, BenchError> {
             Ok(())
         },
     );
-    close(fd);
     let (samples, placement) = result?;
     Ok(Timings::new(samples, 1).with_placement(placement))
 }

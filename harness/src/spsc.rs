@@ -7,14 +7,13 @@
 //! descriptor, so each side has its own peer slot and the rings' liveness
 //! checks see the real other process.
 
-use std::os::fd::{FromRawFd as _, OwnedFd};
 use std::time::Instant;
 
 use super::floors::{open_stat, wait_until_sleeping};
 use super::pair::{Pair, run_pair};
 use super::{BenchError, Measurement, PinMode, Plan, Row, Timings, Unit, Wait};
-use polycephaly::region::{OpenOptions, Region, SectionId, SectionKind};
-use polycephaly::ring::{SpscConsumer, SpscProducer, section_len};
+use polycephaly::region::{OpenOptions, Region, SectionId};
+use polycephaly::ring::spsc;
 use polycephaly::sync::WaitStrategy;
 
 /// The SPSC rows, in table order within their groups.
@@ -89,35 +88,40 @@ fn lib_err(what: &'static str) -> impl FnOnce(String) -> BenchError {
 
 /// A memfd region with `rings` SPSC sections of `capacity` data bytes.
 fn region_with_rings(rings: u16, capacity: usize) -> Result<Region, BenchError> {
-    let len = section_len(capacity).map_err(|e| lib_err("section_len")(e.to_string()))?;
+    let spec = spsc::Spec::new(capacity).map_err(|e| lib_err("ring spec")(e.to_string()))?;
     let mut b = Region::builder().memfd();
     for _ in 0..rings {
-        b = b.section(SectionKind::SpscRing, len);
+        b = b.with(spec);
     }
     b.build()
         .map_err(|e| lib_err("create region")(e.to_string()))
 }
 
-/// The child's own handle on the parent's region (its own peer slot).
+/// In a forked child: its own handle on the parent's region (its own peer
+/// slot); the copy it inherited is inert there.
 fn child_handle(region: &Region) -> Result<Region, BenchError> {
-    let raw = region
-        .inheritable_fd()
-        .map_err(|e| lib_err("dup region fd")(e.to_string()))?;
-    // SAFETY: `inheritable_fd` returned a fresh descriptor that nothing else
-    // owns; the OwnedFd takes it over and closes it.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    Region::from_fd(fd, &OpenOptions::default()).map_err(|e| lib_err("open region")(e.to_string()))
+    region
+        .reopen(&OpenOptions::default())
+        .map_err(|e| lib_err("open region")(e.to_string()))
 }
 
-fn producer(region: &Region, id: u16, strategy: WaitStrategy) -> Result<SpscProducer, BenchError> {
-    let mut p = SpscProducer::attach(region, SectionId(id))
+fn producer(
+    region: &Region,
+    id: u16,
+    strategy: WaitStrategy,
+) -> Result<spsc::Producer, BenchError> {
+    let mut p = spsc::Producer::attach(region, SectionId(id))
         .map_err(|e| lib_err("attach producer")(e.to_string()))?;
     p.set_wait_strategy(strategy);
     Ok(p)
 }
 
-fn consumer(region: &Region, id: u16, strategy: WaitStrategy) -> Result<SpscConsumer, BenchError> {
-    let mut c = SpscConsumer::attach(region, SectionId(id))
+fn consumer(
+    region: &Region,
+    id: u16,
+    strategy: WaitStrategy,
+) -> Result<spsc::Consumer, BenchError> {
+    let mut c = spsc::Consumer::attach(region, SectionId(id))
         .map_err(|e| lib_err("attach consumer")(e.to_string()))?;
     c.set_wait_strategy(strategy);
     Ok(c)
@@ -127,7 +131,7 @@ fn consumer(region: &Region, id: u16, strategy: WaitStrategy) -> Result<SpscCons
 /// `seq`) copied in whole, as the bare ring copies its 64-byte slots; waits
 /// as the producer's strategy says.
 #[inline]
-fn send_seq(p: &mut SpscProducer, seq: u64, msg: &mut [u8]) -> Result<(), BenchError> {
+fn send_seq(p: &mut spsc::Producer, seq: u64, msg: &mut [u8]) -> Result<(), BenchError> {
     if let Some(head) = msg.get_mut(..8) {
         head.copy_from_slice(&seq.to_le_bytes());
     }
@@ -142,7 +146,7 @@ fn send_seq(p: &mut SpscProducer, seq: u64, msg: &mut [u8]) -> Result<(), BenchE
 /// Receives one frame, copies it out whole into `out` (as the bare ring's
 /// consumer does), and checks its length and that it carries `seq`.
 #[inline]
-fn recv_seq(c: &mut SpscConsumer, seq: u64, out: &mut [u8]) -> Result<(), BenchError> {
+fn recv_seq(c: &mut spsc::Consumer, seq: u64, out: &mut [u8]) -> Result<(), BenchError> {
     let frame = c.read().map_err(|e| lib_err("read")(e.to_string()))?;
     let ok = frame.len() == out.len();
     if ok {

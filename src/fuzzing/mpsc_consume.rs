@@ -12,12 +12,13 @@
 //! each op byte picks an operation, taking its arguments from the
 //! following bytes.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use core::time::Duration;
+
+use crate::sync::clock::Instant;
 
 use super::Input;
-use crate::ring::mpsc::{CommitError, HeapMpsc, MAX_PRODUCERS, MpscConsumer, MpscProducer};
-use crate::ring::{ClaimError, RecvError};
+use crate::ring::mpsc::{Consumer, HeapRing, MAX_PRODUCERS, Producer};
+use crate::ring::{CommitError, Receiver, RecvError, TryClaimError, TryRecvError};
 
 /// Offset of the consumer role word (see `ring::mpsc::layout`).
 const ROLES_OFFSET: usize = 128;
@@ -25,7 +26,7 @@ const ROLES_OFFSET: usize = 128;
 const RECORDS_OFFSET: usize = 320;
 
 /// Writes `bytes` at `offset` (wrapped into the ring memory).
-fn poke(ring: &HeapMpsc, offset: usize, bytes: &[u8]) {
+fn poke(ring: &HeapRing, offset: usize, bytes: &[u8]) {
     let (ptr, len) = ring.raw_bytes();
     // SAFETY: the whole allocation of the ring, alive while `ring` is;
     // the fuzz loop is single threaded and no frame or claim borrow is alive
@@ -40,7 +41,7 @@ pub fn mpsc_consume(data: &[u8]) {
         return;
     };
     let capacity = 64usize << (exp % 6);
-    let Ok(ring) = HeapMpsc::new(capacity) else {
+    let Ok(ring) = HeapRing::new(capacity) else {
         return;
     };
     if flags & 1 != 0 {
@@ -57,7 +58,7 @@ pub fn mpsc_consume(data: &[u8]) {
         }
     }
     let mut consumer = attach_consumer(&ring);
-    let mut producers: [Option<MpscProducer>; 2] = [ring.producer().ok(), ring.producer().ok()];
+    let mut producers: [Option<Producer>; 2] = [ring.producer().ok(), ring.producer().ok()];
     let mut graveyard = Vec::new();
     let mut buf = Vec::new();
     let mut checksum = 0u64;
@@ -91,8 +92,8 @@ pub fn mpsc_consume(data: &[u8]) {
             3 => {
                 if let Some(c) = consumer.as_mut() {
                     // A deadline already passed: returns at once.
-                    let r = c.read_until(Some(Instant::now())).map(|f| f.len());
-                    assert!(!matches!(r, Err(RecvError::Empty)));
+                    let r = c.read_deadline(Some(Instant::now())).map(|f| f.len());
+                    assert!(!matches!(r, Err(RecvError::WrongSize { .. })));
                     let _ = c.producers();
                 }
             }
@@ -125,7 +126,7 @@ pub fn mpsc_consume(data: &[u8]) {
                                 _ => core::mem::forget(claim),
                             }
                         }
-                        Err(ClaimError::TooLarge { .. }) => assert!(len > max_payload),
+                        Err(TryClaimError::TooLarge { .. }) => assert!(len > max_payload),
                         Err(_) => {}
                     }
                 }
@@ -177,14 +178,14 @@ pub fn mpsc_consume(data: &[u8]) {
     drop(graveyard);
 }
 
-fn attach_consumer(ring: &Arc<HeapMpsc>) -> Option<MpscConsumer> {
+fn attach_consumer(ring: &HeapRing) -> Option<Consumer> {
     let mut c = ring.consumer().ok()?;
     c.set_claim_timeout(Duration::ZERO);
     Some(c)
 }
 
 /// Reads one frame in place and checks what the API promises about it.
-fn check_read(c: &mut MpscConsumer, checksum: &mut u64) {
+fn check_read(c: &mut Consumer, checksum: &mut u64) {
     let max_payload = c.max_payload();
     let poisoned_before = c.is_poisoned();
     let r = c.try_read().map(|frame| {
@@ -197,7 +198,7 @@ fn check_read(c: &mut MpscConsumer, checksum: &mut u64) {
             assert!(!poisoned_before);
             *checksum = checksum.wrapping_add(sum);
         }
-        Err(RecvError::Corrupted) => assert!(c.is_poisoned()),
+        Err(TryRecvError::Corrupted) => assert!(c.is_poisoned()),
         Err(_) => assert!(!poisoned_before),
     }
 }

@@ -9,13 +9,13 @@
 //! afterwards so both handles can attach. Then each op byte picks an
 //! operation, taking its arguments from the following bytes.
 
-use std::sync::Arc;
-use std::time::Instant;
+use crate::sync::clock::Instant;
 
 use super::Input;
-use crate::ring::{ClaimError, HeapRing, RecvError, SpscConsumer, heap_consumer, heap_producer};
+use crate::ring::spsc::{Consumer, HeapRing};
+use crate::ring::{Receiver, RecvError, TryClaimError, TryRecvError};
 
-/// Offset of the role words in the control block (see `ring::layout`).
+/// Offset of the role words in the control block (see `ring::spsc::layout`).
 const ROLES_OFFSET: usize = 128;
 
 /// Writes `bytes` at `offset` (wrapped into the ring memory).
@@ -37,7 +37,6 @@ pub fn spsc_consume(data: &[u8]) {
     let Ok(heap) = HeapRing::new(capacity) else {
         return;
     };
-    let heap = Arc::new(heap);
     if flags & 1 != 0 {
         let (_, len) = heap.raw_bytes();
         let take = len.min(input.0.len());
@@ -48,8 +47,8 @@ pub fn spsc_consume(data: &[u8]) {
     if flags & 2 != 0 {
         poke(&heap, ROLES_OFFSET, &[0; 8]);
     }
-    let mut consumer = heap_consumer(&heap).ok();
-    let mut producer = heap_producer(&heap).ok();
+    let mut consumer = heap.consumer().ok();
+    let mut producer = heap.producer().ok();
     let mut buf = Vec::new();
     let mut checksum = 0u64;
     while let Some(op) = input.byte() {
@@ -80,8 +79,8 @@ pub fn spsc_consume(data: &[u8]) {
             3 => {
                 if let Some(c) = consumer.as_mut() {
                     // A deadline already passed: returns at once.
-                    let r = c.read_until(Some(Instant::now())).map(|f| f.len());
-                    assert!(!matches!(r, Err(RecvError::Empty)));
+                    let r = c.read_deadline(Some(Instant::now())).map(|f| f.len());
+                    assert!(!matches!(r, Err(RecvError::WrongSize { .. })));
                 }
             }
             4 => {
@@ -103,7 +102,7 @@ pub fn spsc_consume(data: &[u8]) {
                                 _ => drop(claim),
                             }
                         }
-                        Err(ClaimError::TooLarge { .. }) => assert!(len > p.max_payload()),
+                        Err(TryClaimError::TooLarge { .. }) => assert!(len > p.max_payload()),
                         Err(_) => {}
                     }
                 }
@@ -130,10 +129,10 @@ pub fn spsc_consume(data: &[u8]) {
                 // attach-time checks).
                 if input.byte().unwrap_or(0) & 1 == 0 {
                     drop(consumer.take());
-                    consumer = heap_consumer(&heap).ok();
+                    consumer = heap.consumer().ok();
                 } else {
                     drop(producer.take());
-                    producer = heap_producer(&heap).ok();
+                    producer = heap.producer().ok();
                 }
             }
         }
@@ -142,7 +141,7 @@ pub fn spsc_consume(data: &[u8]) {
 }
 
 /// Reads one frame in place and checks what the API promises about it.
-fn check_read(c: &mut SpscConsumer, checksum: &mut u64) {
+fn check_read(c: &mut Consumer, checksum: &mut u64) {
     let max_payload = c.max_payload();
     let poisoned_before = c.is_poisoned();
     let r = c.try_read().map(|frame| {
@@ -154,7 +153,7 @@ fn check_read(c: &mut SpscConsumer, checksum: &mut u64) {
             assert!(!poisoned_before);
             *checksum = checksum.wrapping_add(sum);
         }
-        Err(RecvError::Corrupted) => assert!(c.is_poisoned()),
+        Err(TryRecvError::Corrupted) => assert!(c.is_poisoned()),
         Err(_) => assert!(!poisoned_before),
     }
 }

@@ -29,14 +29,14 @@
 //! without signalling, the wait ends with `PeerDead` instead of at the
 //! deadline.
 
+use crate::sync::clock::Instant;
 use core::ptr::NonNull;
 use core::time::Duration;
 use std::sync::Arc;
-use std::time::Instant;
 
-#[cfg(not(loom))]
-use super::error::AttachError;
 use super::error::{EventCorrupted, WaitEventError};
+#[cfg(not(loom))]
+use crate::AttachError;
 use crate::sync::shim::{AtomicU32, Ordering};
 use crate::sync::{Doorbell, WaitError, WaitStrategy};
 
@@ -111,15 +111,16 @@ enum Keep {
 /// ```
 /// use std::time::Duration;
 /// use polycephaly::lock::{Event, EventMode, WaitEventError};
-/// use polycephaly::region::{Region, SectionId, SectionKind};
+/// use polycephaly::region::{Region, SectionId};
 ///
-/// let region = Region::builder()
-///     .section(SectionKind::Event, Event::section_len())
-///     .build()?;
+/// let region = Region::builder().with(Event::spec()).build()?;
 /// let ev = Event::attach(&region, SectionId(0), EventMode::AutoReset)?;
 /// ev.signal()?;
-/// ev.wait(Duration::from_secs(1))?; // consumes the signal
-/// assert_eq!(ev.wait(Duration::from_millis(1)), Err(WaitEventError::TimedOut));
+/// ev.wait()?; // consumes the signal
+/// assert_eq!(
+///     ev.wait_timeout(Duration::from_millis(1)),
+///     Err(WaitEventError::TimedOut)
+/// );
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -139,9 +140,20 @@ unsafe impl Send for Event {}
 unsafe impl Sync for Event {}
 
 impl Event {
-    /// The section length to ask the region builder for.
+    /// The length an event needs (of a section, or of memory given to
+    /// [`from_raw`](Self::from_raw)).
     pub const fn section_len() -> usize {
         size_of::<EventControl>()
+    }
+
+    /// The section an event lives in, for the region builder
+    /// ([`RegionBuilder::with`](crate::region::RegionBuilder::with)).
+    #[cfg(not(loom))]
+    pub fn spec() -> impl crate::region::SectionSpec {
+        super::LockSpec {
+            kind: crate::region::SectionKind::Event,
+            len: Self::section_len(),
+        }
     }
 
     /// Attaches to the event in section `id` of `region` (kind
@@ -152,7 +164,7 @@ impl Event {
     ///
     /// # Errors
     /// [`AttachError::Section`], [`AttachError::WrongKind`],
-    /// [`AttachError::TooShort`], [`AttachError::ModeMismatch`],
+    /// [`AttachError::WrongLength`] (too short), [`AttachError::ModeMismatch`],
     /// [`AttachError::Corrupted`] (a mode word no handle writes).
     #[cfg(not(loom))]
     pub fn attach(
@@ -164,7 +176,7 @@ impl Event {
         if section.kind != crate::region::SectionKind::Event {
             return Err(AttachError::WrongKind {
                 found: section.kind,
-                wanted: "Event",
+                wanted: crate::region::SectionKind::Event,
             });
         }
         // SAFETY: the region keeps the section's `len` bytes mapped while
@@ -183,8 +195,9 @@ impl Event {
     ///   pattern is memory-safe for them, all zero is the initial state).
     ///
     /// # Errors
-    /// [`AttachError::TooShort`], [`AttachError::Misaligned`] (not 64-byte
-    /// aligned), [`AttachError::ModeMismatch`], [`AttachError::Corrupted`].
+    /// [`AttachError::WrongLength`] (too short), [`AttachError::Misaligned`]
+    /// (not 64-byte aligned), [`AttachError::ModeMismatch`],
+    /// [`AttachError::Corrupted`].
     #[cfg(not(loom))]
     pub unsafe fn from_raw(
         ptr: NonNull<u8>,
@@ -205,9 +218,11 @@ impl Event {
         mode: EventMode,
         keep: Keep,
     ) -> Result<Self, AttachError> {
-        let need = Self::section_len();
-        if len < need {
-            return Err(AttachError::TooShort { len, need });
+        if len < Self::section_len() {
+            return Err(AttachError::WrongLength {
+                len,
+                what: "an event (at least 64 bytes)",
+            });
         }
         if ptr.as_ptr() as usize % align_of::<EventControl>() != 0 {
             return Err(AttachError::Misaligned {
@@ -255,10 +270,7 @@ impl Event {
                     found: m,
                     wanted: mode,
                 }),
-                None => Err(AttachError::Corrupted {
-                    what: "event mode",
-                    value: found,
-                }),
+                None => Err(AttachError::Corrupted { what: "event mode" }),
             },
         }
     }
@@ -355,17 +367,20 @@ impl Event {
         }
     }
 
+    /// Waits for the event, without limit.
+    ///
+    /// # Errors
+    /// [`WaitEventError::Corrupted`].
+    pub fn wait(&self) -> Result<(), WaitEventError> {
+        self.wait_deadline(None)
+    }
+
     /// Waits for the event for at most `timeout`.
     ///
     /// # Errors
     /// [`WaitEventError::TimedOut`], [`WaitEventError::Corrupted`].
-    pub fn wait(&self, timeout: Duration) -> Result<(), WaitEventError> {
-        let now = Instant::now();
-        let deadline = now
-            .checked_add(timeout)
-            .or_else(|| now.checked_add(FAR))
-            .unwrap_or(now);
-        self.wait_deadline(Some(deadline))
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<(), WaitEventError> {
+        self.wait_deadline(Instant::now().checked_add(timeout))
     }
 
     /// Waits for the event until `deadline` (`None`: no limit), spinning
@@ -424,6 +439,3 @@ impl Event {
         }
     }
 }
-
-/// About a century: the cap of an unrepresentable timeout.
-const FAR: Duration = Duration::from_secs(100 * 365 * 86_400);

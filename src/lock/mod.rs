@@ -36,11 +36,9 @@
 //!
 //! ```
 //! use polycephaly::lock::{LockStatus, ShmMutex};
-//! use polycephaly::region::{Region, SectionId, SectionKind};
+//! use polycephaly::region::{Region, SectionId};
 //!
-//! let region = Region::builder()
-//!     .section(SectionKind::Mutex, ShmMutex::<u64>::section_len())
-//!     .build()?;
+//! let region = Region::builder().with(ShmMutex::<u64>::spec()).build()?;
 //! let counter = ShmMutex::<u64>::attach(&region, SectionId(0))?;
 //! {
 //!     let mut n = counter.lock()?;
@@ -57,9 +55,7 @@ mod mutex;
 
 use core::fmt::Debug;
 
-pub use error::{
-    AttachError, EventCorrupted, LockError, TryLockError, UnlockError, WaitEventError,
-};
+pub use error::{EventCorrupted, LockError, TryLockError, UnlockError, WaitEventError};
 pub use event::{Event, EventMode};
 pub use mutex::{LockStatus, MutexGuard, OwnerRecord, ShmMutex};
 
@@ -151,6 +147,24 @@ impl OwnerCheck for RegionOwner {
             .into_iter()
             .filter_map(crate::region::PeerId::from_raw)
             .any(|id| self.region.peer_alive(id))
+    }
+}
+
+/// The section of an event or a mutex: its kind and length.
+#[cfg(not(loom))]
+#[derive(Debug, Clone, Copy)]
+struct LockSpec {
+    kind: crate::region::SectionKind,
+    len: usize,
+}
+
+#[cfg(not(loom))]
+impl crate::region::SectionSpec for LockSpec {
+    fn kind(&self) -> crate::region::SectionKind {
+        self.kind
+    }
+    fn section_len(&self) -> usize {
+        self.len
     }
 }
 

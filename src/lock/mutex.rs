@@ -55,23 +55,32 @@
 //! call); the value may still be half-updated, which is what
 //! [`LockStatus::OwnerDied`] tells.
 
+use crate::sync::clock::Instant;
 use core::fmt;
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 use core::ptr::NonNull;
 use core::time::Duration;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytemuck::Pod;
 
-use super::error::{AttachError, LockError, TryLockError, UnlockError};
+use super::error::{LockError, TryLockError, UnlockError};
 use super::{CONTENDED, OwnerCheck, TAG_MASK};
+use crate::AttachError;
 use crate::sync::WaitStrategy;
 use crate::sync::futex::{Futex, WaitOutcome};
 use crate::sync::shim::{AtomicU32, AtomicU64, Ordering, spin_loop};
 
 /// `state`: the data is consistent.
+/// A waiter that does not sleep (it spins, or its CAS keeps losing) reads
+/// the clock once per this many rounds; under loom, whose clock is a model
+/// (see `sync::clock`), on every round.
+#[cfg(not(loom))]
+const CLOCK_EVERY: u32 = 256;
+#[cfg(loom)]
+const CLOCK_EVERY: u32 = 1;
+
 const CONSISTENT: u32 = 0;
 /// `state`: an owner died holding the lock (or panicked) and nobody has
 /// marked the data consistent since.
@@ -123,12 +132,16 @@ impl Control {
 
 /// A mutex's memory on the heap (threads of one process, tests, loom):
 /// the control block as a real object (loom atomics cannot be laid over raw
-/// bytes) and a zeroed allocation for the value.
+/// bytes) and a zeroed allocation for the value. Under loom a cell stands
+/// for the value, touched wherever a guard reads or writes it, so that a
+/// model sees an access to the value the lock does not order.
 #[derive(Debug)]
 struct HeapBlock {
     ctrl: Box<Control>,
     data: NonNull<u8>,
     layout: std::alloc::Layout,
+    #[cfg(loom)]
+    cell: loom::cell::UnsafeCell<()>,
 }
 
 // SAFETY: HeapBlock owns its allocation; the value's bytes are only
@@ -150,6 +163,8 @@ impl HeapBlock {
             ctrl: Box::new(Control::new()),
             data,
             layout,
+            #[cfg(loom)]
+            cell: loom::cell::UnsafeCell::new(()),
         })
     }
 }
@@ -244,9 +259,20 @@ impl<T: Pod> ShmMutex<T> {
         64
     };
 
-    /// The section length to ask the region builder for.
+    /// The length a mutex around a `T` needs (of a section, or of memory
+    /// given to [`from_raw`](Self::from_raw)).
     pub const fn section_len() -> usize {
         Self::DATA_OFFSET + size_of::<T>()
+    }
+
+    /// The section a mutex around a `T` lives in, for the region builder
+    /// ([`RegionBuilder::with`](crate::region::RegionBuilder::with)).
+    #[cfg(not(loom))]
+    pub fn spec() -> impl crate::region::SectionSpec {
+        super::LockSpec {
+            kind: crate::region::SectionKind::Mutex,
+            len: Self::section_len(),
+        }
     }
 
     /// Attaches to the mutex in section `id` of `region` (kind
@@ -257,7 +283,7 @@ impl<T: Pod> ShmMutex<T> {
     ///
     /// # Errors
     /// [`AttachError::Section`], [`AttachError::WrongKind`],
-    /// [`AttachError::TooShort`], [`AttachError::Misaligned`] (a value
+    /// [`AttachError::WrongLength`] (too short), [`AttachError::Misaligned`] (a value
     /// aligned to more than 64 bytes in a section that is not).
     #[cfg(not(loom))]
     pub fn attach(
@@ -268,7 +294,7 @@ impl<T: Pod> ShmMutex<T> {
         if section.kind != crate::region::SectionKind::Mutex {
             return Err(AttachError::WrongKind {
                 found: section.kind,
-                wanted: "Mutex",
+                wanted: crate::region::SectionKind::Mutex,
             });
         }
         let owners = Arc::new(super::RegionOwner {
@@ -299,7 +325,7 @@ impl<T: Pod> ShmMutex<T> {
     ///   pattern is safe for them, all zero is the unlocked state).
     ///
     /// # Errors
-    /// [`AttachError::TooShort`], [`AttachError::Misaligned`],
+    /// [`AttachError::WrongLength`] (too short), [`AttachError::Misaligned`],
     /// [`AttachError::BadTag`].
     #[cfg(not(loom))]
     pub unsafe fn from_raw(
@@ -343,9 +369,11 @@ impl<T: Pod> ShmMutex<T> {
         owners: Arc<dyn OwnerCheck>,
         keep: Keep,
     ) -> Result<Self, AttachError> {
-        let need = Self::section_len();
-        if len < need {
-            return Err(AttachError::TooShort { len, need });
+        if len < Self::section_len() {
+            return Err(AttachError::WrongLength {
+                len,
+                what: "a mutex around this value (its control line and the value)",
+            });
         }
         let align = Self::DATA_OFFSET;
         if ptr.as_ptr() as usize % align != 0 {
@@ -500,11 +528,7 @@ impl<T: Pod> ShmMutex<T> {
     /// [`LockError::TimedOut`]; [`LockError::Corrupted`].
     #[inline]
     pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'_, T>, LockError> {
-        self.lock_deadline(Some(
-            Instant::now()
-                .checked_add(timeout)
-                .unwrap_or_else(far_future),
-        ))
+        self.lock_deadline(Instant::now().checked_add(timeout))
     }
 
     /// Locks, waiting until `deadline` at most (`None`: no limit).
@@ -527,103 +551,106 @@ impl<T: Pod> ShmMutex<T> {
 
     #[cold]
     fn lock_slow(&self, deadline: Option<Instant>) -> Result<MutexGuard<'_, T>, LockError> {
-        #[cfg(not(loom))]
         if let Some(g) = self.spin_phase(deadline) {
             return g;
         }
         let word = self.ctrl().word.word();
         let mut slept = false;
         let mut woken = false;
-        #[cfg(not(loom))]
         let mut last_judged = Instant::now();
-        // Loom has no clock in this loop (it takes no timeout).
-        #[cfg(loom)]
-        let last_judged = ();
-        // Rounds without a system call since the clock was last read.
-        #[cfg(not(loom))]
-        let mut cheap: u32 = 0;
+        // Whether the last round slept in the kernel, and the rounds without
+        // a system call since the clock was last read.
+        let mut waited = false;
+        // The first round reads the clock.
+        let mut cheap: u32 = CLOCK_EVERY;
         loop {
             // Relaxed: a guess for the CAS below, which acquires.
             let w = word.load(Ordering::Relaxed);
-            // Whether this round slept in the kernel.
-            let mut waited = false;
+            // Every round starts here, whatever the last one did: the
+            // deadline and the owner's liveness are checked by time, so a
+            // peer that keeps changing the word (a CAS that always loses, a
+            // futex wait that always returns at once) cannot hold the
+            // caller past its deadline. The clock is read after every sleep
+            // and every CLOCK_EVERY rounds without one. (Under loom the
+            // clock is a model whose every reading is a slice later, so a
+            // dead owner is judged before the first sleep: the futex model
+            // never times out.)
+            if waited || cheap >= CLOCK_EVERY {
+                cheap = 0;
+                let now = Instant::now();
+                let late = deadline.is_some_and(|d| now >= d);
+                if late || now.duration_since(last_judged) >= self.strategy.slice {
+                    last_judged = now;
+                    if self.judge(w) == Judged::Dead && self.take_over(w) {
+                        return self.finish(true);
+                    }
+                }
+                if late {
+                    if let Ok(g) = self.try_cas_free(if slept { CONTENDED } else { 0 }) {
+                        return g;
+                    }
+                    self.pass_wake(woken);
+                    return Err(LockError::TimedOut);
+                }
+            }
+            waited = false;
+            cheap += 1;
             if w == 0 {
                 // A waiter that slept may have been woken for the others
                 // too: it keeps CONTENDED set so they are woken in turn.
                 if let Ok(g) = self.try_cas_free(if slept { CONTENDED } else { 0 }) {
                     return g;
                 }
-                // Lost the race: on to the checks below, as every round.
-            } else {
-                if let Judged::Corrupted(value) = self.classify(w) {
-                    self.pass_wake(woken);
-                    return Err(LockError::Corrupted {
-                        what: "lock word",
-                        value,
-                    });
-                }
-                // Under loom no timeout is ever taken: judge the owner on
-                // every pass instead of after a slice of time.
-                #[cfg(loom)]
-                if self.judge(w) == Judged::Dead && self.take_over(w) {
-                    return self.finish(true);
-                }
-                if self.strategy.spin_only {
-                    spin_loop();
-                } else if w & CONTENDED != 0
-                    // Relaxed: announcing publishes nothing; the futex
-                    // compares against the word itself. A failure (the
-                    // word changed) goes on to the checks below.
-                    || word
-                        .compare_exchange(w, w | CONTENDED, Ordering::Relaxed, Ordering::Relaxed)
-                        .is_ok()
-                {
-                    let slice = self.slice(deadline, &last_judged);
-                    let outcome = self.ctrl().word.wait(w | CONTENDED, Some(slice));
-                    slept = true;
-                    woken = outcome == WaitOutcome::Woken;
-                    waited = true;
-                }
+                // Lost the race: round again (and through the checks).
+                continue;
             }
-            // Every round ends here, whatever it did: the deadline and the
-            // owner's liveness are checked by time, so a peer that keeps
-            // changing the word (a CAS that always loses, a futex wait that
-            // always returns at once) cannot hold the caller past its
-            // deadline. The clock is read after every sleep and every 256
-            // rounds without one.
-            #[cfg(not(loom))]
+            if let Judged::Corrupted(value) = self.classify(w) {
+                self.pass_wake(woken);
+                return Err(LockError::Corrupted {
+                    what: "lock word",
+                    value,
+                });
+            }
+            if self.strategy.spin_only {
+                spin_loop();
+            } else if w & CONTENDED != 0
+                // Relaxed: announcing publishes nothing; the futex compares
+                // against the word itself. A failure (the word changed)
+                // goes round to the checks.
+                || word
+                    .compare_exchange(w, w | CONTENDED, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
             {
-                cheap = cheap.wrapping_add(1);
-                if waited || cheap % 256 == 0 {
-                    cheap = 0;
-                    let now = Instant::now();
-                    let late = deadline.is_some_and(|d| now >= d);
-                    if late || now.duration_since(last_judged) >= self.strategy.slice {
-                        last_judged = now;
-                        // Relaxed: as above.
-                        let cur = word.load(Ordering::Relaxed);
-                        if self.judge(cur) == Judged::Dead && self.take_over(cur) {
-                            return self.finish(true);
-                        }
-                    }
-                    if late {
-                        if let Ok(g) = self.try_cas_free(if slept { CONTENDED } else { 0 }) {
-                            return g;
-                        }
-                        self.pass_wake(woken);
-                        return Err(LockError::TimedOut);
-                    }
-                }
+                let slice = self.slice(deadline, last_judged);
+                let outcome = self.ctrl().word.wait(w | CONTENDED, Some(slice));
+                slept = true;
+                woken = outcome == WaitOutcome::Woken;
+                waited = true;
             }
-            #[cfg(loom)]
-            let _ = waited;
         }
+    }
+
+    /// Under loom: the value is read (or written) now; the model fails if
+    /// the lock did not order the last access before it. Nothing in a
+    /// normal build.
+    #[inline(always)]
+    fn track_value(&self, write: bool) {
+        #[cfg(loom)]
+        {
+            let Keep::Heap(block) = &self.keep;
+            if write {
+                block.cell.with_mut(|_| ());
+            } else {
+                block.cell.with(|_| ());
+            }
+        }
+        #[cfg(not(loom))]
+        let _ = write;
     }
 
     /// How long the next sleep may last: until the next liveness check (a
     /// slice after `last_judged`) or the deadline, whichever is first.
-    #[cfg(not(loom))]
-    fn slice(&self, deadline: Option<Instant>, last_judged: &Instant) -> Duration {
+    fn slice(&self, deadline: Option<Instant>, last_judged: Instant) -> Duration {
         let judge = last_judged.checked_add(self.strategy.slice);
         let until = match (judge, deadline) {
             (Some(j), Some(d)) => Some(j.min(d)),
@@ -634,15 +661,8 @@ impl<T: Pod> ShmMutex<T> {
         })
     }
 
-    /// Under loom no timeout is taken: the slice is the strategy's.
-    #[cfg(loom)]
-    fn slice(&self, _deadline: Option<Instant>, _last_judged: &()) -> Duration {
-        self.strategy.slice
-    }
-
     /// Spins (Backoff, then plain spinning) for `strategy.spin` at most,
     /// trying to take a free lock.
-    #[cfg(not(loom))]
     fn spin_phase(
         &self,
         deadline: Option<Instant>,
@@ -655,7 +675,9 @@ impl<T: Pod> ShmMutex<T> {
         let backoff = crossbeam_utils::Backoff::new();
         let mut n: u32 = 0;
         loop {
-            if backoff.is_completed() {
+            // (Under loom a spin is a yield, so that the model can run the
+            // holder: crossbeam's backoff knows nothing of loom.)
+            if backoff.is_completed() || cfg!(loom) {
                 spin_loop();
             } else {
                 backoff.spin();
@@ -811,13 +833,6 @@ fn try_from_lock(e: LockError) -> TryLockError {
     }
 }
 
-/// A deadline for timeouts too long to represent: about a century.
-fn far_future() -> Instant {
-    let now = Instant::now();
-    now.checked_add(Duration::from_secs(100 * 365 * 86_400))
-        .unwrap_or(now)
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Judged {
     Free,
@@ -888,6 +903,7 @@ impl<T: Pod> MutexGuard<'_, T> {
 impl<T: Pod> Deref for MutexGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
+        self.mutex.track_value(false);
         // SAFETY: `data` is aligned for T and within the live memory
         // (checked at attach); we hold the lock, so no cooperating peer
         // writes the value; any bits are a valid T (Pod).
@@ -897,6 +913,7 @@ impl<T: Pod> Deref for MutexGuard<'_, T> {
 
 impl<T: Pod> DerefMut for MutexGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
+        self.mutex.track_value(true);
         // SAFETY: as in `deref`; the guard is borrowed mutably, and holding
         // the lock makes this the only access among cooperating peers.
         unsafe { &mut *self.mutex.data.as_ptr() }

@@ -12,7 +12,7 @@ use super::layout::{
     MAX_TOTAL_LEN, SECTION_ALIGN, SECTION_TABLE_OFFSET, SectionEntry, align_up, encode_kind,
 };
 use super::validate::{ValidLayout, ValidSection};
-use super::{ProcessId, Region, SectionKind, init_word, peers, slots_of};
+use super::{ProcessId, Region, SectionKind, SectionSpec, init_word, peers, slots_of};
 use crate::sync::shim::Ordering;
 
 /// The longest segment name accepted (`NAME_MAX` is 255; we keep a margin).
@@ -76,7 +76,7 @@ impl RegionBuilder {
     }
 
     /// Back the region with an anonymous memfd (the default). A child
-    /// process gets it through [`Region::inheritable_fd`].
+    /// process gets it through [`Region::share_with`].
     pub fn memfd(mut self) -> Self {
         self.backing = Backing::Memfd;
         self
@@ -101,6 +101,14 @@ impl RegionBuilder {
     pub fn keep(mut self, keep: bool) -> Self {
         self.keep = keep;
         self
+    }
+
+    /// Adds the section a structure of a layer above needs (a ring's
+    /// `Spec`, ...): its kind and exact length. It gets `SectionId(i)` for
+    /// the i-th section added, as with [`section`](Self::section).
+    pub fn with(self, spec: impl SectionSpec) -> Self {
+        let (kind, len) = (spec.kind(), spec.section_len());
+        self.section(kind, len)
     }
 
     /// Adds a section of `len` bytes; it gets `SectionId(i)` for the i-th

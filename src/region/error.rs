@@ -198,18 +198,27 @@ pub enum OpenError {
     /// did not seal, a `/dev/shm` file, a file on disk. Any process holding
     /// it could truncate it under our mapping and make our accesses fault
     /// (SIGBUS), so it is refused. Descriptors from
-    /// [`Region::inheritable_fd`](super::Region::inheritable_fd) are sealed;
+    /// [`Region::share_with`](super::Region::share_with) are sealed;
     /// a named segment is opened with [`Region::open`](super::Region::open),
     /// which accepts that risk by design.
     #[error(
         "the file is not sealed against shrinking (F_SEAL_SHRINK missing, seals {seals:#x}): a \
          peer could truncate it and make our accesses fault (SIGBUS); pass a sealed memfd \
-         (Region::inheritable_fd) or open a named segment with Region::open"
+         (Region::share_with) or open a named segment with Region::open"
     )]
     NotSealed {
         /// The seals the file has (`F_GET_SEALS` bits: 1 seal, 2 shrink,
         /// 4 grow, 8 write); 0 for a file that cannot carry seals.
         seals: u32,
+    },
+    /// [`Region::inherited`](super::Region::inherited) found no region
+    /// handed over by the parent.
+    #[error("no region was handed over in {var}: {why}")]
+    NotInherited {
+        /// The environment variable read.
+        var: String,
+        /// What was wrong.
+        why: &'static str,
     },
     /// Every peer slot holds a live process.
     #[error("the peer table is full")]

@@ -43,8 +43,7 @@ pub const LAYOUT_VERSION: u32 = 1;
 pub const HEADER_LEN: usize = 4096;
 /// Capacity of the section table.
 pub const MAX_SECTIONS: usize = 16;
-/// Capacity of the peer table.
-pub const MAX_PEERS: u32 = 48;
+pub use super::peer_id::MAX_PEERS;
 /// Every section offset is a multiple of this (a cache line).
 pub const SECTION_ALIGN: usize = 64;
 /// The largest region we create or open: 1 TiB.

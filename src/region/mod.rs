@@ -21,8 +21,9 @@
 //! unlinks nothing ([`Region::opened_by_current_process`] tells them apart).
 //! A child process gets a handle of its own in one of three ways:
 //! - [`Region::reopen`] on the copy it inherited (a forked child);
-//! - [`Region::from_fd`] on a descriptor made by [`Region::inheritable_fd`]
-//!   before it was started (it survives `exec`: the pool's drones);
+//! - [`Region::inherited`] in a child its parent started after
+//!   [`Region::share_with`] (the descriptor survives `exec`: the pool's
+//!   drones);
 //! - [`Region::open`] by name, for a named segment.
 //!
 //! Limits of the trust model: a memfd is sealed against growing and
@@ -42,29 +43,32 @@
 //! let raw = region.sections()[0];
 //! assert_eq!(raw.len, 1000);
 //! assert_eq!(raw.ptr.as_ptr() as usize % 64, 0);
-//! // A child process would get `region.inheritable_fd()?` and call
-//! // `Region::from_fd` on it.
+//! // A child process started after `region.share_with(&mut command)`
+//! // calls `Region::inherited` to get a handle of its own.
 //! assert!(region.peer_alive(region.peer_id()));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod builder;
 mod error;
+mod handoff;
 pub mod layout;
+mod peer_id;
 mod peers;
 pub mod process;
 mod validate;
 
+use crate::sync::clock::Instant;
 use core::ptr::NonNull;
 use core::time::Duration;
-use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::time::Instant;
 
 use memmap2::{MmapOptions, MmapRaw};
 
 pub use builder::RegionBuilder;
 pub use error::{CreateError, OpenError, SectionError};
+pub use handoff::REGION_FD_VAR;
 use layout::{HEADER_LEN, INIT_OFFSET, INIT_READY, PEER_TABLE_OFFSET, PLAIN_LEN, PeerSlot};
 pub use peers::{PeerId, PeerInfo};
 pub use process::ProcessId;
@@ -98,6 +102,16 @@ pub enum SectionKind {
     Mutex,
     /// Anything else, tagged by the user.
     User(u16),
+}
+
+/// What a structure of a layer above (a ring, an arena, a lock) needs from
+/// the section it lives in: its kind and its exact length. Hand one to
+/// [`RegionBuilder::with`] instead of computing lengths by hand.
+pub trait SectionSpec {
+    /// The section's kind.
+    fn kind(&self) -> SectionKind;
+    /// The section's length in bytes.
+    fn section_len(&self) -> usize;
 }
 
 /// One section of a mapped region.
@@ -286,7 +300,7 @@ impl Region {
     }
 
     /// Opens the region behind `fd` (e.g. a memfd inherited from the parent,
-    /// see [`Region::inheritable_fd`]), validates it and joins its peer table.
+    /// see [`Region::share_with`]), validates it and joins its peer table.
     ///
     /// The file must be sealed against shrinking (`F_SEAL_SHRINK`), as the
     /// memfds of [`RegionBuilder`] are: otherwise whoever else holds it
@@ -304,16 +318,15 @@ impl Region {
         attach(fd, None, opts, Seals::Required)
     }
 
-    /// A duplicate of the region's descriptor *without* `FD_CLOEXEC`, for a
-    /// child process to inherit and pass to [`Region::from_fd`]. The caller
-    /// owns it and should close it once the child is started.
+    /// A duplicate of the region's descriptor (with `FD_CLOEXEC`), to hand
+    /// to another process your own way (over a Unix socket with
+    /// `SCM_RIGHTS`, say), which passes it to [`Region::from_fd`]. To hand a
+    /// region to a child you start, [`Region::share_with`] does it all.
     ///
     /// # Errors
-    /// The `dup` failed (too many open files).
-    pub fn inheritable_fd(&self) -> std::io::Result<RawFd> {
-        // dup(2) never sets FD_CLOEXEC on the copy.
-        let fd = rustix::io::dup(&self.inner.fd)?;
-        Ok(fd.into_raw_fd())
+    /// The duplication failed (too many open files).
+    pub fn duplicate_fd(&self) -> std::io::Result<OwnedFd> {
+        Ok(rustix::io::fcntl_dupfd_cloexec(&self.inner.fd, 0)?)
     }
 
     /// The segment's name under `/dev/shm`, `None` for a memfd.
@@ -409,7 +422,7 @@ impl Region {
     /// refused ([`SectionError::ForeignHandle`]), its heartbeat does
     /// nothing, and dropping it releases no peer slot and unlinks nothing.
     /// Reading the peer table ([`Region::peer_alive`], [`Region::peers`])
-    /// and [`Region::inheritable_fd`] still work, and [`Region::reopen`]
+    /// and [`Region::duplicate_fd`] still work, and [`Region::reopen`]
     /// gives the child a handle of its own.
     ///
     /// Layers above that release shared state in their `Drop` (a ring role,

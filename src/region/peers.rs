@@ -22,50 +22,10 @@
 //! meanwhile. A hostile peer can make any slot look taken or free; at worst
 //! that makes the table look full or a peer look dead, never a crash.
 
-use core::num::NonZeroU32;
-
-use super::layout::{MAX_PEERS, PeerSlot};
+use super::layout::PeerSlot;
+pub use super::peer_id::PeerId;
 use super::process::ProcessId;
 use crate::sync::shim::{Ordering, fence};
-
-/// A peer's id: its slot index plus the slot's generation, so a reused slot
-/// gives a different id.
-///
-/// Raw form: bits 0..8 hold `slot + 1` (1..=[`MAX_PEERS`]), bits 8..32 the
-/// generation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct PeerId(NonZeroU32);
-
-impl PeerId {
-    /// The raw 32-bit form, e.g. to store in shared memory.
-    pub fn to_raw(self) -> u32 {
-        self.0.get()
-    }
-
-    /// The id a raw word stands for, `None` if it cannot be a peer id.
-    pub fn from_raw(raw: u32) -> Option<PeerId> {
-        let slot = raw & 0xFF;
-        if slot == 0 || slot > MAX_PEERS {
-            return None;
-        }
-        NonZeroU32::new(raw).map(PeerId)
-    }
-
-    /// The slot index this id lives in.
-    pub fn slot(self) -> usize {
-        ((self.0.get() & 0xFF) - 1) as usize
-    }
-
-    /// The slot's generation when this id was handed out.
-    pub fn generation(self) -> u32 {
-        self.0.get() >> 8
-    }
-
-    fn new(slot: usize, generation: u32) -> Option<PeerId> {
-        let low = u32::try_from(slot).ok()?.checked_add(1)?;
-        PeerId::from_raw((generation & 0x00FF_FFFF) << 8 | low)
-    }
-}
 
 /// One row of [`Region::peers`](super::Region::peers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,17 +245,6 @@ mod tests {
                 reserved: [0; 32],
             })
             .collect()
-    }
-
-    #[test]
-    fn peer_id_raw_round_trip() {
-        let id = PeerId::new(3, 7).unwrap();
-        assert_eq!(id.slot(), 3);
-        assert_eq!(id.generation(), 7);
-        assert_eq!(PeerId::from_raw(id.to_raw()), Some(id));
-        assert_eq!(PeerId::from_raw(0), None);
-        assert_eq!(PeerId::from_raw(0x100), None);
-        assert_eq!(PeerId::from_raw(MAX_PEERS + 1), None);
     }
 
     #[test]

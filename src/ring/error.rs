@@ -1,15 +1,16 @@
-//! The ring's error enums, one per operation.
+//! The ring's error enums: one per operation, the `try_` forms apart from
+//! the blocking ones. Both ring kinds give the same errors.
 
 use crate::sync::WaitError;
 
-/// A ring capacity that cannot be used ([`section_len`](super::section_len),
-/// [`heap_pair`](super::heap_pair)).
+/// A capacity a ring cannot have (`Spec::new`, `HeapRing::new`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum RingError {
+#[non_exhaustive]
+pub enum CapacityError {
     /// The capacity is not a power of two.
     #[error("ring capacity {0} is not a power of two")]
     NotPowerOfTwo(usize),
-    /// The capacity is below [`MIN_CAPACITY`](super::MIN_CAPACITY).
+    /// The capacity is below the kind's minimum.
     #[error("ring capacity {capacity} is below the minimum {min}")]
     TooSmall {
         /// The capacity asked for.
@@ -17,7 +18,7 @@ pub enum RingError {
         /// The smallest capacity allowed.
         min: usize,
     },
-    /// The capacity is above [`MAX_CAPACITY`](super::MAX_CAPACITY).
+    /// The capacity is above the kind's maximum.
     #[error("ring capacity {capacity} is above the maximum {max}")]
     TooLarge {
         /// The capacity asked for.
@@ -27,41 +28,12 @@ pub enum RingError {
     },
 }
 
-/// Why attaching a producer or consumer failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AttachError {
-    /// The region has no such section.
-    #[cfg(not(loom))]
-    #[error("no usable ring section: {0}")]
-    Section(#[from] crate::region::SectionError),
-    /// The section is not of the ring kind being attached (`SpscRing` or
-    /// `MpscRing`).
-    #[error("section is not a ring of the kind asked for")]
-    WrongKind,
-    /// The section is too short for the control block and the minimum
-    /// capacity.
-    #[error("section of {len} bytes is too short for a ring")]
-    TooShort {
-        /// The section's length.
-        len: usize,
-    },
-    /// Another live peer holds the role (its raw `PeerId`).
-    #[error("the role is held by live peer {holder}")]
-    RoleTaken {
-        /// The raw peer id of the holder.
-        holder: u32,
-    },
-    /// The ring's shared state is inconsistent, or a peer poisoned it.
-    #[error("the ring is corrupted")]
-    Corrupted,
-}
-
-/// Why a claim (or a send) failed.
+/// Why a `try_claim` failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ClaimError {
-    /// The payload is longer than the ring's maximum
-    /// ([`max_payload`](super::SpscProducer::max_payload)); waiting would never help.
+#[non_exhaustive]
+pub enum TryClaimError {
+    /// The payload is longer than the ring's maximum (`max_payload()`);
+    /// waiting would never help.
     #[error("frame of {len} bytes exceeds the maximum of {max}")]
     TooLarge {
         /// The length asked for.
@@ -69,31 +41,138 @@ pub enum ClaimError {
         /// The ring's maximum payload.
         max: usize,
     },
-    /// No room now (only from the `try_` forms).
+    /// No room now.
     #[error("the ring is full")]
     Full,
-    /// The deadline passed while the consumer was alive but gave no room.
-    #[error("timed out waiting for room")]
-    TimedOut,
-    /// The consumer died or detached while we waited for room.
-    #[error("the consumer is dead")]
-    PeerDead,
-    /// The ring's shared state is inconsistent; the ring stays poisoned.
+    /// The ring's shared state is inconsistent; it stays poisoned.
     #[error("the ring is corrupted")]
     Corrupted,
 }
 
-/// Why a read (or a receive) failed.
+/// Why a blocking claim (`claim`, `claim_timeout`, `claim_deadline`)
+/// failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum RecvError {
-    /// Nothing to read now (only from the `try_` forms).
+#[non_exhaustive]
+pub enum ClaimError {
+    /// The payload is longer than the ring's maximum; waiting would never
+    /// help.
+    #[error("frame of {len} bytes exceeds the maximum of {max}")]
+    TooLarge {
+        /// The length asked for.
+        len: usize,
+        /// The ring's maximum payload.
+        max: usize,
+    },
+    /// The deadline passed while the consumer was alive but gave no room.
+    #[error("timed out waiting for room")]
+    TimedOut,
+    /// The consumer died or detached while the ring stayed full.
+    #[error("the consumer is dead")]
+    PeerDead,
+    /// The ring's shared state is inconsistent; it stays poisoned.
+    #[error("the ring is corrupted")]
+    Corrupted,
+}
+
+/// Why a commit failed (only an MPSC commit can: an SPSC one always
+/// publishes). The claimed bytes are lost either way, and the caller knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommitError {
+    /// The consumer judged this producer dead (its claim outlived the claim
+    /// timeout and the liveness check said so) and skipped the frame before
+    /// the commit landed. Nothing was delivered.
+    #[error("the consumer abandoned this claim before it was committed")]
+    Abandoned,
+    /// The ring's shared state is inconsistent; it stays poisoned.
+    #[error("the ring is corrupted")]
+    Corrupted,
+}
+
+/// Why a `try_send` (a claim, a copy and a commit) failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrySendError {
+    /// The payload is longer than the ring's maximum.
+    #[error("frame of {len} bytes exceeds the maximum of {max}")]
+    TooLarge {
+        /// The payload's length.
+        len: usize,
+        /// The ring's maximum payload.
+        max: usize,
+    },
+    /// No room now.
+    #[error("the ring is full")]
+    Full,
+    /// The claim was abandoned before the commit (MPSC only, see
+    /// [`CommitError::Abandoned`]).
+    #[error("the consumer abandoned this claim before it was committed")]
+    Abandoned,
+    /// The ring's shared state is inconsistent; it stays poisoned.
+    #[error("the ring is corrupted")]
+    Corrupted,
+}
+
+/// Why a blocking send (`send`, `send_timeout`, `send_deadline`) failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The payload is longer than the ring's maximum.
+    #[error("frame of {len} bytes exceeds the maximum of {max}")]
+    TooLarge {
+        /// The payload's length.
+        len: usize,
+        /// The ring's maximum payload.
+        max: usize,
+    },
+    /// The deadline passed while the consumer was alive but gave no room.
+    #[error("timed out waiting for room")]
+    TimedOut,
+    /// The consumer died or detached while the ring stayed full.
+    #[error("the consumer is dead")]
+    PeerDead,
+    /// The claim was abandoned before the commit (MPSC only, see
+    /// [`CommitError::Abandoned`]).
+    #[error("the consumer abandoned this claim before it was committed")]
+    Abandoned,
+    /// The ring's shared state is inconsistent; it stays poisoned.
+    #[error("the ring is corrupted")]
+    Corrupted,
+}
+
+/// Why a `try_read` or `try_recv` failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TryRecvError {
+    /// Nothing to read now (for MPSC also: the frame at the head is still
+    /// being written).
     #[error("the ring is empty")]
     Empty,
+    /// A typed receive found a frame of the wrong length (the frame is
+    /// consumed).
+    #[error("frame of {got} bytes where {expected} were expected")]
+    WrongSize {
+        /// `size_of::<T>()`.
+        expected: usize,
+        /// The frame's length.
+        got: usize,
+    },
+    /// The ring's shared state is inconsistent; it stays poisoned.
+    #[error("the ring is corrupted")]
+    Corrupted,
+}
+
+/// Why a blocking read or receive (`read`, `read_timeout`,
+/// `read_deadline`, and the `recv` forms) failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvError {
     /// The deadline passed while the producer was alive but sent nothing.
     #[error("timed out waiting for a frame")]
     TimedOut,
-    /// The producer died or detached and every frame it committed has been
-    /// read.
+    /// The producer died or detached and every frame it published has
+    /// been read (SPSC: an MPSC ring's producers come and go, so its
+    /// consumer never reports this; use a deadline).
     #[error("the producer is dead")]
     PeerDead,
     /// A typed receive found a frame of the wrong length (the frame is
@@ -105,7 +184,7 @@ pub enum RecvError {
         /// The frame's length.
         got: usize,
     },
-    /// The ring's shared state is inconsistent; the ring stays poisoned.
+    /// The ring's shared state is inconsistent; it stays poisoned.
     #[error("the ring is corrupted")]
     Corrupted,
 }
@@ -124,6 +203,45 @@ impl From<WaitError> for RecvError {
         match e {
             WaitError::TimedOut => Self::TimedOut,
             WaitError::PeerDead => Self::PeerDead,
+        }
+    }
+}
+
+impl From<TryClaimError> for TrySendError {
+    fn from(e: TryClaimError) -> Self {
+        match e {
+            TryClaimError::TooLarge { len, max } => Self::TooLarge { len, max },
+            TryClaimError::Full => Self::Full,
+            TryClaimError::Corrupted => Self::Corrupted,
+        }
+    }
+}
+
+impl From<ClaimError> for SendError {
+    fn from(e: ClaimError) -> Self {
+        match e {
+            ClaimError::TooLarge { len, max } => Self::TooLarge { len, max },
+            ClaimError::TimedOut => Self::TimedOut,
+            ClaimError::PeerDead => Self::PeerDead,
+            ClaimError::Corrupted => Self::Corrupted,
+        }
+    }
+}
+
+impl From<CommitError> for TrySendError {
+    fn from(e: CommitError) -> Self {
+        match e {
+            CommitError::Abandoned => Self::Abandoned,
+            CommitError::Corrupted => Self::Corrupted,
+        }
+    }
+}
+
+impl From<CommitError> for SendError {
+    fn from(e: CommitError) -> Self {
+        match e {
+            CommitError::Abandoned => Self::Abandoned,
+            CommitError::Corrupted => Self::Corrupted,
         }
     }
 }

@@ -23,26 +23,18 @@
 //! straddles the end of the ring.
 
 /// Bytes in a frame header (length word and tag).
-pub const HEADER_LEN: usize = 8;
+pub const FRAME_HEADER_LEN: usize = 8;
 
 /// Every frame starts at a multiple of this many bytes.
 pub const FRAME_ALIGN: usize = 8;
 
-/// The smallest byte capacity of a ring.
+/// The smallest byte capacity of a ring, either kind.
 pub const MIN_CAPACITY: usize = 64;
-
-/// The largest byte capacity of a ring (2 GiB), so that every length fits
-/// the 31 bits of a header's length word.
-pub const MAX_CAPACITY: usize = 1 << 31;
 
 /// How far past the end of its claim an MPSC producer warms lines for
 /// writing: the two lines from 128 bytes on (a 64-byte message's frame is
-/// 72 bytes, so they hold the frame after next). Measured on the 2-CPU
-/// reference machine, `mpsc1_64b_throughput` before the claim path was
-/// inlined: no prefetch 13 M msg/s, 64 bytes ahead 18 M, 128 bytes 18-19 M,
-/// 256 bytes 17 M, 2 KiB 14 M; after, 10 alternating quick runs with
-/// `--pin split`: medians 33.0 M without and 36.6 M with (mpsc2: 32.6 and
-/// 35.8 M).
+/// 72 bytes, so they hold the frame after next). Chosen by measurement
+/// (64 bytes to 2 KiB tried; see the commit that introduced it).
 pub(crate) const PREFETCH_AHEAD: u64 = 128;
 
 /// Asks for the two cache lines from `end + PREFETCH_AHEAD` (rounded down
@@ -76,7 +68,7 @@ pub(crate) const PAD_FLAG: u32 = 1 << 31;
 /// the frame it precedes, so the two together never exceed the capacity.
 #[inline]
 pub const fn max_payload(capacity: usize) -> usize {
-    capacity / 2 - HEADER_LEN
+    capacity / 2 - FRAME_HEADER_LEN
 }
 
 /// `x` rounded up to a multiple of [`FRAME_ALIGN`]. `x` is at most a
@@ -90,7 +82,7 @@ pub(crate) const fn align_up(x: u64) -> u64 {
 /// alignment included.
 #[inline]
 pub(crate) const fn frame_len(payload: u64) -> u64 {
-    HEADER_LEN as u64 + align_up(payload)
+    FRAME_HEADER_LEN as u64 + align_up(payload)
 }
 
 /// Bytes of padding needed before a frame of `total` bytes written at
@@ -121,7 +113,7 @@ pub(crate) const fn decode_header(header: u64) -> (u32, u32) {
 /// included) up to the end of the lap.
 #[inline]
 pub(crate) const fn pad_word(room: u64) -> u32 {
-    PAD_FLAG | (room - HEADER_LEN as u64) as u32
+    PAD_FLAG | (room - FRAME_HEADER_LEN as u64) as u32
 }
 
 /// Whether `pos` is a valid frame position (8-aligned).

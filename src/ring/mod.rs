@@ -1,62 +1,57 @@
-//! Rings of variable-length frames in a shared byte ring.
+//! Rings of variable-length frames in a shared byte ring: [`spsc`] (one
+//! producer, one consumer) and [`mpsc`] (many producers, one consumer),
+//! siblings over what they share.
 //!
-//! # SPSC
+//! Both kinds speak the same vocabulary:
 //!
-//! One producer process and one consumer process share a ring section of a
-//! [`Region`](crate::region::Region): a small control block and a byte ring
-//! of 2^k bytes (see [`layout`] for the diagram and the invariants, [`frame`]
-//! for the frame format). This replaces a mutex round trip for commands.
-//!
-//! - [`SpscProducer::try_claim`] reserves room for a frame and hands out its
-//!   bytes to write in place; [`Claim::commit`] publishes it with one
-//!   Release store; [`Claim::commit_deferred`] plus
-//!   [`SpscProducer::publish`] publish a batch with one store. Dropping a
-//!   claim publishes nothing.
-//! - [`SpscConsumer::try_read`] gives the next frame in place; dropping the
-//!   [`Frame`] releases it. [`SpscConsumer::try_read_batch`] reads many and
-//!   releases them at once. Releases reach the producer lazily (a quarter
-//!   of the ring at a time, or when the consumer finds the ring empty or
-//!   waits), so a consumer that keeps up pays no store per frame.
-//! - Copying forms (`send`/`recv`) and typed forms for `T: bytemuck::Pod`
-//!   (`send_value`/`recv_value`) sit on top.
-//! - Each operation has a `try_` form that never blocks, a blocking form
-//!   that follows the handle's [`WaitStrategy`](crate::sync::WaitStrategy)
-//!   (spin, then sleep on a shared futex), and timeout/deadline forms. A
-//!   blocked side whose peer died (or detached) gets `PeerDead`; while the
-//!   peer keeps up, no system call is made.
-//! - Each side caches the other's position and re-reads it only when its
-//!   cache says full (producer) or empty (consumer).
+//! - `spsc::Spec` / `mpsc::Spec` give a section's kind and exact length for
+//!   the region builder; `Producer::attach` and `Consumer::attach` join a
+//!   ring in a region section; `HeapRing` is the same ring on the heap (for
+//!   the threads of one process, tests and loom models).
+//! - Zero-copy: `try_claim` / `claim` hand out a frame's bytes to write in
+//!   place, `commit` publishes it; `try_read` / `read` give a frame in
+//!   place, dropping it releases it.
+//! - The copying and typed forms (`send`, `recv`, `send_value`,
+//!   `recv_value`) are written once, in the [`Sender`] and [`Receiver`]
+//!   traits that both kinds implement.
+//! - Every operation that may wait has `try_`, blocking, `_timeout` and
+//!   `_deadline` forms; a blocked side whose peer died gets `PeerDead`;
+//!   while the peer keeps up, no system call is made.
 //! - Everything read from shared memory is checked: a bad position or
-//!   header gives `Corrupted` and poisons the ring for both sides.
+//!   header gives `Corrupted` and poisons the ring for every side.
 //! - A frame read in place is a live view of shared memory: a hostile peer
 //!   cannot make it reach outside its frame, but can change its bytes while
-//!   you read them. Copy before you validate (see [`Frame`]'s docs).
+//!   you read them. Copy before you validate (see [`spsc::Frame`]'s docs).
 //!
-//! A side that never had a peer waits for one: the consumer of a ring whose
-//! producer has not attached yet blocks (until its deadline) rather than
-//! report `PeerDead`. Once a peer attached and then left (dropped its handle
-//! or died), a blocked side gets `PeerDead`.
+//! ```
+//! use polycephaly::region::{Region, SectionId};
+//! use polycephaly::ring::{Receiver, Sender, mpsc, spsc};
+//!
+//! let region = Region::builder()
+//!     .with(spsc::Spec::new(4096)?) // SectionId(0)
+//!     .with(mpsc::Spec::new(4096)?) // SectionId(1)
+//!     .build()?;
+//! let mut cmd = spsc::Producer::attach(&region, SectionId(0))?;
+//! let mut drone = spsc::Consumer::attach(&region, SectionId(0))?;
+//! let mut report = mpsc::Producer::attach(&region, SectionId(1))?;
+//! let mut master = mpsc::Consumer::attach(&region, SectionId(1))?;
+//! cmd.send_value(&21u64)?;
+//! let x: u64 = drone.recv_value()?;
+//! report.send_value(&(2 * x))?;
+//! assert_eq!(master.recv_value::<u64>()?, 42);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
-pub mod frame;
-pub mod layout;
-
-#[cfg(not(loom))]
-mod attach;
-mod consumer;
+mod core;
 mod error;
+pub mod frame;
+mod io;
 pub mod mpsc;
-mod producer;
-mod spsc;
-mod typed;
+pub mod spsc;
 
-pub use consumer::{Frame, SpscConsumer};
-pub use error::{AttachError, ClaimError, RecvError, RingError};
-pub use frame::{FRAME_ALIGN, HEADER_LEN, MAX_CAPACITY, MIN_CAPACITY, max_payload};
-pub use layout::{CONTROL_LEN, check_capacity, section_len};
-pub use producer::{Claim, SpscProducer};
-pub use spsc::heap_pair;
-
-#[cfg(not(loom))]
-pub(crate) use layout::HeapRing;
-#[cfg(not(loom))]
-pub(crate) use spsc::{heap_consumer, heap_producer};
+pub use error::{
+    CapacityError, ClaimError, CommitError, RecvError, SendError, TryClaimError, TryRecvError,
+    TrySendError,
+};
+pub use frame::{FRAME_ALIGN, FRAME_HEADER_LEN, MIN_CAPACITY};
+pub use io::{Commit, ReadFrame, Receiver, Sender};

@@ -2,6 +2,7 @@
 //! processes, and the spin-then-sleep wait protocol.
 //!
 //! - [`shim`]: std or loom atomics on `cfg(loom)`.
+//! - [`clock`]: std's monotonic clock, or a model clock under loom.
 //! - [`futex`]: [`Futex`], a 32-bit word to sleep on across processes.
 //! - [`barrier`]: the asymmetric fence (membarrier) that keeps the
 //!   publisher's side of the wait protocol free of a hardware fence.
@@ -9,6 +10,7 @@
 //!   timeouts and peer-liveness checks, and [`WaitStrategy`].
 
 pub mod barrier;
+pub mod clock;
 pub mod futex;
 pub mod shim;
 pub mod wait;

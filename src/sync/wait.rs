@@ -71,9 +71,9 @@
 //! found nobody) or a corrupted word, and then at most once per 250 us
 //! (before announcing again sooner it spins, polling `ready`).
 
+use crate::sync::clock::Instant;
 use core::cell::Cell;
 use core::time::Duration;
-use std::time::Instant;
 
 use super::barrier;
 use super::futex::Futex;

@@ -16,6 +16,25 @@ pub fn role() -> Option<String> {
 /// within the test crate, e.g. `futex_wake_crosses_processes`), with `role`
 /// and the extra environment `env`. The child's stdout/stderr are inherited.
 pub fn spawn_self(test_name: &str, role: &str, env: &[(&str, String)]) -> Child {
+    self_command(test_name, role, env)
+        .spawn()
+        .expect("spawn child test process")
+}
+
+/// As [`spawn_self`], handing the child `region` (it calls
+/// `Region::inherited`).
+pub fn spawn_self_with(
+    test_name: &str,
+    role: &str,
+    env: &[(&str, String)],
+    region: &polycephaly::region::Region,
+) -> Child {
+    let mut cmd = self_command(test_name, role, env);
+    region.share_with(&mut cmd).expect("hand the region over");
+    cmd.spawn().expect("spawn child test process")
+}
+
+fn self_command(test_name: &str, role: &str, env: &[(&str, String)]) -> Command {
     let exe = std::env::current_exe().expect("current_exe");
     let mut cmd = Command::new(exe);
     cmd.args(["--exact", test_name, "--nocapture", "--test-threads=1"])
@@ -24,7 +43,7 @@ pub fn spawn_self(test_name: &str, role: &str, env: &[(&str, String)]) -> Child 
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.spawn().expect("spawn child test process")
+    cmd
 }
 
 /// Waits for `child` and asserts that it exited successfully.

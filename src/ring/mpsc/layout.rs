@@ -26,7 +26,9 @@
 //!       +------------------------------------------------+
 //! ```
 //!
-//! All-zero memory is a valid, empty ring with no producer and no consumer.
+//! The section is exactly [`CONTROL_LEN`] plus the capacity: attaching
+//! refuses any other length (see [`Spec`]). All-zero memory is a valid,
+//! empty ring with no producer and no consumer.
 //!
 //! # Invariants (checked on every read, never trusted)
 //! - `tail`: moved forward only by a producer's CAS (by the bytes of one
@@ -59,12 +61,13 @@
 //! A header word of 0 is "unwritten": the consumer zeroes every byte it
 //! consumed, so a position of the next lap reads as 0 until claimed.
 
-use core::ops::Deref;
-use core::ptr::NonNull;
+use std::sync::Arc;
 
-use crate::ring::RingError;
+#[cfg(any(feature = "testing", loom))]
+use crate::region::PeerId;
+use crate::ring::core::{HeapMem, Line, RingControl, check_capacity};
+use crate::ring::error::CapacityError;
 use crate::ring::frame::MIN_CAPACITY;
-use crate::ring::layout::ZeroedBlock;
 use crate::sync::Doorbell;
 use crate::sync::shim::{AtomicU32, AtomicU64};
 
@@ -123,19 +126,6 @@ impl Header {
     }
 }
 
-/// One 64-byte cache line holding `T`.
-#[repr(C, align(64))]
-#[derive(Debug, Default)]
-pub(crate) struct Line<T>(pub(crate) T);
-
-impl<T> Deref for Line<T> {
-    type Target = T;
-    #[inline(always)]
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
 /// The consumer's position and the end of the release under way (line 1).
 #[repr(C)]
 #[derive(Debug, Default)]
@@ -182,6 +172,18 @@ pub(crate) struct Control {
     pub(crate) records: [Line<Record>; MAX_PRODUCERS],
 }
 
+impl RingControl for Control {
+    fn poisoned(&self) -> &AtomicU32 {
+        &self.roles.poisoned
+    }
+    fn data_bell(&self) -> &Doorbell {
+        &self.data_bell
+    }
+    fn space_bell(&self) -> &Doorbell {
+        &self.space_bell
+    }
+}
+
 impl Default for Control {
     fn default() -> Self {
         Self {
@@ -218,99 +220,131 @@ const _: () = {
     assert!(MAX_PRODUCERS <= ENTRY_MASK as usize + 1);
 };
 
-/// Checks an MPSC capacity: a power of two within
-/// [`MIN_CAPACITY`]..=[`MAX_CAPACITY`].
-///
-/// # Errors
-/// The [`RingError`] naming the broken rule.
-pub fn check_capacity(capacity: usize) -> Result<(), RingError> {
-    crate::ring::layout::check_capacity_within(capacity, MIN_CAPACITY, MAX_CAPACITY)
-}
-
-/// The section length to ask the region for, for an MPSC ring of
-/// `capacity` data bytes: the control block plus the capacity.
+/// The shape of an MPSC ring: its capacity, checked. Hand it to the region
+/// builder ([`RegionBuilder::with`](crate::region::RegionBuilder::with)) so
+/// that the section has the kind and the exact length the ring needs.
 ///
 /// ```
-/// use polycephaly::ring::mpsc::{section_len, CONTROL_LEN};
-/// assert_eq!(section_len(4096).unwrap(), CONTROL_LEN + 4096);
-/// assert!(section_len(1000).is_err());
-/// ```
+/// use polycephaly::ring::mpsc;
 ///
-/// # Errors
-/// [`RingError`] when `capacity` is not a power of two or out of range.
-pub fn section_len(capacity: usize) -> Result<usize, RingError> {
-    check_capacity(capacity)?;
-    Ok(CONTROL_LEN + capacity)
+/// let spec = mpsc::Spec::new(1 << 16)?;
+/// assert_eq!(spec.section_len(), mpsc::CONTROL_LEN + (1 << 16));
+/// assert!(mpsc::Spec::new(mpsc::MAX_CAPACITY * 2).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spec {
+    capacity: usize,
 }
 
-/// The capacity of a ring laid over a section of `len` bytes: the largest
-/// power of two that fits after the control block, capped at
-/// [`MAX_CAPACITY`].
-#[cfg(not(loom))]
-pub(crate) fn capacity_for_section(len: usize) -> Option<usize> {
-    crate::ring::layout::capacity_after(len, CONTROL_LEN, MIN_CAPACITY, MAX_CAPACITY)
-}
-
-/// The memory of a heap-backed ring: the control block and the data bytes.
-/// In a normal build they are one allocation laid out as a section; under
-/// loom the control block is a loom object and the header words are a
-/// separate array of loom atomics beside the payload bytes (loom atomics
-/// cannot be laid over raw memory).
-#[derive(Debug)]
-pub(crate) struct HeapMem {
-    pub(crate) ctrl: NonNull<Control>,
-    pub(crate) data: NonNull<u8>,
-    pub(crate) capacity: usize,
-    // Under loom only kept for its drop (the data bytes live in it).
-    #[cfg_attr(loom, allow(dead_code))]
-    block: ZeroedBlock,
-    #[cfg(loom)]
-    _ctrl_box: Box<Control>,
-    /// One atomic per 8 data bytes: the header words (loom only).
-    #[cfg(loom)]
-    pub(crate) words: Box<[AtomicU64]>,
-}
-
-// SAFETY: HeapMem owns its allocation; shared access goes through atomics
-// in `Control`, the header words, or the ring protocol on payload bytes.
-unsafe impl Send for HeapMem {}
-// SAFETY: as above; `&HeapMem` only hands out raw pointers.
-unsafe impl Sync for HeapMem {}
-
-impl HeapMem {
-    /// A zeroed ring of `capacity` bytes.
-    pub(crate) fn new(capacity: usize) -> Result<Self, RingError> {
-        check_capacity(capacity)?;
-        #[cfg(not(loom))]
-        {
-            let block = ZeroedBlock::new(CONTROL_LEN, capacity, MAX_CAPACITY)?;
-            Ok(Self {
-                ctrl: block.ptr().cast(),
-                data: block.data(),
-                capacity,
-                block,
-            })
-        }
-        #[cfg(loom)]
-        {
-            let block = ZeroedBlock::new(0, capacity, MAX_CAPACITY)?;
-            let ctrl_box = Box::new(Control::default());
-            let words = (0..capacity / 8).map(|_| AtomicU64::new(0)).collect();
-            Ok(Self {
-                ctrl: NonNull::from(&*ctrl_box),
-                data: block.data(),
-                capacity,
-                block,
-                _ctrl_box: ctrl_box,
-                words,
-            })
-        }
+impl Spec {
+    /// A ring of `capacity` data bytes.
+    ///
+    /// # Errors
+    /// [`CapacityError`] unless `capacity` is a power of two from
+    /// [`MIN_CAPACITY`] to
+    /// [`MAX_CAPACITY`].
+    pub fn new(capacity: usize) -> Result<Self, CapacityError> {
+        check_capacity(capacity, MIN_CAPACITY, MAX_CAPACITY)?;
+        Ok(Self { capacity })
     }
 
-    /// The whole memory (control and data) as raw bytes, for the fuzzer.
-    #[cfg(not(loom))]
+    /// The data capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The section's length: the control block plus the capacity.
+    pub fn section_len(&self) -> usize {
+        CONTROL_LEN + self.capacity
+    }
+
+    /// The largest payload a frame may have: half the ring minus a header.
+    pub fn max_payload(&self) -> usize {
+        crate::ring::frame::max_payload(self.capacity)
+    }
+}
+
+#[cfg(not(loom))]
+impl crate::region::SectionSpec for Spec {
+    fn kind(&self) -> crate::region::SectionKind {
+        crate::region::SectionKind::MpscRing
+    }
+    fn section_len(&self) -> usize {
+        Spec::section_len(self)
+    }
+}
+
+/// The length every attach checks a section against.
+#[cfg(not(loom))]
+pub(crate) fn capacity_of_section(len: usize) -> Result<usize, crate::AttachError> {
+    crate::ring::core::capacity_of_section(
+        len,
+        CONTROL_LEN,
+        MIN_CAPACITY,
+        MAX_CAPACITY,
+        "an MPSC ring (its control block plus a power-of-two capacity)",
+    )
+}
+
+/// An MPSC ring on the heap, for the threads of one process (and for loom
+/// models, property tests and the fuzzer): the same code as a ring in a
+/// region section, with peer ids handed out here. Cheap to clone.
+///
+/// ```
+/// use polycephaly::ring::{Receiver, Sender, mpsc};
+///
+/// let ring = mpsc::HeapRing::new(1024)?;
+/// let mut a = ring.producer()?;
+/// let mut b = ring.producer()?;
+/// let mut rx = ring.consumer()?;
+/// a.try_send(b"from a")?;
+/// b.try_send(b"from b")?;
+/// let mut buf = Vec::new();
+/// rx.try_recv(&mut buf)?;
+/// assert_eq!(buf, b"from a");
+/// rx.try_recv(&mut buf)?;
+/// assert_eq!(buf, b"from b");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct HeapRing {
+    pub(crate) mem: Arc<HeapMem<Control>>,
+}
+
+impl HeapRing {
+    /// A zeroed ring of `capacity` bytes (empty, no handles attached).
+    ///
+    /// # Errors
+    /// As [`Spec::new`].
+    pub fn new(capacity: usize) -> Result<Self, CapacityError> {
+        Ok(Self {
+            mem: Arc::new(HeapMem::new(
+                capacity,
+                CONTROL_LEN,
+                MIN_CAPACITY,
+                MAX_CAPACITY,
+            )?),
+        })
+    }
+
+    /// The data capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.mem.capacity()
+    }
+
+    /// Declares the handle with this id dead, as if its process had been
+    /// killed: the consumer may then abandon its pending claim, and its
+    /// role or entry can be taken over. A test hook.
+    #[cfg(any(feature = "testing", loom))]
+    pub fn mark_dead(&self, id: PeerId) {
+        self.mem.peers.mark_dead(id);
+    }
+
+    /// The whole ring memory, for the fuzzer to overwrite.
+    #[cfg(all(feature = "testing", not(loom)))]
     pub(crate) fn raw_bytes(&self) -> (*mut u8, usize) {
-        (self.block.ptr().as_ptr(), self.block.len())
+        self.mem.raw_bytes()
     }
 }
 
@@ -336,9 +370,12 @@ mod tests {
 
     #[test]
     fn capacities() {
-        assert!(check_capacity(64).is_ok());
-        assert!(check_capacity(MAX_CAPACITY * 2).is_err());
-        assert_eq!(capacity_for_section(CONTROL_LEN + 4096 + 8), Some(4096));
-        assert_eq!(capacity_for_section(CONTROL_LEN + 8), None);
+        assert!(Spec::new(64).is_ok());
+        assert!(Spec::new(MAX_CAPACITY * 2).is_err());
+        assert_eq!(capacity_of_section(CONTROL_LEN + 4096).ok(), Some(4096));
+        assert!(capacity_of_section(CONTROL_LEN + 4096 + 8).is_err());
+        // An SPSC section of the same capacity is refused, not read as a
+        // smaller MPSC ring.
+        assert!(capacity_of_section(crate::ring::spsc::CONTROL_LEN + (1 << 16)).is_err());
     }
 }

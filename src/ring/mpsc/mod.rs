@@ -7,15 +7,17 @@
 //! frames, each an 8-byte header word and the payload, 8-byte aligned.
 //! All-zero memory is an empty ring: no initialisation step.
 //!
-//! - [`MpscProducer::attach`] (any number, each identified by its region
+//! - [`Producer::attach`] (any number, each identified by its region
 //!   peer id, attaching and detaching at any time) and
-//!   [`MpscConsumer::attach`] (one, the role claimed by CAS and taken over
-//!   when its holder is dead); [`HeapMpsc`] for rings on the heap (threads,
-//!   loom, property tests), the same code otherwise.
-//! - Zero-copy [`MpscProducer::try_claim`] / [`MpscClaim::commit`] and
-//!   [`MpscConsumer::try_read`] / [`MpscFrame`]; copying (`send`/`recv`) and
-//!   Pod (`send_value`/`recv_value`) forms; `try_`, blocking, `_timeout`
-//!   and `_until` forms of each; batch reads.
+//!   [`Consumer::attach`] (one, the role claimed by CAS and taken over when
+//!   its holder is dead); [`HeapRing`] for rings on the heap (threads, loom,
+//!   property tests), the same code otherwise.
+//! - Zero-copy [`Producer::try_claim`] / [`Claim::commit`] and
+//!   [`Consumer::try_read`] / [`Frame`]; the copying and typed forms come
+//!   from the [`Sender`](crate::ring::Sender) and
+//!   [`Receiver`](crate::ring::Receiver) traits, shared with SPSC rings;
+//!   `try_`, blocking, `_timeout` and `_deadline` forms of each; batch
+//!   reads.
 //! - Frames of one producer arrive in its order; frames of different
 //!   producers interleave in claim order. Every committed frame is
 //!   delivered exactly once.
@@ -64,7 +66,7 @@
 //!   waited for, one timeout at a time) does the consumer CAS the header
 //!   CLAIMED -> ABANDONED. The producer's commit is a CAS from the same
 //!   value, so exactly one wins: a late commit returns
-//!   [`CommitError::Abandoned`] and nothing is delivered or lost silently.
+//!   [`CommitError::Abandoned`](crate::ring::CommitError::Abandoned) and nothing is delivered or lost silently.
 //! - 0 below the tail: a producer won the tail CAS and has not written the
 //!   header (or died in between). The tail CAS cannot write the claimer's
 //!   id, so each producer records its *intent* (start and length of the
@@ -112,21 +114,10 @@
 //! been delivered). Loops over shared state are bounded.
 
 mod consumer;
-mod error;
 pub mod layout;
 mod producer;
-mod typed;
 mod view;
 
-pub use consumer::{DEFAULT_CLAIM_TIMEOUT, MpscConsumer, MpscFrame, ProducerInfo};
-pub use error::{CommitError, SendError};
-pub use layout::{CONTROL_LEN, MAX_CAPACITY, MAX_PRODUCERS, check_capacity, section_len};
-pub use producer::{MpscClaim, MpscProducer};
-pub use view::HeapMpsc;
-
-/// The largest payload an MPSC ring of `capacity` bytes accepts: half the
-/// ring minus a header.
-#[inline]
-pub const fn max_payload(capacity: usize) -> usize {
-    crate::ring::frame::max_payload(capacity)
-}
+pub use consumer::{Consumer, DEFAULT_CLAIM_TIMEOUT, Frame, ProducerInfo};
+pub use layout::{CONTROL_LEN, HeapRing, MAX_CAPACITY, MAX_PRODUCERS, Spec};
+pub use producer::{Claim, Producer};

@@ -1,21 +1,22 @@
 //! The producer side of an MPSC ring: claim by CAS on the tail, write in
 //! place, commit by CAS on the frame header.
 
+use crate::sync::clock::Instant;
 use core::fmt;
 use core::ops::{Deref, DerefMut};
 use core::time::Duration;
-use std::time::Instant;
 
-use super::error::{CommitError, SendError};
-use super::layout::{ABANDONED, CLAIMED, COMMITTED, Header, PADDING};
-use super::view::{MAX_POSITION, RingView};
-use crate::ring::ClaimError;
-use crate::ring::frame::{frame_len, pad_before, warm_lines_after};
+use super::layout::{ABANDONED, CLAIMED, COMMITTED, Header, PADDING, Record};
+use super::view::RingView;
+use crate::region::PeerId;
+use crate::ring::core::retry;
+use crate::ring::error::{ClaimError, CommitError, TryClaimError};
+use crate::ring::frame::{MAX_POSITION, frame_len, pad_before, warm_lines_after};
 use crate::sync::WaitStrategy;
 use crate::sync::shim::Ordering;
 
 /// How many tail CAS attempts a `try_` claim makes before it reports the
-/// ring [`Full`](ClaimError::Full): other producers winning every race for
+/// ring [`Full`](TryClaimError::Full): other producers winning every race for
 /// this long is contention a blocking claim waits out.
 const CAS_ATTEMPTS: u32 = 1 << 12;
 
@@ -55,7 +56,7 @@ fn read_positions(v: &RingView, cached_head: u64) -> Option<(u64, u64)> {
 /// instructions between its failed CAS and its next attempt or this
 /// retraction.
 #[cold]
-fn retract(rec: &super::layout::Record, lost: bool, err: ClaimError) -> ClaimError {
+fn retract(rec: &Record, lost: bool, err: TryClaimError) -> TryClaimError {
     if lost {
         // Release: pairs with the consumer's Acquire load of the intent in
         // `resolve_unwritten`. (Our last won claim's header, written before
@@ -72,12 +73,15 @@ fn retract(rec: &super::layout::Record, lost: bool, err: ClaimError) -> ClaimErr
 /// (`&mut self`). Any number of producers (up to
 /// [`MAX_PRODUCERS`](super::MAX_PRODUCERS) at once), in any processes, may
 /// write to one ring; each holds an entry of the ring's producer table,
-/// released when the handle drops.
-pub struct MpscProducer {
+/// released when the handle drops. The copying and typed forms (`send`,
+/// `send_value`, ...) come with the [`Sender`](crate::ring::Sender) trait.
+pub struct Producer {
     view: RingView,
     /// Our entry in the record table.
     entry: usize,
-    /// Our raw peer id (the region's, or one handed out by a heap ring).
+    /// Our peer id (the region's, or one handed out by a heap ring).
+    id: PeerId,
+    /// `id.to_raw()`, as our record's owner word holds it.
     me: u32,
     /// A consumer position seen earlier: possibly stale (older), never
     /// newer.
@@ -89,14 +93,14 @@ pub struct MpscProducer {
 // SAFETY: the handle holds raw pointers into memory kept alive by its
 // backing (an `Arc` or a `Region`, both Send + Sync); its entry moves with
 // it.
-unsafe impl Send for MpscProducer {}
+unsafe impl Send for Producer {}
 
-impl fmt::Debug for MpscProducer {
+impl fmt::Debug for Producer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MpscProducer")
+        f.debug_struct("mpsc::Producer")
             .field("capacity", &self.view.cap)
             .field("entry", &self.entry)
-            .field("id", &self.me)
+            .field("id", &self.id)
             .field("cached_head", &self.cached_head)
             .field("poisoned", &self.poisoned)
             .finish()
@@ -111,12 +115,13 @@ struct Reservation {
     len: u32,
 }
 
-impl MpscProducer {
-    pub(crate) fn from_parts(view: RingView, entry: usize, me: u32) -> Self {
+impl Producer {
+    pub(crate) fn from_parts(view: RingView, entry: usize, id: PeerId) -> Self {
         Self {
             view,
             entry,
-            me,
+            id,
+            me: id.to_raw(),
             cached_head: 0,
             poisoned: false,
             strategy: WaitStrategy::BLOCK,
@@ -133,10 +138,9 @@ impl MpscProducer {
         self.view.max_payload as usize
     }
 
-    /// This producer's raw peer id (what a heap ring's
-    /// [`mark_dead`](super::HeapMpsc::mark_dead) takes).
-    pub fn id(&self) -> u32 {
-        self.me
+    /// This producer's peer id (what a heap ring's `mark_dead` takes).
+    pub fn id(&self) -> PeerId {
+        self.id
     }
 
     /// This producer's entry in the ring's producer table.
@@ -166,28 +170,29 @@ impl MpscProducer {
 
     /// Claims room for a frame of `len` payload bytes without blocking.
     ///
-    /// Write the payload through the returned [`MpscClaim`] (it
-    /// dereferences to `&mut [u8]` of exactly `len` bytes, zeroed), then
-    /// [`commit`](MpscClaim::commit) it. Dropping it uncommitted turns the
-    /// frame into padding.
+    /// Write the payload through the returned [`Claim`] (it dereferences to
+    /// `&mut [u8]` of exactly `len` bytes, zeroed), then
+    /// [`commit`](Claim::commit) it. Dropping it uncommitted turns the frame
+    /// into padding.
     ///
     /// ```
-    /// let ring = polycephaly::ring::mpsc::HeapMpsc::new(256).unwrap();
-    /// let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
-    /// let mut claim = tx.try_claim(3).unwrap();
+    /// let ring = polycephaly::ring::mpsc::HeapRing::new(256)?;
+    /// let (mut tx, mut rx) = (ring.producer()?, ring.consumer()?);
+    /// let mut claim = tx.try_claim(3)?;
     /// claim.copy_from_slice(b"abc");
     /// claim.set_tag(7);
-    /// claim.commit().unwrap();
-    /// let frame = rx.try_read().unwrap();
+    /// claim.commit()?;
+    /// let frame = rx.try_read()?;
     /// assert_eq!((&frame[..], frame.tag()), (&b"abc"[..], 7));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
-    /// [`ClaimError::TooLarge`] if `len > max_payload()`,
-    /// [`ClaimError::Full`] if there is no room now,
-    /// [`ClaimError::Corrupted`] if the ring is inconsistent.
+    /// [`TryClaimError::TooLarge`] if `len > max_payload()`,
+    /// [`TryClaimError::Full`] if there is no room now,
+    /// [`TryClaimError::Corrupted`] if the ring is inconsistent.
     #[inline]
-    pub fn try_claim(&mut self, len: usize) -> Result<MpscClaim<'_>, ClaimError> {
+    pub fn try_claim(&mut self, len: usize) -> Result<Claim<'_>, TryClaimError> {
         let r = self.reserve(len)?;
         Ok(self.guard(r))
     }
@@ -196,12 +201,12 @@ impl MpscProducer {
     /// [`WaitStrategy`].
     ///
     /// # Errors
-    /// As [`try_claim`](Self::try_claim) but never `Full`; and
-    /// [`ClaimError::PeerDead`] when the consumer died or detached while
-    /// the ring stayed full.
+    /// [`ClaimError::TooLarge`], [`ClaimError::Corrupted`] as for
+    /// [`try_claim`](Self::try_claim); [`ClaimError::PeerDead`] when the
+    /// consumer died or detached while the ring stayed full.
     #[inline]
-    pub fn claim(&mut self, len: usize) -> Result<MpscClaim<'_>, ClaimError> {
-        self.claim_until(len, None)
+    pub fn claim(&mut self, len: usize) -> Result<Claim<'_>, ClaimError> {
+        self.claim_deadline(len, None)
     }
 
     /// As [`claim`](Self::claim), giving up after `timeout`.
@@ -212,8 +217,8 @@ impl MpscProducer {
         &mut self,
         len: usize,
         timeout: Duration,
-    ) -> Result<MpscClaim<'_>, ClaimError> {
-        self.claim_until(len, Instant::now().checked_add(timeout))
+    ) -> Result<Claim<'_>, ClaimError> {
+        self.claim_deadline(len, Instant::now().checked_add(timeout))
     }
 
     /// As [`claim`](Self::claim), giving up at `deadline` (`None`: never).
@@ -223,25 +228,27 @@ impl MpscProducer {
     // Inlined: returned through memory, the claim guard was stored and
     // re-read with overlapping moves the CPU cannot forward, so each claim
     // waited for the store before it (the frame header, a cache miss) to
-    // reach the cache. `mpsc1_64b_throughput`, 6 alternating quick runs
-    // with `--pin split`: medians 17.0 M msg/s without, 47.6 M with.
+    // reach the cache (about a third of the message rate, measured).
     #[inline]
-    pub fn claim_until(
+    pub fn claim_deadline(
         &mut self,
         len: usize,
         deadline: Option<Instant>,
-    ) -> Result<MpscClaim<'_>, ClaimError> {
-        let r = loop {
-            match self.reserve(len) {
-                Ok(r) => break r,
-                Err(ClaimError::Full) => {}
-                Err(e) => return Err(e),
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(ClaimError::TimedOut);
-            }
-            self.wait_for_room(deadline)?;
-        };
+    ) -> Result<Claim<'_>, ClaimError> {
+        let r = retry(
+            self,
+            deadline,
+            ClaimError::TimedOut,
+            |p| match p.reserve(len) {
+                Ok(r) => Some(Ok(r)),
+                Err(TryClaimError::Full) => None,
+                Err(TryClaimError::TooLarge { len, max }) => {
+                    Some(Err(ClaimError::TooLarge { len, max }))
+                }
+                Err(_) => Some(Err(ClaimError::Corrupted)),
+            },
+            Self::wait_for_room,
+        )?;
         Ok(self.guard(r))
     }
 
@@ -255,15 +262,15 @@ impl MpscProducer {
     ///
     /// # Errors
     /// As [`try_claim`](Self::try_claim).
-    #[doc(hidden)]
-    pub fn reserve_and_vanish(&mut self, len: usize) -> Result<(), ClaimError> {
+    #[cfg(any(feature = "testing", loom))]
+    pub fn reserve_and_vanish(&mut self, len: usize) -> Result<(), TryClaimError> {
         self.reserve_space(len).map(|_| ())
     }
 
     /// Reserves room and writes the headers: the frame's as claimed by us,
     /// then the padding before it (if any).
     #[inline]
-    fn reserve(&mut self, len: usize) -> Result<Reservation, ClaimError> {
+    fn reserve(&mut self, len: usize) -> Result<Reservation, TryClaimError> {
         let (start, pos, len) = self.reserve_space(len)?;
         let v = &self.view;
         // Release: pairs with the consumer's Acquire load of the header;
@@ -297,13 +304,13 @@ impl MpscProducer {
 
     /// The claim proper: returns (claim start, frame position, len).
     #[inline]
-    fn reserve_space(&mut self, len: usize) -> Result<(u64, u64, u32), ClaimError> {
+    fn reserve_space(&mut self, len: usize) -> Result<(u64, u64, u32), TryClaimError> {
         if self.poisoned {
-            return Err(ClaimError::Corrupted);
+            return Err(TryClaimError::Corrupted);
         }
         let v = &self.view;
         if len as u64 > v.max_payload {
-            return Err(ClaimError::TooLarge {
+            return Err(TryClaimError::TooLarge {
                 len,
                 max: v.max_payload as usize,
             });
@@ -322,19 +329,19 @@ impl MpscProducer {
             if t % 8 != 0 || t < self.cached_head || t > MAX_POSITION {
                 self.poisoned = true;
                 v.poison_shared();
-                return Err(retract(rec, lost, ClaimError::Corrupted));
+                return Err(retract(rec, lost, TryClaimError::Corrupted));
             }
             let need = pad_before(t, total, v.cap) + total;
             // `t - cached_head <= cap` holds for a consistent ring; a stale
             // head cache (or a bad tail) is refreshed and checked first.
             if t - self.cached_head > v.cap - need {
                 if refreshed {
-                    return Err(retract(rec, lost, ClaimError::Full));
+                    return Err(retract(rec, lost, TryClaimError::Full));
                 }
                 let Some((head, tail)) = read_positions(v, self.cached_head) else {
                     self.poisoned = true;
                     v.poison_shared();
-                    return Err(retract(rec, lost, ClaimError::Corrupted));
+                    return Err(retract(rec, lost, TryClaimError::Corrupted));
                 };
                 self.cached_head = head;
                 t = tail;
@@ -369,14 +376,13 @@ impl MpscProducer {
                 }
             }
         }
-        Err(retract(rec, lost, ClaimError::Full))
+        Err(retract(rec, lost, TryClaimError::Full))
     }
 
     #[cold]
-    fn poison(&mut self) -> ClaimError {
+    fn poison(&mut self) {
         self.poisoned = true;
         self.view.poison_shared();
-        ClaimError::Corrupted
     }
 
     /// Sleeps (per the strategy) until the consumer moves its head.
@@ -392,7 +398,8 @@ impl MpscProducer {
         ctrl.space_bell
             .wait(ready, &self.strategy, deadline, || v.consumer_alive())?;
         if v.shared_poisoned() {
-            return Err(self.poison());
+            self.poison();
+            return Err(ClaimError::Corrupted);
         }
         Ok(())
     }
@@ -410,73 +417,17 @@ impl MpscProducer {
     }
 
     #[inline]
-    fn guard(&mut self, r: Reservation) -> MpscClaim<'_> {
-        MpscClaim {
+    fn guard(&mut self, r: Reservation) -> Claim<'_> {
+        Claim {
             producer: self,
             r,
             tag: 0,
             done: false,
         }
     }
-
-    /// Copies `bytes` into a new frame and commits it, without blocking.
-    ///
-    /// # Errors
-    /// As [`try_claim`](Self::try_claim) and [`MpscClaim::commit`].
-    #[inline]
-    pub fn try_send(&mut self, bytes: &[u8]) -> Result<(), SendError> {
-        let mut claim = self.try_claim(bytes.len())?;
-        claim.copy_from_slice(bytes);
-        Ok(claim.commit()?)
-    }
-
-    /// Copies `bytes` into a new frame and commits it, waiting for room.
-    ///
-    /// # Errors
-    /// As [`claim`](Self::claim) and [`MpscClaim::commit`].
-    #[inline]
-    pub fn send(&mut self, bytes: &[u8]) -> Result<(), SendError> {
-        self.send_until(bytes, None)
-    }
-
-    /// As [`send`](Self::send), giving up after `timeout`.
-    ///
-    /// # Errors
-    /// As [`claim_timeout`](Self::claim_timeout) and [`MpscClaim::commit`].
-    pub fn send_timeout(&mut self, bytes: &[u8], timeout: Duration) -> Result<(), SendError> {
-        self.send_until(bytes, Instant::now().checked_add(timeout))
-    }
-
-    /// As [`send`](Self::send), giving up at `deadline` (`None`: never).
-    ///
-    /// # Errors
-    /// As [`claim_until`](Self::claim_until) and [`MpscClaim::commit`].
-    pub fn send_until(&mut self, bytes: &[u8], deadline: Option<Instant>) -> Result<(), SendError> {
-        let mut claim = self.claim_until(bytes.len(), deadline)?;
-        claim.copy_from_slice(bytes);
-        Ok(claim.commit()?)
-    }
-
-    /// Sends a plain-old-data value as one frame, without blocking.
-    ///
-    /// # Errors
-    /// As [`try_send`](Self::try_send).
-    #[inline]
-    pub fn try_send_value<T: bytemuck::Pod>(&mut self, value: &T) -> Result<(), SendError> {
-        self.try_send(bytemuck::bytes_of(value))
-    }
-
-    /// Sends a plain-old-data value, waiting for room.
-    ///
-    /// # Errors
-    /// As [`send`](Self::send).
-    #[inline]
-    pub fn send_value<T: bytemuck::Pod>(&mut self, value: &T) -> Result<(), SendError> {
-        self.send(bytemuck::bytes_of(value))
-    }
 }
 
-impl Drop for MpscProducer {
+impl Drop for Producer {
     /// Releases the producer entry (no claim can be pending: a claim
     /// borrows the handle).
     fn drop(&mut self) {
@@ -484,29 +435,29 @@ impl Drop for MpscProducer {
     }
 }
 
-/// Room for one frame, claimed from an [`MpscProducer`]: write the payload
+/// Room for one frame, claimed from a [`Producer`]: write the payload
 /// in place, then [`commit`](Self::commit). Dropping it uncommitted turns
 /// the frame into padding that the consumer skips.
 ///
 /// Dereferences to `&mut [u8]` of exactly the claimed length, zeroed.
 #[must_use = "a claim delivers nothing unless committed"]
-pub struct MpscClaim<'a> {
-    producer: &'a mut MpscProducer,
+pub struct Claim<'a> {
+    producer: &'a mut Producer,
     r: Reservation,
     tag: u32,
     done: bool,
 }
 
-impl fmt::Debug for MpscClaim<'_> {
+impl fmt::Debug for Claim<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MpscClaim")
+        f.debug_struct("mpsc::Claim")
             .field("len", &self.r.len)
             .field("tag", &self.tag)
             .finish()
     }
 }
 
-impl MpscClaim<'_> {
+impl Claim<'_> {
     /// Sets the frame's tag (default 0).
     #[inline]
     pub fn set_tag(&mut self, tag: u32) {
@@ -563,7 +514,7 @@ impl MpscClaim<'_> {
     }
 }
 
-impl Drop for MpscClaim<'_> {
+impl Drop for Claim<'_> {
     /// An uncommitted claim becomes padding, so the consumer moves on.
     fn drop(&mut self) {
         if self.done {
@@ -588,26 +539,24 @@ impl Drop for MpscClaim<'_> {
     }
 }
 
-impl Deref for MpscClaim<'_> {
+impl Deref for Claim<'_> {
     type Target = [u8];
     #[inline]
     fn deref(&self) -> &[u8] {
         let v = &self.producer.view;
-        let idx = (self.r.pos & v.mask) + 8;
         // SAFETY: the reservation owns the frame's bytes, inside the lap
         // (idx + len <= cap by `pad_before`); the consumer does not read the
         // payload before the commit, and `&self` ties the slice to the
         // claim.
-        unsafe { core::slice::from_raw_parts(v.data_at(idx), self.r.len as usize) }
+        unsafe { v.bytes((self.r.pos & v.mask) + 8, self.r.len as usize) }
     }
 }
 
-impl DerefMut for MpscClaim<'_> {
+impl DerefMut for Claim<'_> {
     #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         let v = &self.producer.view;
-        let idx = (self.r.pos & v.mask) + 8;
         // SAFETY: as in `deref`; `&mut self` makes the slice exclusive.
-        unsafe { core::slice::from_raw_parts_mut(v.data_at(idx), self.r.len as usize) }
+        unsafe { v.bytes_mut((self.r.pos & v.mask) + 8, self.r.len as usize) }
     }
 }

@@ -2,217 +2,36 @@
 //! alive and answers "is this peer alive", the consumer role and the
 //! producer entries, poisoning.
 
-use core::ptr::NonNull;
-use std::sync::Arc;
+use core::ops::Deref;
 
-use super::layout::{Control, HeapMem, MAX_PRODUCERS, Record};
-use crate::ring::AttachError;
-use crate::ring::frame::max_payload;
+use super::layout::{Control, HeapRing, MAX_PRODUCERS, Record};
+use super::{Consumer, Producer};
+use crate::AttachError;
+use crate::region::PeerId;
+use crate::ring::core::View;
+use crate::ring::frame::MAX_POSITION;
 use crate::sync::shim::{AtomicU64, Ordering};
 
-/// The largest position a consistent ring reaches (see `positions`).
-pub(crate) const MAX_POSITION: u64 = 1 << 62;
-
-/// A ring on the heap, for one process: loom models, property tests, the
-/// fuzzer, and rings between threads. The same code as a ring in a region
-/// section, with peer ids handed out here and a test switch to declare a
-/// producer dead (a thread cannot be killed like a process).
-///
-/// ```
-/// use polycephaly::ring::mpsc::HeapMpsc;
-/// let ring = HeapMpsc::new(1024).unwrap();
-/// let mut a = ring.producer().unwrap();
-/// let mut b = ring.producer().unwrap();
-/// let mut rx = ring.consumer().unwrap();
-/// a.try_send(b"from a").unwrap();
-/// b.try_send(b"from b").unwrap();
-/// let mut buf = Vec::new();
-/// rx.try_recv(&mut buf).unwrap();
-/// assert_eq!(buf, b"from a");
-/// rx.try_recv(&mut buf).unwrap();
-/// assert_eq!(buf, b"from b");
-/// ```
+/// A handle's view of one MPSC ring (see [`View`]), with what the MPSC
+/// handles share: the producer records, the consumer role, the producer
+/// entries.
 #[derive(Debug)]
-pub struct HeapMpsc {
-    mem: HeapMem,
-    /// The next peer id to hand out (ids start at 1).
-    next_id: AtomicU64,
-    /// Bit `id % 64` of word `id / 64` set: the peer with that id is dead
-    /// (ids below 256 only).
-    dead: [AtomicU64; 4],
-}
+pub(crate) struct RingView(View<Control>);
 
-impl HeapMpsc {
-    /// A zeroed ring of `capacity` bytes on the heap.
-    ///
-    /// # Errors
-    /// [`RingError`](crate::ring::RingError) when `capacity` is not a power
-    /// of two within the MIN_CAPACITY..=[`MAX_CAPACITY`](super::MAX_CAPACITY) range.
-    pub fn new(capacity: usize) -> Result<Arc<Self>, crate::ring::RingError> {
-        Ok(Arc::new(Self {
-            mem: HeapMem::new(capacity)?,
-            next_id: AtomicU64::new(1),
-            dead: core::array::from_fn(|_| AtomicU64::new(0)),
-        }))
+impl Deref for RingView {
+    type Target = View<Control>;
+    #[inline(always)]
+    fn deref(&self) -> &View<Control> {
+        &self.0
     }
-
-    /// Declares the peer with raw id `id` dead, as if its process had been
-    /// killed: the consumer may then abandon its pending claim. Ids of 256
-    /// and above cannot be declared dead.
-    pub fn mark_dead(&self, id: u32) {
-        if let Some(word) = self.dead.get(id as usize / 64) {
-            // Release: pairs with the Acquire load in `alive`. A process's
-            // stores are complete once its death can be observed; a thread
-            // declared dead models that by publishing its stores with the
-            // declaration.
-            word.fetch_or(1 << (id % 64), Ordering::Release);
-        }
-    }
-
-    fn new_id(&self) -> u32 {
-        // Relaxed: a unique counter.
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        u32::try_from(id).unwrap_or(u32::MAX)
-    }
-
-    fn alive(&self, id: u32) -> bool {
-        // Relaxed: ids are only counted.
-        let next = self.next_id.load(Ordering::Relaxed);
-        // Acquire: pairs with the Release in `mark_dead`.
-        let dead = self
-            .dead
-            .get(id as usize / 64)
-            .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (id % 64)) != 0);
-        id != 0 && u64::from(id) < next && !dead
-    }
-
-    /// Attaches a new producer (with a fresh peer id).
-    ///
-    /// # Errors
-    /// As [`MpscProducer::attach`](super::MpscProducer::attach).
-    pub fn producer(self: &Arc<Self>) -> Result<super::MpscProducer, AttachError> {
-        let me = self.new_id();
-        let (view, entry) = RingView::heap(self).attach_producer(me)?;
-        Ok(super::MpscProducer::from_parts(view, entry, me))
-    }
-
-    /// Attaches the consumer (with a fresh peer id).
-    ///
-    /// # Errors
-    /// As [`MpscConsumer::attach`](super::MpscConsumer::attach).
-    pub fn consumer(self: &Arc<Self>) -> Result<super::MpscConsumer, AttachError> {
-        let me = self.new_id();
-        let (view, head) = RingView::heap(self).attach_consumer(me)?;
-        Ok(super::MpscConsumer::from_parts(view, head, me))
-    }
-
-    /// The whole ring memory, for the fuzzer to overwrite.
-    #[cfg(not(loom))]
-    pub(crate) fn raw_bytes(&self) -> (*mut u8, usize) {
-        self.mem.raw_bytes()
-    }
-}
-
-/// What keeps a ring's memory mapped while a handle uses it.
-#[derive(Debug, Clone)]
-pub(crate) enum Backing {
-    /// A heap ring.
-    Heap(Arc<HeapMpsc>),
-    /// A ring section of a shared region.
-    #[cfg(not(loom))]
-    Region(crate::region::Region),
-}
-
-/// A handle's view of one ring: raw pointers into memory kept alive by the
-/// [`Backing`], and the geometry derived once at attach.
-#[derive(Debug)]
-pub(crate) struct RingView {
-    ctrl: NonNull<Control>,
-    data: NonNull<u8>,
-    #[cfg(loom)]
-    words: NonNull<AtomicU64>,
-    /// Data bytes, a power of two in MIN_CAPACITY..=MAX_CAPACITY.
-    pub(crate) cap: u64,
-    /// `cap - 1`.
-    pub(crate) mask: u64,
-    /// `max_payload(cap)`.
-    pub(crate) max_payload: u64,
-    backing: Backing,
 }
 
 impl RingView {
-    fn heap(heap: &Arc<HeapMpsc>) -> Self {
-        let mem = &heap.mem;
-        Self::new(
-            Backing::Heap(Arc::clone(heap)),
-            mem.ctrl,
-            mem.data,
-            mem.capacity,
-            #[cfg(loom)]
-            NonNull::from(&mem.words[0]),
-        )
-    }
-
-    /// A view over `ctrl` and `capacity` data bytes at `data`, which
-    /// `backing` keeps alive.
-    pub(crate) fn new(
-        backing: Backing,
-        ctrl: NonNull<Control>,
-        data: NonNull<u8>,
-        capacity: usize,
-        #[cfg(loom)] words: NonNull<AtomicU64>,
-    ) -> Self {
-        let cap = capacity as u64;
-        Self {
-            ctrl,
-            data,
-            #[cfg(loom)]
-            words,
-            cap,
-            mask: cap - 1,
-            max_payload: max_payload(capacity) as u64,
-            backing,
-        }
-    }
-
-    /// The shared control block.
-    #[inline(always)]
-    pub(crate) fn ctrl(&self) -> &Control {
-        // SAFETY: `ctrl` points to a 64-aligned control block that
-        // `backing` keeps alive as long as `self`; it holds only atomics
-        // and doorbells, valid for any bit pattern.
-        unsafe { self.ctrl.as_ref() }
-    }
-
-    /// The header word at data index `idx` (taken modulo the capacity and
-    /// rounded down to 8, so any value is in bounds).
+    /// The header word at position or data index `idx` (taken modulo the
+    /// capacity and rounded down to 8, so any value is in bounds).
     #[inline(always)]
     pub(crate) fn header(&self, idx: u64) -> &AtomicU64 {
-        let idx = idx & self.mask & !7;
-        #[cfg(not(loom))]
-        {
-            // SAFETY: idx + 8 <= cap (idx < cap, both multiples of 8); the
-            // data area is 64-aligned, so the word is 8-aligned; an
-            // AtomicU64 is valid for any bits and lives as long as the
-            // backing, which `self` keeps.
-            unsafe { &*self.data.as_ptr().add(idx as usize).cast::<AtomicU64>() }
-        }
-        #[cfg(loom)]
-        {
-            // SAFETY: `words` holds cap / 8 atomics and idx / 8 < cap / 8.
-            unsafe { &*self.words.as_ptr().add((idx / 8) as usize) }
-        }
-    }
-
-    /// A pointer to data byte `idx`.
-    ///
-    /// # Safety
-    /// `idx <= cap`.
-    #[inline(always)]
-    pub(crate) unsafe fn data_at(&self, idx: u64) -> *mut u8 {
-        debug_assert!(idx <= self.cap);
-        // SAFETY: the data area holds `cap` bytes and `idx <= cap`.
-        unsafe { self.data.as_ptr().add(idx as usize) }
+        self.word(idx)
     }
 
     /// Zeroes `len` bytes (a multiple of 8) from position `pos` (8-aligned),
@@ -229,37 +48,13 @@ impl RingView {
             self.header(pos + off).store(0, Ordering::Relaxed);
             off += 8;
         }
-    }
-
-    /// Whether the peer with raw id `raw` is alive: a heap id handed out
-    /// and not declared dead, or a region peer whose process runs (pid and
-    /// start time; a stopped process is alive).
-    pub(crate) fn alive(&self, raw: u32) -> bool {
-        match &self.backing {
-            Backing::Heap(heap) => heap.alive(raw),
-            #[cfg(not(loom))]
-            Backing::Region(region) => {
-                crate::region::PeerId::from_raw(raw).is_some_and(|id| region.peer_alive(id))
-            }
-        }
-    }
-
-    /// Marks the ring poisoned and wakes every sleeper so that it notices.
-    #[cold]
-    pub(crate) fn poison_shared(&self) {
-        let ctrl = self.ctrl();
-        // Relaxed: carries no data; the doorbells' SeqCst fences order it
-        // before the sleepers' re-checks.
-        ctrl.roles.poisoned.store(1, Ordering::Relaxed);
-        ctrl.data_bell.ring();
-        ctrl.space_bell.ring();
-    }
-
-    /// Whether a side poisoned the ring.
-    #[inline]
-    pub(crate) fn shared_poisoned(&self) -> bool {
-        // Relaxed: see `poison_shared`.
-        self.ctrl().roles.poisoned.load(Ordering::Relaxed) != 0
+        // The payload bytes go back to the producers: a write for loom's
+        // eyes (the real zeroing is the header words above, which cover
+        // every 8 bytes).
+        let start = pos & self.mask;
+        let first = len.min(self.cap - start);
+        self.track_write(start, first);
+        self.track_write(0, len.min(self.cap) - first);
     }
 
     /// The record of entry `e` (taken modulo the table length).
@@ -303,7 +98,9 @@ impl RingView {
             && tail <= MAX_POSITION;
         if !ok || self.shared_poisoned() {
             self.poison_shared();
-            return Err(AttachError::Corrupted);
+            return Err(AttachError::Corrupted {
+                what: "ring positions",
+            });
         }
         Ok((head, tail))
     }
@@ -331,13 +128,19 @@ impl RingView {
                 }
                 Err(0) => expected = 0,
                 Err(holder) if !self.alive(holder) => expected = holder,
-                Err(holder) => return Err(AttachError::RoleTaken { holder }),
+                Err(holder) => {
+                    return Err(AttachError::RoleTaken {
+                        holder: PeerId::from_raw(holder),
+                    });
+                }
             }
         }
         if !won {
             // Relaxed: only reported.
             let holder = roles.consumer.load(Ordering::Relaxed);
-            return Err(AttachError::RoleTaken { holder });
+            return Err(AttachError::RoleTaken {
+                holder: PeerId::from_raw(holder),
+            });
         }
         match self
             .positions(true)
@@ -369,7 +172,9 @@ impl RingView {
         // The consumer releases only what it read, below a tail it read.
         if end % 8 != 0 || end < head || end > tail || end - head > self.cap {
             self.poison_shared();
-            return Err(AttachError::Corrupted);
+            return Err(AttachError::Corrupted {
+                what: "release end",
+            });
         }
         // The bytes [head, end) are still the consumer's: producers write
         // only below the stored head plus a capacity.
@@ -381,8 +186,12 @@ impl RingView {
         Ok(end)
     }
 
-    /// Frees the consumer role if `me` still holds it.
+    /// Frees the consumer role if `me` still holds it (and this process
+    /// may: not a copy of the handle inherited through `fork`).
     pub(crate) fn release_consumer(&self, me: u32) {
+        if !self.backing.owned_here() {
+            return;
+        }
         // Release: pairs with the next attacher's Acquire; our last head
         // store is visible to it.
         let _ = self.ctrl().roles.consumer.compare_exchange(
@@ -438,11 +247,16 @@ impl RingView {
                 return Ok((self, e));
             }
         }
-        Err(AttachError::RoleTaken { holder: last })
+        let _ = last;
+        Err(AttachError::NoFreeEntry { max: MAX_PRODUCERS })
     }
 
-    /// Frees producer entry `e` if `me` still holds it.
+    /// Frees producer entry `e` if `me` still holds it (and this process
+    /// may: not a copy of the handle inherited through `fork`).
     pub(crate) fn release_producer(&self, e: usize, me: u32) {
+        if !self.backing.owned_here() {
+            return;
+        }
         let rec = self.record(e);
         // Relaxed: ordered before the Release CAS below. Our claims are all
         // finished (the claim guard borrows the handle), so the consumer
@@ -452,5 +266,123 @@ impl RingView {
         let _ = rec
             .owner
             .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed);
+    }
+}
+
+impl HeapRing {
+    /// Attaches a new producer (with a fresh peer id). Any number, up to
+    /// [`MAX_PRODUCERS`] at a time.
+    ///
+    /// # Errors
+    /// [`AttachError::NoFreeEntry`] when every producer entry is held,
+    /// [`AttachError::Corrupted`] if the ring is inconsistent or poisoned.
+    pub fn producer(&self) -> Result<Producer, AttachError> {
+        let me = self.mem.peers.new_id();
+        let (view, entry) = RingView(View::heap(&self.mem)).attach_producer(me.to_raw())?;
+        Ok(Producer::from_parts(view, entry, me))
+    }
+
+    /// Attaches the consumer (with a fresh peer id). One at a time; the role
+    /// is taken over when its holder is dead ([`mark_dead`](Self::mark_dead)).
+    ///
+    /// # Errors
+    /// [`AttachError::RoleTaken`] while a live consumer is attached,
+    /// [`AttachError::Corrupted`] if the ring is inconsistent or poisoned.
+    pub fn consumer(&self) -> Result<Consumer, AttachError> {
+        let me = self.mem.peers.new_id();
+        let (view, head) = RingView(View::heap(&self.mem)).attach_consumer(me.to_raw())?;
+        Ok(Consumer::from_parts(view, head, me))
+    }
+}
+
+/// Checks section `id` of `region` and makes a view of it.
+#[cfg(not(loom))]
+fn region_view(
+    region: &crate::region::Region,
+    id: crate::region::SectionId,
+) -> Result<RingView, AttachError> {
+    use core::ptr::NonNull;
+
+    use crate::region::SectionKind;
+    let section = region.section(id)?;
+    if section.kind != SectionKind::MpscRing {
+        return Err(AttachError::WrongKind {
+            found: section.kind,
+            wanted: SectionKind::MpscRing,
+        });
+    }
+    let capacity = super::layout::capacity_of_section(section.len)?;
+    if section.ptr.as_ptr() as usize % align_of::<Control>() != 0 {
+        return Err(AttachError::Misaligned {
+            need: align_of::<Control>(),
+        });
+    }
+    // SAFETY: the section is CONTROL_LEN + capacity bytes
+    // (`capacity_of_section`), so the data start is inside it.
+    let data: NonNull<u8> = unsafe { section.ptr.add(super::CONTROL_LEN) };
+    // SAFETY: the control block at the section's start (64-aligned, checked)
+    // holds only atomics and doorbells, valid for any bits; `capacity` data
+    // bytes follow; the region clone keeps the mapping.
+    Ok(RingView(unsafe {
+        View::region(region.clone(), section.ptr.cast(), data, capacity)
+    }))
+}
+
+#[cfg(not(loom))]
+impl Producer {
+    /// Attaches a producer to the MPSC ring in section `id` of `region`
+    /// (made with a [`Spec`](super::Spec)), identified by the region's peer
+    /// id. Any number of producers, in any processes, up to
+    /// [`MAX_PRODUCERS`] at a time. The handle keeps the region mapped.
+    ///
+    /// ```
+    /// use polycephaly::region::{Region, SectionId};
+    /// use polycephaly::ring::{Receiver, Sender, mpsc};
+    ///
+    /// let region = Region::builder().with(mpsc::Spec::new(4096)?).build()?;
+    /// let mut a = mpsc::Producer::attach(&region, SectionId(0))?;
+    /// let mut b = mpsc::Producer::attach(&region, SectionId(0))?;
+    /// let mut rx = mpsc::Consumer::attach(&region, SectionId(0))?;
+    /// a.send(b"one")?;
+    /// b.send(b"two")?;
+    /// let mut buf = Vec::new();
+    /// rx.recv(&mut buf)?;
+    /// assert_eq!(buf, b"one");
+    /// assert_eq!(rx.producers().len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`AttachError::Section`] if there is no such section (or `region`
+    /// is a copy inherited through `fork`), [`AttachError::WrongKind`],
+    /// [`AttachError::WrongLength`], [`AttachError::NoFreeEntry`] when every
+    /// producer entry is held, [`AttachError::Corrupted`] if the ring is
+    /// inconsistent or poisoned.
+    pub fn attach(
+        region: &crate::region::Region,
+        id: crate::region::SectionId,
+    ) -> Result<Self, AttachError> {
+        let me = region.peer_id();
+        let (view, entry) = region_view(region, id)?.attach_producer(me.to_raw())?;
+        Ok(Self::from_parts(view, entry, me))
+    }
+}
+
+#[cfg(not(loom))]
+impl Consumer {
+    /// Attaches as the consumer of the MPSC ring in section `id` of
+    /// `region`: one consumer at a time; the role is taken over when its
+    /// holder is dead (finishing a release it was killed in).
+    ///
+    /// # Errors
+    /// As [`Producer::attach`]; [`AttachError::RoleTaken`] while another
+    /// live handle is the consumer.
+    pub fn attach(
+        region: &crate::region::Region,
+        id: crate::region::SectionId,
+    ) -> Result<Self, AttachError> {
+        let me = region.peer_id();
+        let (view, head) = region_view(region, id)?.attach_consumer(me.to_raw())?;
+        Ok(Self::from_parts(view, head, me))
     }
 }

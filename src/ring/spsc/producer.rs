@@ -1,26 +1,39 @@
 //! The producer side of an SPSC ring: claim, write in place, commit.
 
+use crate::sync::clock::Instant;
 use core::fmt;
 use core::ops::{Deref, DerefMut};
 use core::time::Duration;
-use std::time::Instant;
 
-use super::error::ClaimError;
-use super::frame::{encode_header, frame_len, pad_before, pad_word};
-use super::spsc::RingRef;
+use super::view::RingRef;
+use crate::region::PeerId;
+use crate::ring::core::retry;
+use crate::ring::error::{ClaimError, TryClaimError};
+use crate::ring::frame::{encode_header, frame_len, pad_before, pad_word};
 use crate::sync::WaitStrategy;
 use crate::sync::shim::Ordering;
+
+/// The ordering of the store that publishes the tail: Release.
+/// `--cfg polycephaly_weak_spsc_tail` weakens it to Relaxed, so that CI can
+/// show the loom models catch a frame read before it is published (they
+/// must fail with it).
+#[cfg(not(polycephaly_weak_spsc_tail))]
+const TAIL_PUBLISH: Ordering = Ordering::Release;
+#[cfg(polycephaly_weak_spsc_tail)]
+const TAIL_PUBLISH: Ordering = Ordering::Relaxed;
 
 /// The writing end of an SPSC ring.
 ///
 /// `Send` but not `Sync`: one thread writes at a time, through `&mut self`.
-/// Attached by [`SpscProducer::attach`] or [`heap_pair`](super::heap_pair);
-/// the role is released when it is dropped (after publishing any frame
-/// committed with [`Claim::commit_deferred`]).
+/// Attached by [`Producer::attach`] (a region section) or
+/// [`HeapRing::producer`](super::HeapRing::producer); the role is released
+/// when it is dropped (after publishing any frame committed with
+/// [`Claim::commit_deferred`]). The copying and typed forms (`send`,
+/// `send_value`, ...) come with the [`Sender`](crate::ring::Sender) trait.
 ///
 /// Memory: a few words plus the backing's handle; no allocation after
 /// attach.
-pub struct SpscProducer {
+pub struct Producer {
     ring: RingRef,
     /// End of the last committed frame (published or staged). Private: never
     /// re-read from shared memory after attach. Multiple of 8.
@@ -38,11 +51,11 @@ pub struct SpscProducer {
 // SAFETY: the handle holds raw pointers into memory kept alive by its
 // backing (an `Arc` or a `Region`, both Send + Sync); the producer role is
 // exclusive, so moving the handle to another thread moves the role with it.
-unsafe impl Send for SpscProducer {}
+unsafe impl Send for Producer {}
 
-impl fmt::Debug for SpscProducer {
+impl fmt::Debug for Producer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SpscProducer")
+        f.debug_struct("spsc::Producer")
             .field("capacity", &self.ring.cap)
             .field("tail", &self.tail)
             .field("published", &self.published)
@@ -63,7 +76,7 @@ struct Reservation {
     len: u32,
 }
 
-impl SpscProducer {
+impl Producer {
     pub(crate) fn from_parts(ring: RingRef, head: u64, tail: u64, strategy: WaitStrategy) -> Self {
         Self {
             ring,
@@ -95,6 +108,12 @@ impl SpscProducer {
         self.strategy = strategy;
     }
 
+    /// This producer's peer id (what a heap ring's
+    /// `mark_dead` takes).
+    pub fn id(&self) -> PeerId {
+        self.ring.id()
+    }
+
     /// Whether the consumer is attached and alive (or never attached yet).
     pub fn is_peer_alive(&self) -> bool {
         self.ring.peer_alive()
@@ -118,21 +137,23 @@ impl SpscProducer {
     /// [`commit`](Claim::commit) it. Dropping it publishes nothing.
     ///
     /// ```
-    /// let (mut tx, mut rx) = polycephaly::ring::heap_pair(256).unwrap();
-    /// let mut claim = tx.try_claim(3).unwrap();
+    /// let ring = polycephaly::ring::spsc::HeapRing::new(256)?;
+    /// let (mut tx, mut rx) = (ring.producer()?, ring.consumer()?);
+    /// let mut claim = tx.try_claim(3)?;
     /// claim.copy_from_slice(b"abc");
     /// claim.set_tag(7);
     /// claim.commit();
-    /// let frame = rx.try_read().unwrap();
+    /// let frame = rx.try_read()?;
     /// assert_eq!((&frame[..], frame.tag()), (&b"abc"[..], 7));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
-    /// [`ClaimError::TooLarge`] if `len > max_payload()`,
-    /// [`ClaimError::Full`] if there is no room now,
-    /// [`ClaimError::Corrupted`] if the ring is inconsistent.
+    /// [`TryClaimError::TooLarge`] if `len > max_payload()`,
+    /// [`TryClaimError::Full`] if there is no room now,
+    /// [`TryClaimError::Corrupted`] if the ring is inconsistent.
     #[inline]
-    pub fn try_claim(&mut self, len: usize) -> Result<Claim<'_>, ClaimError> {
+    pub fn try_claim(&mut self, len: usize) -> Result<Claim<'_>, TryClaimError> {
         let r = self.reserve(len)?;
         Ok(self.guard(r))
     }
@@ -142,12 +163,12 @@ impl SpscProducer {
     /// it waits.
     ///
     /// # Errors
-    /// As [`try_claim`](Self::try_claim) but never `Full`; and
-    /// [`ClaimError::PeerDead`] when the consumer died or detached while
-    /// the ring stayed full.
+    /// [`ClaimError::TooLarge`], [`ClaimError::Corrupted`] as for
+    /// [`try_claim`](Self::try_claim); [`ClaimError::PeerDead`] when the
+    /// consumer died or detached while the ring stayed full.
     #[inline]
     pub fn claim(&mut self, len: usize) -> Result<Claim<'_>, ClaimError> {
-        self.claim_until(len, None)
+        self.claim_deadline(len, None)
     }
 
     /// As [`claim`](Self::claim), giving up after `timeout`.
@@ -159,7 +180,7 @@ impl SpscProducer {
         len: usize,
         timeout: Duration,
     ) -> Result<Claim<'_>, ClaimError> {
-        self.claim_until(len, Instant::now().checked_add(timeout))
+        self.claim_deadline(len, Instant::now().checked_add(timeout))
     }
 
     /// As [`claim`](Self::claim), giving up at `deadline` (`None`: never).
@@ -169,22 +190,25 @@ impl SpscProducer {
     // Inlined: returned through memory, the claim guard is stored and
     // re-read with moves the CPU cannot forward (see the MPSC producer).
     #[inline]
-    pub fn claim_until(
+    pub fn claim_deadline(
         &mut self,
         len: usize,
         deadline: Option<Instant>,
     ) -> Result<Claim<'_>, ClaimError> {
-        let r = loop {
-            match self.reserve(len) {
-                Ok(r) => break r,
-                Err(ClaimError::Full) => {}
-                Err(e) => return Err(e),
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(ClaimError::TimedOut);
-            }
-            self.wait_for_room(len, deadline)?;
-        };
+        let r = retry(
+            self,
+            deadline,
+            ClaimError::TimedOut,
+            |p| match p.reserve(len) {
+                Ok(r) => Some(Ok(r)),
+                Err(TryClaimError::Full) => None,
+                Err(TryClaimError::TooLarge { len, max }) => {
+                    Some(Err(ClaimError::TooLarge { len, max }))
+                }
+                Err(_) => Some(Err(ClaimError::Corrupted)),
+            },
+            |p, deadline| p.wait_for_room(len, deadline),
+        )?;
         Ok(self.guard(r))
     }
 
@@ -197,7 +221,7 @@ impl SpscProducer {
             self.published = self.tail;
             // Release: publishes the frames written before it; pairs with
             // the consumer's Acquire load of the tail.
-            self.ring.ctrl().tail.store(self.tail, Ordering::Release);
+            self.ring.ctrl().tail.store(self.tail, TAIL_PUBLISH);
             self.ring.ctrl().data_bell.ring();
         }
     }
@@ -205,12 +229,12 @@ impl SpscProducer {
     /// Reserves room for a frame, refreshing the cached head only when the
     /// cache says full.
     #[inline]
-    fn reserve(&mut self, len: usize) -> Result<Reservation, ClaimError> {
+    fn reserve(&mut self, len: usize) -> Result<Reservation, TryClaimError> {
         if self.poisoned {
-            return Err(ClaimError::Corrupted);
+            return Err(TryClaimError::Corrupted);
         }
         if len as u64 > self.ring.max_payload {
-            return Err(ClaimError::TooLarge {
+            return Err(TryClaimError::TooLarge {
                 len,
                 max: self.ring.max_payload as usize,
             });
@@ -222,7 +246,7 @@ impl SpscProducer {
         if self.ring.cap - (self.tail - self.cached_head) < need {
             self.refresh_head()?;
             if self.ring.cap - (self.tail - self.cached_head) < need {
-                return Err(ClaimError::Full);
+                return Err(TryClaimError::Full);
             }
         }
         Ok(Reservation {
@@ -234,24 +258,24 @@ impl SpscProducer {
 
     /// Re-reads the consumer's position and checks it.
     #[cold]
-    fn refresh_head(&mut self) -> Result<(), ClaimError> {
+    fn refresh_head(&mut self) -> Result<(), TryClaimError> {
         // Acquire: pairs with the consumer's Release store of the head; it
         // finished reading the bytes we are about to overwrite.
         let head = self.ring.ctrl().head.load(Ordering::Acquire);
         // The head only grows, and never passes what we published.
         let ok = head % 8 == 0 && self.cached_head <= head && head <= self.published;
         if !ok || self.ring.shared_poisoned() {
-            return Err(self.poison());
+            self.poison();
+            return Err(TryClaimError::Corrupted);
         }
         self.cached_head = head;
         Ok(())
     }
 
     #[cold]
-    fn poison(&mut self) -> ClaimError {
+    fn poison(&mut self) {
         self.poisoned = true;
         self.ring.poison_shared();
-        ClaimError::Corrupted
     }
 
     /// Sleeps (per the strategy) until the consumer freed room for a frame
@@ -277,7 +301,8 @@ impl SpscProducer {
         ctrl.space_bell
             .wait(ready, &self.strategy, deadline, || ring.peer_alive())?;
         if ring.shared_poisoned() {
-            return Err(self.poison());
+            self.poison();
+            return Err(ClaimError::Corrupted);
         }
         Ok(())
     }
@@ -292,7 +317,7 @@ impl SpscProducer {
     }
 }
 
-impl Drop for SpscProducer {
+impl Drop for Producer {
     /// Publishes deferred commits; the role is released by the ring view.
     fn drop(&mut self) {
         if !self.poisoned {
@@ -301,14 +326,14 @@ impl Drop for SpscProducer {
     }
 }
 
-/// Room for one frame, claimed from an [`SpscProducer`]: write the payload
+/// Room for one frame, claimed from a [`Producer`]: write the payload
 /// in place, then [`commit`](Self::commit). Dropping it publishes nothing.
 ///
 /// Dereferences to `&mut [u8]` of exactly the claimed length; the bytes are
 /// whatever the ring held before, so write all of them.
 #[must_use = "a claim publishes nothing unless committed"]
 pub struct Claim<'a> {
-    producer: &'a mut SpscProducer,
+    producer: &'a mut Producer,
     r: Reservation,
     tag: u32,
 }
@@ -344,7 +369,7 @@ impl<'a> Claim<'a> {
 
     /// Writes the headers and moves the private tail past the frame.
     #[inline]
-    fn finish(self) -> &'a mut SpscProducer {
+    fn finish(self) -> &'a mut Producer {
         let p = self.producer;
         let ring = &p.ring;
         let pos = p.tail;
@@ -371,8 +396,8 @@ impl<'a> Claim<'a> {
     }
 
     /// Commits the frame without publishing it: it becomes visible at the
-    /// next [`SpscProducer::publish`], commit, blocking claim or drop. Use
-    /// it to publish a batch with one store.
+    /// next [`Producer::publish`], commit, blocking claim or drop. Use it to
+    /// publish a batch with one store.
     #[inline]
     pub fn commit_deferred(self) {
         self.finish();
@@ -383,12 +408,13 @@ impl Deref for Claim<'_> {
     type Target = [u8];
     #[inline]
     fn deref(&self) -> &[u8] {
-        let ring = &self.producer.ring;
         // SAFETY: the reservation owns `len` bytes from the payload index,
-        // inside the lap (idx + 8 + len <= cap); nobody else touches them
-        // until we publish, and `&self` ties the slice to the claim.
+        // inside the lap (idx + len <= cap); nobody else touches them until
+        // we publish, and `&self` ties the slice to the claim.
         unsafe {
-            core::slice::from_raw_parts(ring.data_at(self.payload_idx()), self.r.len as usize)
+            self.producer
+                .ring
+                .bytes(self.payload_idx(), self.r.len as usize)
         }
     }
 }
@@ -396,10 +422,11 @@ impl Deref for Claim<'_> {
 impl DerefMut for Claim<'_> {
     #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
-        let ring = &self.producer.ring;
         // SAFETY: as in `deref`; `&mut self` makes the slice exclusive.
         unsafe {
-            core::slice::from_raw_parts_mut(ring.data_at(self.payload_idx()), self.r.len as usize)
+            self.producer
+                .ring
+                .bytes_mut(self.payload_idx(), self.r.len as usize)
         }
     }
 }

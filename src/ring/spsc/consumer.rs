@@ -1,21 +1,25 @@
 //! The consumer side of an SPSC ring: read frames in place, release them.
 
+use crate::sync::clock::Instant;
 use core::fmt;
 use core::ops::Deref;
 use core::time::Duration;
-use std::time::Instant;
 
-use super::error::RecvError;
-use super::frame::{PAD_FLAG, decode_header, frame_len, pad_word};
-use super::spsc::RingRef;
+use super::view::RingRef;
+use crate::region::PeerId;
+use crate::ring::core::retry;
+use crate::ring::error::{RecvError, TryRecvError};
+use crate::ring::frame::{PAD_FLAG, decode_header, frame_len, pad_word};
 use crate::sync::WaitStrategy;
 use crate::sync::shim::Ordering;
 
 /// The reading end of an SPSC ring.
 ///
 /// `Send` but not `Sync`: one thread reads at a time, through `&mut self`.
-/// Attached by [`SpscConsumer::attach`] or [`heap_pair`](super::heap_pair);
-/// the role is released when it is dropped.
+/// Attached by [`Consumer::attach`] (a region section) or
+/// [`HeapRing::consumer`](super::HeapRing::consumer); the role is released
+/// when it is dropped. The copying and typed forms (`recv`, `recv_value`,
+/// ...) come with the [`Receiver`](crate::ring::Receiver) trait.
 ///
 /// Every position and header it reads from shared memory is checked before
 /// use; an inconsistency gives [`RecvError::Corrupted`] from then on.
@@ -28,13 +32,13 @@ use crate::sync::shim::Ordering;
 /// consumer that takes over the role from a dead one starts at the last
 /// stored head, so frames the dead one had read but not yet published as
 /// released are delivered again (at-least-once across a consumer crash).
-pub struct SpscConsumer {
+pub struct Consumer {
     ring: RingRef,
     /// Start of the next unread frame. Private: never re-read after
     /// attach. Multiple of 8.
     head: u64,
     /// The last value stored to the shared head: `released <= head`.
-    /// Releases reach the producer lazily (see [`SpscConsumer`]).
+    /// Releases reach the producer lazily (see [`Consumer`]).
     released: u64,
     /// A producer position seen earlier (checked when read): possibly stale,
     /// never newer. `head <= cached_tail <= head + cap`.
@@ -46,11 +50,11 @@ pub struct SpscConsumer {
 
 // SAFETY: as for `SpscProducer`: raw pointers into memory its backing keeps
 // alive, and an exclusive role that moves with the handle.
-unsafe impl Send for SpscConsumer {}
+unsafe impl Send for Consumer {}
 
-impl fmt::Debug for SpscConsumer {
+impl fmt::Debug for Consumer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SpscConsumer")
+        f.debug_struct("spsc::Consumer")
             .field("capacity", &self.ring.cap)
             .field("head", &self.head)
             .field("cached_tail", &self.cached_tail)
@@ -70,7 +74,7 @@ struct Loc {
     end: u64,
 }
 
-impl SpscConsumer {
+impl Consumer {
     pub(crate) fn from_parts(ring: RingRef, head: u64, tail: u64, strategy: WaitStrategy) -> Self {
         Self {
             ring,
@@ -102,6 +106,11 @@ impl SpscConsumer {
         self.strategy = strategy;
     }
 
+    /// This consumer's peer id (what a heap ring's `mark_dead` takes).
+    pub fn id(&self) -> PeerId {
+        self.ring.id()
+    }
+
     /// Whether the producer is attached and alive (or never attached yet).
     pub fn is_peer_alive(&self) -> bool {
         self.ring.peer_alive()
@@ -117,10 +126,10 @@ impl SpscConsumer {
     /// back to the producer.
     ///
     /// # Errors
-    /// [`RecvError::Empty`] if no frame is published,
-    /// [`RecvError::Corrupted`] if the ring is inconsistent.
+    /// [`TryRecvError::Empty`] if no frame is published,
+    /// [`TryRecvError::Corrupted`] if the ring is inconsistent.
     #[inline]
-    pub fn try_read(&mut self) -> Result<Frame<'_>, RecvError> {
+    pub fn try_read(&mut self) -> Result<Frame<'_>, TryRecvError> {
         let loc = self.locate()?;
         Ok(self.frame(loc))
     }
@@ -129,12 +138,12 @@ impl SpscConsumer {
     /// [`WaitStrategy`].
     ///
     /// # Errors
-    /// As [`try_read`](Self::try_read) but never `Empty`; and
+    /// [`RecvError::Corrupted`] if the ring is inconsistent;
     /// [`RecvError::PeerDead`] once the producer died or detached and
     /// every frame it published has been read.
     #[inline]
     pub fn read(&mut self) -> Result<Frame<'_>, RecvError> {
-        self.read_until(None)
+        self.read_deadline(None)
     }
 
     /// As [`read`](Self::read), giving up after `timeout`.
@@ -142,25 +151,25 @@ impl SpscConsumer {
     /// # Errors
     /// As [`read`](Self::read), and [`RecvError::TimedOut`].
     pub fn read_timeout(&mut self, timeout: Duration) -> Result<Frame<'_>, RecvError> {
-        self.read_until(Instant::now().checked_add(timeout))
+        self.read_deadline(Instant::now().checked_add(timeout))
     }
 
     /// As [`read`](Self::read), giving up at `deadline` (`None`: never).
     ///
     /// # Errors
     /// As [`read_timeout`](Self::read_timeout).
-    pub fn read_until(&mut self, deadline: Option<Instant>) -> Result<Frame<'_>, RecvError> {
-        let loc = loop {
-            match self.locate() {
-                Ok(loc) => break loc,
-                Err(RecvError::Empty) => {}
-                Err(e) => return Err(e),
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(RecvError::TimedOut);
-            }
-            self.wait_for_data(deadline)?;
-        };
+    pub fn read_deadline(&mut self, deadline: Option<Instant>) -> Result<Frame<'_>, RecvError> {
+        let loc = retry(
+            self,
+            deadline,
+            RecvError::TimedOut,
+            |c| match c.locate() {
+                Ok(loc) => Some(Ok(loc)),
+                Err(TryRecvError::Empty) => None,
+                Err(_) => Some(Err(RecvError::Corrupted)),
+            },
+            Self::wait_for_data,
+        )?;
         Ok(self.frame(loc))
     }
 
@@ -171,24 +180,28 @@ impl SpscConsumer {
     /// tail per batch.
     ///
     /// ```
-    /// let (mut tx, mut rx) = polycephaly::ring::heap_pair(256).unwrap();
-    /// tx.try_send(b"a").unwrap();
-    /// tx.try_send(b"bc").unwrap();
+    /// use polycephaly::ring::{Sender, spsc};
+    ///
+    /// let ring = spsc::HeapRing::new(256)?;
+    /// let (mut tx, mut rx) = (ring.producer()?, ring.consumer()?);
+    /// tx.try_send(b"a")?;
+    /// tx.try_send(b"bc")?;
     /// let mut total = 0;
     /// assert_eq!(rx.try_read_batch(10, |_tag, bytes| total += bytes.len()), Ok(2));
     /// assert_eq!(total, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
-    /// [`RecvError::Corrupted`] if the ring is inconsistent (frames passed
-    /// to `f` before the bad one stay read).
+    /// [`TryRecvError::Corrupted`] if the ring is inconsistent (frames
+    /// passed to `f` before the bad one stay read); never `Empty`.
     pub fn try_read_batch(
         &mut self,
         max: usize,
         mut f: impl FnMut(u32, &[u8]),
-    ) -> Result<usize, RecvError> {
+    ) -> Result<usize, TryRecvError> {
         if self.poisoned {
-            return Err(RecvError::Corrupted);
+            return Err(TryRecvError::Corrupted);
         }
         // One refresh per batch (not only when the cache says empty), so a
         // batch takes everything published when it starts.
@@ -202,9 +215,7 @@ impl SpscConsumer {
             // SAFETY: `parse` checked that the payload lies inside the lap
             // and inside the published range, which stays ours until we
             // store a head past it (after `f` returned).
-            let bytes = unsafe {
-                core::slice::from_raw_parts(self.ring.data_at(loc.idx), loc.len as usize)
-            };
+            let bytes = unsafe { self.ring.bytes(loc.idx, loc.len as usize) };
             f(loc.tag, bytes);
             pos = loc.end;
             n += 1;
@@ -223,37 +234,38 @@ impl SpscConsumer {
     /// handle's strategy, until `deadline`) for at least one frame.
     ///
     /// # Errors
-    /// As [`read_until`](Self::read_until).
-    pub fn read_batch_until(
+    /// As [`read_deadline`](Self::read_deadline).
+    pub fn read_batch_deadline(
         &mut self,
         max: usize,
         deadline: Option<Instant>,
         mut f: impl FnMut(u32, &[u8]),
     ) -> Result<usize, RecvError> {
-        loop {
-            let n = self.try_read_batch(max, &mut f)?;
-            if n > 0 || max == 0 {
-                return Ok(n);
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(RecvError::TimedOut);
-            }
-            self.wait_for_data(deadline)?;
-        }
+        retry(
+            self,
+            deadline,
+            RecvError::TimedOut,
+            |c| match c.try_read_batch(max, &mut f) {
+                Ok(0) if max > 0 => None,
+                Ok(n) => Some(Ok(n)),
+                Err(_) => Some(Err(RecvError::Corrupted)),
+            },
+            Self::wait_for_data,
+        )
     }
 
     /// The next frame's location, refreshing the cached tail only when the
     /// cache says empty.
     #[inline]
-    fn locate(&mut self) -> Result<Loc, RecvError> {
+    fn locate(&mut self) -> Result<Loc, TryRecvError> {
         if self.poisoned {
-            return Err(RecvError::Corrupted);
+            return Err(TryRecvError::Corrupted);
         }
         if self.head == self.cached_tail {
             self.refresh_tail()?;
             if self.head == self.cached_tail {
                 self.flush_releases();
-                return Err(RecvError::Empty);
+                return Err(TryRecvError::Empty);
             }
         }
         self.parse(self.head)
@@ -262,7 +274,7 @@ impl SpscConsumer {
     /// Reads and checks the frame at `pos` (skipping a padding frame).
     /// Requires `head <= pos < cached_tail`, `pos` 8-aligned.
     #[inline]
-    fn parse(&mut self, pos: u64) -> Result<Loc, RecvError> {
+    fn parse(&mut self, pos: u64) -> Result<Loc, TryRecvError> {
         debug_assert!(pos % 8 == 0 && self.head <= pos && pos < self.cached_tail);
         let ring = &self.ring;
         let mut pos = pos;
@@ -298,7 +310,7 @@ impl SpscConsumer {
 
     /// Re-reads the producer's position and checks it.
     #[cold]
-    fn refresh_tail(&mut self) -> Result<(), RecvError> {
+    fn refresh_tail(&mut self) -> Result<(), TryRecvError> {
         // Acquire: pairs with the producer's Release store of the tail; the
         // frames before it are written.
         let tail = self.ring.ctrl().tail.load(Ordering::Acquire);
@@ -312,10 +324,10 @@ impl SpscConsumer {
     }
 
     #[cold]
-    fn poison(&mut self) -> RecvError {
+    fn poison(&mut self) -> TryRecvError {
         self.poisoned = true;
         self.ring.poison_shared();
-        RecvError::Corrupted
+        TryRecvError::Corrupted
     }
 
     /// Gives the bytes before `end` back to the producer (lazily: stores the
@@ -364,7 +376,8 @@ impl SpscConsumer {
         ctrl.data_bell
             .wait(ready, &self.strategy, deadline, || ring.peer_alive())?;
         if ring.shared_poisoned() {
-            return Err(self.poison());
+            self.poison();
+            return Err(RecvError::Corrupted);
         }
         Ok(())
     }
@@ -377,14 +390,14 @@ impl SpscConsumer {
     }
 }
 
-impl Drop for SpscConsumer {
+impl Drop for Consumer {
     /// Publishes pending releases; the role is released by the ring view.
     fn drop(&mut self) {
         self.flush_releases();
     }
 }
 
-/// A frame read in place from an [`SpscConsumer`]. Dereferences to its
+/// A frame read in place from a [`Consumer`]. Dereferences to its
 /// payload; dropping it (or [`release`](Self::release)) gives the bytes
 /// back to the producer.
 ///
@@ -397,10 +410,11 @@ impl Drop for SpscConsumer {
 /// its frame, but the *contents* may change while you look at them (by
 /// Rust's rules that is a data race, which this type trusts the peer not to
 /// start). Where that matters, **copy before you validate**: parse or check
-/// a copy (`to_vec`, [`SpscConsumer::recv`], [`SpscConsumer::recv_value`]),
-/// never the view, so that what you checked is what you use.
+/// a copy (`to_vec`, or the [`Receiver`](crate::ring::Receiver) trait's
+/// `recv` and `recv_value`), never the view, so that what you checked is
+/// what you use.
 pub struct Frame<'a> {
-    consumer: &'a mut SpscConsumer,
+    consumer: &'a mut Consumer,
     loc: Loc,
 }
 
@@ -433,10 +447,9 @@ impl Deref for Frame<'_> {
         // inside the published range; the producer does not touch it until
         // we store a head past it, which happens when this frame drops.
         unsafe {
-            core::slice::from_raw_parts(
-                self.consumer.ring.data_at(self.loc.idx),
-                self.loc.len as usize,
-            )
+            self.consumer
+                .ring
+                .bytes(self.loc.idx, self.loc.len as usize)
         }
     }
 }

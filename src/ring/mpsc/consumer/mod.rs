@@ -1,0 +1,409 @@
+//! The consumer side of an MPSC ring: read committed frames in claim
+//! order, skip padding and abandoned frames, zero what was consumed,
+//! abandon the claims of dead producers.
+
+use crate::sync::clock::Instant;
+use core::fmt;
+use core::ops::Deref;
+use core::time::Duration;
+
+mod release;
+mod walk;
+
+use super::layout::MAX_PRODUCERS;
+use super::view::RingView;
+use crate::region::PeerId;
+use crate::ring::core::retry;
+use crate::ring::error::{RecvError, TryRecvError};
+use crate::sync::WaitStrategy;
+use crate::sync::shim::Ordering;
+
+/// The default claim timeout: how long a frame may stay claimed (or
+/// reserved and unwritten) at the head before the consumer checks whether
+/// its claimer is alive.
+pub const DEFAULT_CLAIM_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// The reading end of an MPSC ring (one per ring).
+///
+/// `Send` but not `Sync`. The copying and typed forms (`recv`,
+/// `recv_value`, ...) come with the [`Receiver`](crate::ring::Receiver)
+/// trait. Every position, header and record it reads from
+/// shared memory is checked before use (a header's place against the tail
+/// when the tail is next read, at the latest before the head passes it);
+/// an inconsistency gives [`TryRecvError::Corrupted`] from then on.
+pub struct Consumer {
+    view: RingView,
+    /// Our peer id; its raw form is what the consumer role word holds.
+    id: PeerId,
+    me: u32,
+    /// Start of the next unconsumed frame; the last value stored to the
+    /// shared head.
+    head: u64,
+    /// A position the tail is known to have reached: the last tail read
+    /// (checked), or the end of a written frame seen since (a producer
+    /// writes a header only after its claim moved the tail past it).
+    /// `head <= cached_tail <= head + cap`; checked against the real tail
+    /// each time that is read.
+    cached_tail: u64,
+    /// The last value read from the shared tail (checked).
+    tail_seen: u64,
+    /// The head when the producers' doorbell was last rung.
+    rung: u64,
+    poisoned: bool,
+    strategy: WaitStrategy,
+    claim_timeout: Duration,
+    /// The pending frame at the head, and since when.
+    stuck: Option<Stuck>,
+}
+
+// SAFETY: raw pointers into memory kept alive by the backing, and an
+// exclusive role that moves with the handle.
+unsafe impl Send for Consumer {}
+
+impl fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("mpsc::Consumer")
+            .field("capacity", &self.view.cap)
+            .field("head", &self.head)
+            .field("cached_tail", &self.cached_tail)
+            .field("poisoned", &self.poisoned)
+            .field("claim_timeout", &self.claim_timeout)
+            .finish()
+    }
+}
+
+/// A claim found blocking the head (see `Consumer::resolve`): where,
+/// and since when (the last liveness check of its claimer, or the first
+/// sight of it).
+#[derive(Debug, Clone, Copy)]
+struct Stuck {
+    pos: u64,
+    since: Instant,
+}
+
+/// Pauses (`spin_loop`, about 25 ns each on the reference machine)
+/// before each poll of the header at the head while waiting.
+#[cfg(not(loom))]
+pub(super) const POLL_PAUSES: u32 = 32;
+
+/// The shortest sleep of a consumer waiting on a blocked head before it
+/// looks at the blocker again (see `wait_for_data`).
+pub(super) const RECHECK_FLOOR: Duration = Duration::from_millis(1);
+
+/// One attached producer, as listed by [`Consumer::producers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerInfo {
+    /// Its entry in the ring's producer table.
+    pub entry: usize,
+    /// Its peer id (`None`: the table holds a word that names no peer).
+    pub id: Option<PeerId>,
+    /// Whether its process runs.
+    pub alive: bool,
+}
+
+/// A checked committed frame: plain numbers, no borrow.
+#[derive(Debug, Clone, Copy)]
+struct Loc {
+    /// Data index of the payload.
+    idx: u64,
+    len: u32,
+    tag: u32,
+    entry: u32,
+    /// Position just after the frame.
+    end: u64,
+}
+
+/// What lies at a position.
+#[derive(Debug, Clone, Copy)]
+enum Parsed {
+    /// A committed frame.
+    Frame(Loc),
+    /// Padding or an abandoned frame of this many bytes.
+    Skip(u64),
+    /// A claim in progress: the header word (claimed), or 0 (reserved,
+    /// header not written yet).
+    Pending(u64),
+}
+
+impl Consumer {
+    pub(crate) fn from_parts(view: RingView, head: u64, id: PeerId) -> Self {
+        Self {
+            view,
+            id,
+            me: id.to_raw(),
+            head,
+            cached_tail: head,
+            tail_seen: head,
+            rung: head,
+            poisoned: false,
+            strategy: WaitStrategy::BLOCK,
+            claim_timeout: DEFAULT_CLAIM_TIMEOUT,
+            stuck: None,
+        }
+    }
+
+    /// The ring's data capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.view.cap as usize
+    }
+
+    /// The largest payload a frame may have: `capacity / 2 - 8`.
+    pub fn max_payload(&self) -> usize {
+        self.view.max_payload as usize
+    }
+
+    /// How the blocking forms wait (default [`WaitStrategy::BLOCK`]).
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.strategy
+    }
+
+    /// Sets how the blocking forms wait.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.strategy = strategy;
+    }
+
+    /// How long a claim may block the head before its claimer's liveness
+    /// is checked (default [`DEFAULT_CLAIM_TIMEOUT`]).
+    pub fn claim_timeout(&self) -> Duration {
+        self.claim_timeout
+    }
+
+    /// Sets the claim timeout. A claimer found alive is waited for again,
+    /// one timeout at a time, for as long as it lives.
+    pub fn set_claim_timeout(&mut self, timeout: Duration) {
+        self.claim_timeout = timeout;
+    }
+
+    /// Whether this handle found the ring corrupted (every call now fails).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// This consumer's peer id (what a heap ring's `mark_dead` takes).
+    pub fn id(&self) -> PeerId {
+        self.id
+    }
+
+    /// The producers attached now, by entry.
+    pub fn producers(&self) -> Vec<ProducerInfo> {
+        (0..MAX_PRODUCERS)
+            .filter_map(|entry| {
+                // Acquire: pairs with the producer's AcqRel claim of its
+                // entry.
+                let id = self.view.record(entry).owner.load(Ordering::Acquire);
+                (id != 0).then(|| ProducerInfo {
+                    entry,
+                    id: PeerId::from_raw(id),
+                    alive: self.view.alive(id),
+                })
+            })
+            .collect()
+    }
+
+    /// Reads the next committed frame in place, without blocking. Padding,
+    /// abandoned frames and the claims of dead producers (after the claim
+    /// timeout) are skipped on the way. Dropping the returned [`Frame`]
+    /// releases it.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`] if no frame is ready (the ring is empty, or the
+    /// frame at the head is still being written),
+    /// [`TryRecvError::Corrupted`] if the ring is inconsistent.
+    #[inline]
+    pub fn try_read(&mut self) -> Result<Frame<'_>, TryRecvError> {
+        let loc = self.next()?;
+        Ok(Frame {
+            consumer: self,
+            loc,
+        })
+    }
+
+    /// Reads the next frame, waiting for it with the handle's
+    /// [`WaitStrategy`] (and waking at claim timeouts to check claimers).
+    ///
+    /// # Errors
+    /// [`RecvError::Corrupted`] if the ring is inconsistent. Producers come
+    /// and go, so this never reports `PeerDead`: use a deadline.
+    #[inline]
+    pub fn read(&mut self) -> Result<Frame<'_>, RecvError> {
+        self.read_deadline(None)
+    }
+
+    /// As [`read`](Self::read), giving up after `timeout`.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read), and [`RecvError::TimedOut`].
+    pub fn read_timeout(&mut self, timeout: Duration) -> Result<Frame<'_>, RecvError> {
+        self.read_deadline(Instant::now().checked_add(timeout))
+    }
+
+    /// As [`read`](Self::read), giving up at `deadline` (`None`: never).
+    ///
+    /// # Errors
+    /// As [`read_timeout`](Self::read_timeout).
+    pub fn read_deadline(&mut self, deadline: Option<Instant>) -> Result<Frame<'_>, RecvError> {
+        let loc = retry(
+            self,
+            deadline,
+            RecvError::TimedOut,
+            |c| match c.next() {
+                Ok(loc) => Some(Ok(loc)),
+                Err(TryRecvError::Empty) => None,
+                Err(_) => Some(Err(RecvError::Corrupted)),
+            },
+            Self::wait_for_data,
+        )?;
+        Ok(Frame {
+            consumer: self,
+            loc,
+        })
+    }
+
+    /// Reads up to `max` committed frames that are ready now, calling
+    /// `f(tag, payload)` for each in order, then releases them all with one
+    /// store of the head. Returns how many were read.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Corrupted`] if the ring is inconsistent (frames passed
+    /// to `f` before the bad one stay read); never `Empty`.
+    pub fn try_read_batch(
+        &mut self,
+        max: usize,
+        mut f: impl FnMut(u32, &[u8]),
+    ) -> Result<usize, TryRecvError> {
+        if self.poisoned {
+            return Err(TryRecvError::Corrupted);
+        }
+        let mut pos = self.head;
+        let mut n = 0;
+        // Bounded: every step but a re-parse moves `pos` forward by at
+        // least 8 bytes, within one capacity of the head; a re-parse
+        // follows a release, a tail read or a resolution.
+        let mut steps = self.view.cap / 8 + 8;
+        while n < max && steps > 0 {
+            steps -= 1;
+            match self.parse(pos)? {
+                Parsed::Frame(loc) => {
+                    // SAFETY: `parse` checked that the payload lies inside
+                    // the lap, within one capacity of the head; it is
+                    // committed, so no producer writes it until we release
+                    // it.
+                    let bytes = unsafe { self.view.bytes(loc.idx, loc.len as usize) };
+                    f(loc.tag, bytes);
+                    pos = loc.end;
+                    n += 1;
+                }
+                Parsed::Skip(span) => pos += span,
+                Parsed::Pending(_) if pos != self.head => {
+                    // Release what we read, then look again from the new
+                    // head (whose window reaches further).
+                    self.release_to(pos)?;
+                }
+                Parsed::Pending(word) => {
+                    if !self.settle(word)? {
+                        break;
+                    }
+                    pos = self.head;
+                }
+            }
+        }
+        if pos != self.head {
+            self.release_to(pos)?;
+        }
+        Ok(n)
+    }
+
+    /// As [`try_read_batch`](Self::try_read_batch), first waiting (with the
+    /// handle's strategy, until `deadline`) for at least one frame.
+    ///
+    /// # Errors
+    /// As [`read_deadline`](Self::read_deadline).
+    pub fn read_batch_deadline(
+        &mut self,
+        max: usize,
+        deadline: Option<Instant>,
+        mut f: impl FnMut(u32, &[u8]),
+    ) -> Result<usize, RecvError> {
+        retry(
+            self,
+            deadline,
+            RecvError::TimedOut,
+            |c| match c.try_read_batch(max, &mut f) {
+                Ok(0) if max > 0 => None,
+                Ok(n) => Some(Ok(n)),
+                Err(_) => Some(Err(RecvError::Corrupted)),
+            },
+            Self::wait_for_data,
+        )
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.view.release_consumer(self.me);
+    }
+}
+
+/// A committed frame read in place from an [`Consumer`].
+/// Dereferences to its payload; dropping it (or
+/// [`release`](Self::release)) zeroes and releases its bytes.
+///
+/// The payload is a live view of the ring's memory, which a buggy or
+/// hostile producer can still write while you read it: its bounds are
+/// checked, its contents are not frozen. Copy before you validate (see
+/// [`spsc::Frame`](crate::ring::spsc::Frame#a-live-view)).
+pub struct Frame<'a> {
+    consumer: &'a mut Consumer,
+    loc: Loc,
+}
+
+impl fmt::Debug for Frame<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("mpsc::Frame")
+            .field("len", &self.loc.len)
+            .field("tag", &self.loc.tag)
+            .field("entry", &self.loc.entry)
+            .finish()
+    }
+}
+
+impl Frame<'_> {
+    /// The tag the producer set.
+    #[inline]
+    pub fn tag(&self) -> u32 {
+        self.loc.tag
+    }
+
+    /// The producer-table entry of the producer that sent it.
+    #[inline]
+    pub fn entry(&self) -> usize {
+        self.loc.entry as usize
+    }
+
+    /// Releases the frame (the same as dropping it).
+    #[inline]
+    pub fn release(self) {}
+}
+
+impl Deref for Frame<'_> {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `parse` checked that the payload lies inside the lap,
+        // within one capacity of the head; it is committed, so no producer
+        // touches it until we release it, which happens when this frame
+        // drops.
+        unsafe {
+            self.consumer
+                .view
+                .bytes(self.loc.idx, self.loc.len as usize)
+        }
+    }
+}
+
+impl Drop for Frame<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.consumer.consume(self.loc);
+    }
+}
