@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use polycephaly::region::{OpenOptions, Region, SectionId};
 use polycephaly::ring::mpsc;
+use polycephaly::ring::{Receiver, Sender};
 
 const RING: SectionId = SectionId(0);
 const DRONE_VAR: &str = "MPSC_EXAMPLE_DRONE";

@@ -16,9 +16,9 @@ export CARGO_TARGET_DIR="$root/target/loom-mutations" LOOM_MAX_PREEMPTIONS=3
 # name @ file @ exact text @ replacement @ loom test target
 mutations=(
   "spsc_tail_store@src/ring/spsc/producer.rs@const TAIL_PUBLISH: Ordering = Ordering::Release;@const TAIL_PUBLISH: Ordering = Ordering::Relaxed;@loom_spsc"
-  "spsc_tail_load@src/ring/spsc/consumer.rs@let tail = self.ring.ctrl().tail.load(Ordering::Acquire);@let tail = self.ring.ctrl().tail.load(Ordering::Relaxed);@loom_spsc"
+  "spsc_tail_load@src/ring/spsc/consumer.rs@let tail = self.view.ctrl().tail.load(Ordering::Acquire);@let tail = self.view.ctrl().tail.load(Ordering::Relaxed);@loom_spsc"
   "spsc_head_store@src/ring/spsc/consumer.rs@head.store(self.head, Ordering::Release);@head.store(self.head, Ordering::Relaxed);@loom_spsc"
-  "spsc_head_load@src/ring/spsc/producer.rs@let head = self.ring.ctrl().head.load(Ordering::Acquire);@let head = self.ring.ctrl().head.load(Ordering::Relaxed);@loom_spsc"
+  "spsc_head_load@src/ring/spsc/producer.rs@let head = self.view.ctrl().head.load(Ordering::Acquire);@let head = self.view.ctrl().head.load(Ordering::Relaxed);@loom_spsc"
   "mpsc_commit_cas@src/ring/mpsc/producer.rs@            committed,\n            Ordering::Release,@            committed,\n            Ordering::Relaxed,@loom_mpsc"
   "mutex_unlock@src/lock/mutex.rs@.compare_exchange(cur, 0, Ordering::Release, Ordering::Relaxed)@.compare_exchange(cur, 0, Ordering::Relaxed, Ordering::Relaxed)@loom_lock"
   "mutex_lock@src/lock/mutex.rs@.compare_exchange(0, self.me | extra, Ordering::Acquire, Ordering::Relaxed)@.compare_exchange(0, self.me | extra, Ordering::Relaxed, Ordering::Relaxed)@loom_lock"

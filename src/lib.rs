@@ -6,14 +6,33 @@
 //!
 //! ## Layers
 //!
-//! Each layer uses only the ones below it.
+//! Each layer uses only the ones below it; [`ring`] and [`lock`] are
+//! siblings on [`region`] and [`sync`].
 //!
 //! | layer | what it holds |
 //! | --- | --- |
-//! | [`lock`] | a cross-process event, and a mutex that survives its owner's death |
-//! | [`ring`] | SPSC and MPSC rings of variable-length frames in a shared section |
-//! | [`region`] | one shared mapping: create, open and validate, header, sections, peers |
-//! | [`sync`] | a futex shared across processes, the spin-then-sleep wait protocol, the loom shim |
+//! | [`ring`] · [`lock`] | SPSC and MPSC rings of variable-length frames in a shared section · a cross-process event, and a mutex that survives its owner's death |
+//! | [`region`] | one shared mapping: create, open and validate, header, sections, peers; handing it to a child process |
+//! | [`sync`] | a futex shared across processes, the spin-then-sleep wait protocol, process identity and liveness, the clock, the loom shim |
+//!
+//! Every layer speaks the same vocabulary: `Type::attach(&region, id)`
+//! and one [`AttachError`]; `try_op` / `op` / `op_timeout` / `op_deadline`
+//! forms of every wait, with the `try_` errors apart from the blocking
+//! ones; `HeapX` twins on the heap for threads, tests and loom models.
+//!
+//! ```
+//! use polycephaly::region::{Region, SectionId};
+//! use polycephaly::ring::{Receiver, Sender, spsc};
+//!
+//! let region = Region::builder().with(spsc::Spec::new(4096)?).build()?;
+//! let mut tx = spsc::Producer::attach(&region, SectionId(0))?;
+//! let mut rx = spsc::Consumer::attach(&region, SectionId(0))?;
+//! // In real use the consumer is another process: it gets the region with
+//! // `Region::inherited` after the parent's `region.share_with(&mut command)`.
+//! tx.send_value(&42u64)?;
+//! assert_eq!(rx.recv_value::<u64>()?, 42);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! ## Trust model
 //!

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use polycephaly::region::{Region, SectionId, SectionKind};
 use polycephaly::ring::{ClaimError, RecvError, mpsc};
+use polycephaly::ring::{Receiver, Sender};
 use polycephaly::sync::shim::{AtomicU64, Ordering};
 
 const RING: SectionId = SectionId(0);

@@ -3,7 +3,8 @@
 //! process, and other tests would add their own.
 
 use polycephaly::region::{Region, SectionId};
-use polycephaly::ring::{Receiver, mpsc};
+use polycephaly::ring::mpsc;
+use polycephaly::ring::{Receiver, Sender};
 use polycephaly::sync::futex_calls;
 
 #[test]

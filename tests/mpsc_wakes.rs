@@ -4,7 +4,8 @@
 //! process.
 
 use polycephaly::region::{Region, SectionId};
-use polycephaly::ring::{Receiver, mpsc};
+use polycephaly::ring::mpsc;
+use polycephaly::ring::{Receiver, Sender};
 use polycephaly::sync::{WaitStrategy, futex_calls};
 
 #[test]

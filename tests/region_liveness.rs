@@ -23,10 +23,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use polycephaly::AttachError;
-use polycephaly::region::{
-    OpenOptions, PeerId, ProcessId, Region, SectionError, SectionId, SectionKind,
-};
+use polycephaly::region::{OpenOptions, PeerId, Region, SectionError, SectionId, SectionKind};
 use polycephaly::ring::spsc;
+use polycephaly::sync::ProcessId;
 use polycephaly::sync::shim::{AtomicU32, Ordering};
 
 /// The tests of this binary, in the order they run.

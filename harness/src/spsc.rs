@@ -14,6 +14,7 @@ use super::pair::{Pair, run_pair};
 use super::{BenchError, Measurement, PinMode, Plan, Row, Timings, Unit, Wait};
 use polycephaly::region::{OpenOptions, Region, SectionId};
 use polycephaly::ring::spsc;
+use polycephaly::ring::{Receiver, Sender};
 use polycephaly::sync::WaitStrategy;
 
 /// The SPSC rows, in table order within their groups.

@@ -47,6 +47,36 @@ impl Input<'_> {
     }
 }
 
+/// A heap ring of kind `K` made from the head of a fuzz input
+/// `[cap_exp, flags, image...]`: `64 << (cap_exp % 6)` bytes; when
+/// `flags & 1`, its whole memory (control block and data) is overwritten
+/// with the next bytes of the input (as many as it spans, or fewer).
+/// Returns the ring and the flags.
+fn heap_ring_from<K: crate::ring::Kind>(
+    input: &mut Input<'_>,
+) -> Option<(crate::ring::HeapRing<K>, u8)> {
+    let (exp, flags) = (input.byte()?, input.byte()?);
+    let ring = crate::ring::HeapRing::<K>::new(64usize << (exp % 6)).ok()?;
+    if flags & 1 != 0 {
+        let (_, len) = ring.raw_bytes();
+        let take = len.min(input.0.len());
+        let (image, rest) = input.0.split_at(take);
+        poke(&ring, 0, image);
+        input.0 = rest;
+    }
+    Some((ring, flags))
+}
+
+/// Writes `bytes` at `offset` (wrapped into the ring memory) of a heap
+/// ring, as a hostile peer would.
+fn poke<K: crate::ring::Kind>(ring: &crate::ring::HeapRing<K>, offset: usize, bytes: &[u8]) {
+    let (ptr, len) = ring.raw_bytes();
+    // SAFETY: the whole allocation of the ring, alive while `ring` is;
+    // the fuzz loop is single threaded and no frame or claim borrow is alive
+    // between operations.
+    unsafe { poke_raw(ptr, len, offset, bytes) };
+}
+
 /// Writes `bytes` at `offset` of the `len` bytes at `ptr`, wrapping around,
 /// as a hostile peer would overwrite shared memory.
 ///

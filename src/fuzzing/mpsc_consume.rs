@@ -16,8 +16,8 @@ use core::time::Duration;
 
 use crate::sync::clock::Instant;
 
-use super::Input;
-use crate::ring::mpsc::{Consumer, HeapRing, MAX_PRODUCERS, Producer};
+use super::{Input, heap_ring_from, poke};
+use crate::ring::mpsc::{Consumer, HeapRing, MAX_PRODUCERS, Mpsc, Producer};
 use crate::ring::{CommitError, Receiver, RecvError, TryClaimError, TryRecvError};
 
 /// Offset of the consumer role word (see `ring::mpsc::layout`).
@@ -25,32 +25,12 @@ const ROLES_OFFSET: usize = 128;
 /// Offset of the record table.
 const RECORDS_OFFSET: usize = 320;
 
-/// Writes `bytes` at `offset` (wrapped into the ring memory).
-fn poke(ring: &HeapRing, offset: usize, bytes: &[u8]) {
-    let (ptr, len) = ring.raw_bytes();
-    // SAFETY: the whole allocation of the ring, alive while `ring` is;
-    // the fuzz loop is single threaded and no frame or claim borrow is alive
-    // between operations.
-    unsafe { super::poke_raw(ptr, len, offset, bytes) };
-}
-
 /// The fuzz entry point (see the module docs). Never panics, never hangs.
 pub fn mpsc_consume(data: &[u8]) {
     let mut input = Input(data);
-    let (Some(exp), Some(flags)) = (input.byte(), input.byte()) else {
+    let Some((ring, flags)) = heap_ring_from::<Mpsc>(&mut input) else {
         return;
     };
-    let capacity = 64usize << (exp % 6);
-    let Ok(ring) = HeapRing::new(capacity) else {
-        return;
-    };
-    if flags & 1 != 0 {
-        let (_, len) = ring.raw_bytes();
-        let take = len.min(input.0.len());
-        let (image, rest) = input.0.split_at(take);
-        poke(&ring, 0, image);
-        input.0 = rest;
-    }
     if flags & 2 != 0 {
         poke(&ring, ROLES_OFFSET, &[0; 4]);
         for e in 0..MAX_PRODUCERS {

@@ -11,39 +11,19 @@
 
 use crate::sync::clock::Instant;
 
-use super::Input;
-use crate::ring::spsc::{Consumer, HeapRing};
+use super::{Input, heap_ring_from, poke};
+use crate::ring::spsc::{Consumer, Spsc};
 use crate::ring::{Receiver, RecvError, TryClaimError, TryRecvError};
 
 /// Offset of the role words in the control block (see `ring::spsc::layout`).
 const ROLES_OFFSET: usize = 128;
 
-/// Writes `bytes` at `offset` (wrapped into the ring memory).
-fn poke(heap: &HeapRing, offset: usize, bytes: &[u8]) {
-    let (ptr, len) = heap.raw_bytes();
-    // SAFETY: the whole allocation of the ring, alive while `heap` is;
-    // the fuzz loop is single threaded and no frame or claim borrow is alive
-    // between operations.
-    unsafe { super::poke_raw(ptr, len, offset, bytes) };
-}
-
 /// The fuzz entry point (see the module docs). Never panics, never hangs.
 pub fn spsc_consume(data: &[u8]) {
     let mut input = Input(data);
-    let (Some(exp), Some(flags)) = (input.byte(), input.byte()) else {
+    let Some((heap, flags)) = heap_ring_from::<Spsc>(&mut input) else {
         return;
     };
-    let capacity = 64usize << (exp % 6);
-    let Ok(heap) = HeapRing::new(capacity) else {
-        return;
-    };
-    if flags & 1 != 0 {
-        let (_, len) = heap.raw_bytes();
-        let take = len.min(input.0.len());
-        let (image, rest) = input.0.split_at(take);
-        poke(&heap, 0, image);
-        input.0 = rest;
-    }
     if flags & 2 != 0 {
         poke(&heap, ROLES_OFFSET, &[0; 8]);
     }

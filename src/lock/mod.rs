@@ -114,7 +114,7 @@ impl OwnerCheck for ProcessOwner {
     }
 
     fn is_alive(&self, tag: u32) -> bool {
-        crate::region::ProcessId::of(tag).is_some()
+        crate::sync::ProcessId::of(tag).is_some()
     }
 }
 
@@ -173,7 +173,7 @@ impl crate::region::SectionSpec for LockSpec {
 fn current_process() -> (u32, u64) {
     #[cfg(not(loom))]
     {
-        let me = crate::region::ProcessId::current();
+        let me = crate::sync::ProcessId::current();
         (me.pid, me.start_time)
     }
     #[cfg(loom)]

@@ -12,7 +12,8 @@ use super::layout::{
     MAX_TOTAL_LEN, SECTION_ALIGN, SECTION_TABLE_OFFSET, SectionEntry, align_up, encode_kind,
 };
 use super::validate::{ValidLayout, ValidSection};
-use super::{ProcessId, Region, SectionKind, SectionSpec, init_word, peers, slots_of};
+use super::{Region, SectionKind, SectionSpec, init_word, peers, slots_of};
+use crate::sync::ProcessId;
 use crate::sync::shim::Ordering;
 
 /// The longest segment name accepted (`NAME_MAX` is 255; we keep a margin).

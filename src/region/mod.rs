@@ -55,7 +55,6 @@ mod handoff;
 pub mod layout;
 mod peer_id;
 mod peers;
-pub mod process;
 mod validate;
 
 use crate::sync::clock::Instant;
@@ -71,7 +70,6 @@ pub use error::{CreateError, OpenError, SectionError};
 pub use handoff::REGION_FD_VAR;
 use layout::{HEADER_LEN, INIT_OFFSET, INIT_READY, PEER_TABLE_OFFSET, PLAIN_LEN, PeerSlot};
 pub use peers::{PeerId, PeerInfo};
-pub use process::ProcessId;
 use validate::ValidLayout;
 
 use crate::sync::Futex;
@@ -184,7 +182,7 @@ impl Inner {
 
     /// Whether the calling process opened this handle (one `getpid`).
     fn opened_here(&self) -> bool {
-        process::current_pid() == self.pid
+        crate::sync::process::current_pid() == self.pid
     }
 }
 
@@ -394,7 +392,7 @@ impl Region {
 
     /// Whether `id` still holds its slot and its process is alive (its pid
     /// exists with the start time it registered, and one of its threads has
-    /// not exited: see [`ProcessId::is_alive`]). Reads `/proc`: for slow
+    /// not exited: see [`ProcessId::is_alive`](crate::sync::ProcessId::is_alive)). Reads `/proc`: for slow
     /// paths.
     pub fn peer_alive(&self, id: PeerId) -> bool {
         peers::alive(self.inner.slots(), id)
@@ -442,7 +440,7 @@ impl Region {
 
     /// `Err(ForeignHandle)` unless the calling process opened this handle.
     fn check_opened_here(&self) -> Result<(), SectionError> {
-        let caller = process::current_pid();
+        let caller = crate::sync::process::current_pid();
         if caller == self.inner.pid {
             Ok(())
         } else {
@@ -631,7 +629,7 @@ fn attach(
     let plain = copy_plain(base);
     let layout = validate::validate(&plain, file_len)?;
     // 4. Join the peer table.
-    let me = ProcessId::current();
+    let me = crate::sync::ProcessId::current();
     let peer = peers::claim(slots_of(&map, layout.max_peers), me, opts.role)
         .ok_or(OpenError::PeerTableFull)?;
     Ok(Region::from_parts(

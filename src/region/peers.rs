@@ -24,7 +24,8 @@
 
 use super::layout::PeerSlot;
 pub use super::peer_id::PeerId;
-use super::process::ProcessId;
+use crate::sync::ProcessId;
+use crate::sync::clock::monotonic_ns;
 use crate::sync::shim::{Ordering, fence};
 
 /// One row of [`Region::peers`](super::Region::peers).
@@ -127,19 +128,11 @@ fn view(slot: &PeerSlot) -> Option<View> {
     })
 }
 
-/// CLOCK_MONOTONIC in nanoseconds.
-pub(crate) fn now_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    (t.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(t.tv_nsec as u64)
-}
-
 fn publish(slot: &PeerSlot, id: PeerId, me: ProcessId, role: u32) {
     // Relaxed: published by the Release store of `published` below.
     slot.start_time.store(me.start_time, Ordering::Relaxed);
     slot.role.store(role, Ordering::Relaxed);
-    slot.heartbeat.store(now_ns(), Ordering::Relaxed);
+    slot.heartbeat.store(monotonic_ns(), Ordering::Relaxed);
     // Release: pairs with the Acquire load of `published` in `view`.
     slot.published.store(id.to_raw(), Ordering::Release);
 }
@@ -200,7 +193,7 @@ pub(crate) fn release(slots: &[PeerSlot], id: PeerId, pid: u32) {
 pub(crate) fn heartbeat(slots: &[PeerSlot], id: PeerId) {
     if let Some(slot) = slots.get(id.slot()) {
         // Relaxed: a liveness hint; nothing is published with it.
-        slot.heartbeat.store(now_ns(), Ordering::Relaxed);
+        slot.heartbeat.store(monotonic_ns(), Ordering::Relaxed);
     }
 }
 

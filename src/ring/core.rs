@@ -8,7 +8,7 @@ use core::ops::Deref;
 use core::ptr::NonNull;
 use std::sync::Arc;
 
-use super::error::CapacityError;
+use super::error::{CapacityError, ClaimError, RecvError, TryClaimError, TryRecvError};
 use crate::region::PeerId;
 use crate::sync::Doorbell;
 use crate::sync::shim::{AtomicU32, AtomicU64, Ordering};
@@ -32,7 +32,7 @@ impl<T> Deref for Line<T> {
 
 /// What every ring control block has, whatever its kind: the poison flag
 /// and the two doorbells.
-pub(crate) trait RingControl {
+pub trait RingControl {
     /// Non-zero once a side found the ring inconsistent; never cleared.
     fn poisoned(&self) -> &AtomicU32;
     /// The consumer sleeps here, producers ring it.
@@ -456,6 +456,95 @@ pub(crate) fn retry<S, T, E>(
         wait(state, deadline)?;
     }
 }
+
+/// A `try_` claim's outcome, as the blocking claim's loop wants it: `None`
+/// (full: wait and try again) or the final result.
+#[inline(always)]
+pub(crate) fn claim_outcome<R>(r: Result<R, TryClaimError>) -> Option<Result<R, ClaimError>> {
+    match r {
+        Ok(r) => Some(Ok(r)),
+        Err(TryClaimError::Full) => None,
+        Err(TryClaimError::TooLarge { len, max }) => Some(Err(ClaimError::TooLarge { len, max })),
+        Err(_) => Some(Err(ClaimError::Corrupted)),
+    }
+}
+
+/// A `try_` read's outcome, as the blocking read's loop wants it: `None`
+/// (empty: wait and try again) or the final result.
+#[inline(always)]
+pub(crate) fn recv_outcome<R>(r: Result<R, TryRecvError>) -> Option<Result<R, RecvError>> {
+    match r {
+        Ok(r) => Some(Ok(r)),
+        Err(TryRecvError::Empty) => None,
+        Err(TryRecvError::WrongSize { expected, got }) => {
+            Some(Err(RecvError::WrongSize { expected, got }))
+        }
+        Err(_) => Some(Err(RecvError::Corrupted)),
+    }
+}
+
+/// A consumer of either kind, as the batch read written once needs it.
+pub(crate) trait BatchRead {
+    /// Reads up to `max` frames that are ready now (never `Empty`).
+    fn try_batch(&mut self, max: usize, f: impl FnMut(u32, &[u8])) -> Result<usize, TryRecvError>;
+    /// Sleeps (per the strategy) until something may be ready.
+    fn wait_readable(&mut self, deadline: Option<Instant>) -> Result<(), RecvError>;
+}
+
+/// `read_batch_deadline` of both consumers: a batch read that first waits
+/// (until `deadline`) for at least one frame.
+#[inline]
+pub(crate) fn read_batch_deadline<C: BatchRead>(
+    consumer: &mut C,
+    max: usize,
+    deadline: Option<Instant>,
+    mut f: impl FnMut(u32, &[u8]),
+) -> Result<usize, RecvError> {
+    retry(
+        consumer,
+        deadline,
+        RecvError::TimedOut,
+        |c| match c.try_batch(max, &mut f) {
+            Ok(0) if max > 0 => None,
+            r => recv_outcome(r),
+        },
+        C::wait_readable,
+    )
+}
+
+/// The accessors every ring handle has, over its `view` field (a
+/// [`View`]) and its `strategy` and `poisoned` fields.
+macro_rules! handle_accessors {
+    () => {
+        /// The ring's data capacity in bytes.
+        pub fn capacity(&self) -> usize {
+            self.view.cap as usize
+        }
+
+        /// The largest payload a frame may have: `capacity / 2 - 8`.
+        pub fn max_payload(&self) -> usize {
+            self.view.max_payload as usize
+        }
+
+        /// How the blocking forms wait (default
+        /// [`WaitStrategy::BLOCK`](crate::sync::WaitStrategy::BLOCK)).
+        pub fn wait_strategy(&self) -> crate::sync::WaitStrategy {
+            self.strategy
+        }
+
+        /// Sets how the blocking forms wait.
+        pub fn set_wait_strategy(&mut self, strategy: crate::sync::WaitStrategy) {
+            self.strategy = strategy;
+        }
+
+        /// Whether this handle found the ring corrupted (every call now
+        /// fails).
+        pub fn is_poisoned(&self) -> bool {
+            self.poisoned
+        }
+    };
+}
+pub(crate) use handle_accessors;
 
 /// The memory of a heap ring: one zeroed, 64-aligned allocation of a
 /// control block (`head_len` bytes, 0 under loom where the control block is

@@ -82,6 +82,27 @@ pub trait Sender {
         deadline: Option<Instant>,
     ) -> Result<Self::Claim<'_>, ClaimError>;
 
+    /// Claims room for a frame, waiting for it without limit.
+    ///
+    /// # Errors
+    /// See [`ClaimError`] (never `TimedOut`).
+    #[inline]
+    fn claim(&mut self, len: usize) -> Result<Self::Claim<'_>, ClaimError> {
+        self.claim_deadline(len, None)
+    }
+
+    /// As [`claim`](Self::claim), giving up after `timeout`.
+    ///
+    /// # Errors
+    /// See [`ClaimError`].
+    fn claim_timeout(
+        &mut self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<Self::Claim<'_>, ClaimError> {
+        self.claim_deadline(len, Instant::now().checked_add(timeout))
+    }
+
     /// Copies `bytes` into a new frame and commits it, without waiting.
     ///
     /// # Errors
@@ -177,6 +198,23 @@ pub trait Receiver {
     /// # Errors
     /// See [`RecvError`] (never `WrongSize`).
     fn read_deadline(&mut self, deadline: Option<Instant>) -> Result<Self::Frame<'_>, RecvError>;
+
+    /// Reads the next frame in place, waiting for it without limit.
+    ///
+    /// # Errors
+    /// See [`RecvError`] (never `TimedOut` or `WrongSize`).
+    #[inline]
+    fn read(&mut self) -> Result<Self::Frame<'_>, RecvError> {
+        self.read_deadline(None)
+    }
+
+    /// As [`read`](Self::read), giving up after `timeout`.
+    ///
+    /// # Errors
+    /// See [`RecvError`] (never `WrongSize`).
+    fn read_timeout(&mut self, timeout: Duration) -> Result<Self::Frame<'_>, RecvError> {
+        self.read_deadline(Instant::now().checked_add(timeout))
+    }
 
     /// Copies the next frame's payload into `out` (cleared first; it only
     /// allocates if its capacity is too small) and returns the frame's tag,

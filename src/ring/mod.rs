@@ -21,7 +21,7 @@
 //!   header gives `Corrupted` and poisons the ring for every side.
 //! - A frame read in place is a live view of shared memory: a hostile peer
 //!   cannot make it reach outside its frame, but can change its bytes while
-//!   you read them. Copy before you validate (see [`spsc::Frame`]'s docs).
+//!   you read them. Copy before you validate (see [`Frame`]'s docs).
 //!
 //! ```
 //! use polycephaly::region::{Region, SectionId};
@@ -45,7 +45,9 @@
 mod core;
 mod error;
 pub mod frame;
+mod guard;
 mod io;
+mod kind;
 pub mod mpsc;
 pub mod spsc;
 
@@ -54,4 +56,6 @@ pub use error::{
     TrySendError,
 };
 pub use frame::{FRAME_ALIGN, FRAME_HEADER_LEN, MIN_CAPACITY};
+pub use guard::{Frame, FrameSource};
 pub use io::{Commit, ReadFrame, Receiver, Sender};
+pub use kind::{HeapRing, Kind, Spec};

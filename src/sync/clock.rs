@@ -17,6 +17,16 @@
 #[cfg(not(loom))]
 pub use std::time::Instant;
 
+/// CLOCK_MONOTONIC in nanoseconds, as a plain number to store in shared
+/// memory (a peer's heartbeat): the same clock in every process.
+#[cfg(not(loom))]
+pub fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec as u64)
+}
+
 #[cfg(loom)]
 pub use model::{Instant, MODEL_TICK};
 

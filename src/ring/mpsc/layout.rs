@@ -61,13 +61,7 @@
 //! A header word of 0 is "unwritten": the consumer zeroes every byte it
 //! consumed, so a position of the next lap reads as 0 until claimed.
 
-use std::sync::Arc;
-
-#[cfg(any(feature = "testing", loom))]
-use crate::region::PeerId;
-use crate::ring::core::{HeapMem, Line, RingControl, check_capacity};
-use crate::ring::error::CapacityError;
-use crate::ring::frame::MIN_CAPACITY;
+use crate::ring::core::{Line, RingControl};
 use crate::sync::Doorbell;
 use crate::sync::shim::{AtomicU32, AtomicU64};
 
@@ -163,7 +157,7 @@ pub(crate) struct Record {
 /// The control block at the start of an MPSC section.
 #[repr(C)]
 #[derive(Debug)]
-pub(crate) struct Control {
+pub struct Control {
     pub(crate) tail: Line<AtomicU64>,
     pub(crate) head: Line<HeadWords>,
     pub(crate) roles: Line<Roles>,
@@ -220,133 +214,7 @@ const _: () = {
     assert!(MAX_PRODUCERS <= ENTRY_MASK as usize + 1);
 };
 
-/// The shape of an MPSC ring: its capacity, checked. Hand it to the region
-/// builder ([`RegionBuilder::with`](crate::region::RegionBuilder::with)) so
-/// that the section has the kind and the exact length the ring needs.
-///
-/// ```
-/// use polycephaly::ring::mpsc;
-///
-/// let spec = mpsc::Spec::new(1 << 16)?;
-/// assert_eq!(spec.section_len(), mpsc::CONTROL_LEN + (1 << 16));
-/// assert!(mpsc::Spec::new(mpsc::MAX_CAPACITY * 2).is_err());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Spec {
-    capacity: usize,
-}
-
-impl Spec {
-    /// A ring of `capacity` data bytes.
-    ///
-    /// # Errors
-    /// [`CapacityError`] unless `capacity` is a power of two from
-    /// [`MIN_CAPACITY`] to
-    /// [`MAX_CAPACITY`].
-    pub fn new(capacity: usize) -> Result<Self, CapacityError> {
-        check_capacity(capacity, MIN_CAPACITY, MAX_CAPACITY)?;
-        Ok(Self { capacity })
-    }
-
-    /// The data capacity in bytes.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// The section's length: the control block plus the capacity.
-    pub fn section_len(&self) -> usize {
-        CONTROL_LEN + self.capacity
-    }
-
-    /// The largest payload a frame may have: half the ring minus a header.
-    pub fn max_payload(&self) -> usize {
-        crate::ring::frame::max_payload(self.capacity)
-    }
-}
-
-#[cfg(not(loom))]
-impl crate::region::SectionSpec for Spec {
-    fn kind(&self) -> crate::region::SectionKind {
-        crate::region::SectionKind::MpscRing
-    }
-    fn section_len(&self) -> usize {
-        Spec::section_len(self)
-    }
-}
-
-/// The length every attach checks a section against.
-#[cfg(not(loom))]
-pub(crate) fn capacity_of_section(len: usize) -> Result<usize, crate::AttachError> {
-    crate::ring::core::capacity_of_section(
-        len,
-        CONTROL_LEN,
-        MIN_CAPACITY,
-        MAX_CAPACITY,
-        "an MPSC ring (its control block plus a power-of-two capacity)",
-    )
-}
-
-/// An MPSC ring on the heap, for the threads of one process (and for loom
-/// models, property tests and the fuzzer): the same code as a ring in a
-/// region section, with peer ids handed out here. Cheap to clone.
-///
-/// ```
-/// use polycephaly::ring::{Receiver, Sender, mpsc};
-///
-/// let ring = mpsc::HeapRing::new(1024)?;
-/// let mut a = ring.producer()?;
-/// let mut b = ring.producer()?;
-/// let mut rx = ring.consumer()?;
-/// a.try_send(b"from a")?;
-/// b.try_send(b"from b")?;
-/// let mut buf = Vec::new();
-/// rx.try_recv(&mut buf)?;
-/// assert_eq!(buf, b"from a");
-/// rx.try_recv(&mut buf)?;
-/// assert_eq!(buf, b"from b");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct HeapRing {
-    pub(crate) mem: Arc<HeapMem<Control>>,
-}
-
-impl HeapRing {
-    /// A zeroed ring of `capacity` bytes (empty, no handles attached).
-    ///
-    /// # Errors
-    /// As [`Spec::new`].
-    pub fn new(capacity: usize) -> Result<Self, CapacityError> {
-        Ok(Self {
-            mem: Arc::new(HeapMem::new(
-                capacity,
-                CONTROL_LEN,
-                MIN_CAPACITY,
-                MAX_CAPACITY,
-            )?),
-        })
-    }
-
-    /// The data capacity in bytes.
-    pub fn capacity(&self) -> usize {
-        self.mem.capacity()
-    }
-
-    /// Declares the handle with this id dead, as if its process had been
-    /// killed: the consumer may then abandon its pending claim, and its
-    /// role or entry can be taken over. A test hook.
-    #[cfg(any(feature = "testing", loom))]
-    pub fn mark_dead(&self, id: PeerId) {
-        self.mem.peers.mark_dead(id);
-    }
-
-    /// The whole ring memory, for the fuzzer to overwrite.
-    #[cfg(all(feature = "testing", not(loom)))]
-    pub(crate) fn raw_bytes(&self) -> (*mut u8, usize) {
-        self.mem.raw_bytes()
-    }
-}
+crate::ring::kind::ring_kind!(Mpsc, "MPSC", MpscRing);
 
 #[cfg(all(test, not(loom)))]
 mod tests {
@@ -370,12 +238,15 @@ mod tests {
 
     #[test]
     fn capacities() {
+        let cap = |len| {
+            crate::ring::core::capacity_of_section(len, CONTROL_LEN, 64, MAX_CAPACITY, "x").ok()
+        };
         assert!(Spec::new(64).is_ok());
         assert!(Spec::new(MAX_CAPACITY * 2).is_err());
-        assert_eq!(capacity_of_section(CONTROL_LEN + 4096).ok(), Some(4096));
-        assert!(capacity_of_section(CONTROL_LEN + 4096 + 8).is_err());
+        assert_eq!(cap(CONTROL_LEN + 4096), Some(4096));
+        assert_eq!(cap(CONTROL_LEN + 4096 + 8), None);
         // An SPSC section of the same capacity is refused, not read as a
         // smaller MPSC ring.
-        assert!(capacity_of_section(crate::ring::spsc::CONTROL_LEN + (1 << 16)).is_err());
+        assert_eq!(cap(crate::ring::spsc::CONTROL_LEN + (1 << 16)), None);
     }
 }

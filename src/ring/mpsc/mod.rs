@@ -3,7 +3,7 @@
 //!
 //! A ring section of kind [`SectionKind::MpscRing`](crate::region::SectionKind)
 //! holds a control block (tail, head, consumer role, doorbells, one record
-//! per producer: see [`layout`] for the diagram) and 2^k data bytes of
+//! per producer: see `layout.rs` for the diagram) and 2^k data bytes of
 //! frames, each an 8-byte header word and the payload, 8-byte aligned.
 //! All-zero memory is an empty ring: no initialisation step.
 //!
@@ -24,7 +24,7 @@
 //!
 //! # Protocol
 //!
-//! Header word of a frame (see [`layout`]): 0 unwritten, CLAIMED(entry,
+//! Header word of a frame (see `layout.rs`): 0 unwritten, CLAIMED(entry,
 //! len), COMMITTED(entry, len, tag), PADDING(len), ABANDONED(entry, len).
 //!
 //! ```text
@@ -114,10 +114,10 @@
 //! been delivered). Loops over shared state are bounded.
 
 mod consumer;
-pub mod layout;
+mod layout;
 mod producer;
 mod view;
 
 pub use consumer::{Consumer, DEFAULT_CLAIM_TIMEOUT, Frame, ProducerInfo};
-pub use layout::{CONTROL_LEN, HeapRing, MAX_CAPACITY, MAX_PRODUCERS, Spec};
+pub use layout::{CONTROL_LEN, HeapRing, MAX_CAPACITY, MAX_PRODUCERS, Mpsc, Spec};
 pub use producer::{Claim, Producer};

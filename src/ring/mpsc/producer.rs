@@ -4,12 +4,11 @@
 use crate::sync::clock::Instant;
 use core::fmt;
 use core::ops::{Deref, DerefMut};
-use core::time::Duration;
 
 use super::layout::{ABANDONED, CLAIMED, COMMITTED, Header, PADDING, Record};
 use super::view::RingView;
 use crate::region::PeerId;
-use crate::ring::core::retry;
+use crate::ring::core::{claim_outcome, retry};
 use crate::ring::error::{ClaimError, CommitError, TryClaimError};
 use crate::ring::frame::{MAX_POSITION, frame_len, pad_before, warm_lines_after};
 use crate::sync::WaitStrategy;
@@ -128,15 +127,7 @@ impl Producer {
         }
     }
 
-    /// The ring's data capacity in bytes.
-    pub fn capacity(&self) -> usize {
-        self.view.cap as usize
-    }
-
-    /// The largest payload a frame may have: `capacity / 2 - 8`.
-    pub fn max_payload(&self) -> usize {
-        self.view.max_payload as usize
-    }
+    crate::ring::core::handle_accessors!();
 
     /// This producer's peer id (what a heap ring's `mark_dead` takes).
     pub fn id(&self) -> PeerId {
@@ -148,24 +139,9 @@ impl Producer {
         self.entry
     }
 
-    /// How the blocking forms wait (default [`WaitStrategy::BLOCK`]).
-    pub fn wait_strategy(&self) -> WaitStrategy {
-        self.strategy
-    }
-
-    /// Sets how the blocking forms wait.
-    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
-        self.strategy = strategy;
-    }
-
     /// Whether the consumer is attached and alive (or never attached yet).
     pub fn is_peer_alive(&self) -> bool {
         self.view.consumer_alive()
-    }
-
-    /// Whether this handle found the ring corrupted (every call now fails).
-    pub fn is_poisoned(&self) -> bool {
-        self.poisoned
     }
 
     /// Claims room for a frame of `len` payload bytes without blocking.
@@ -188,43 +164,18 @@ impl Producer {
     /// ```
     ///
     /// # Errors
-    /// [`TryClaimError::TooLarge`] if `len > max_payload()`,
-    /// [`TryClaimError::Full`] if there is no room now,
-    /// [`TryClaimError::Corrupted`] if the ring is inconsistent.
+    /// As [`spsc::Producer::try_claim`](crate::ring::spsc::Producer::try_claim).
     #[inline]
     pub fn try_claim(&mut self, len: usize) -> Result<Claim<'_>, TryClaimError> {
         let r = self.reserve(len)?;
         Ok(self.guard(r))
     }
 
-    /// Claims room for a frame, waiting for it with the handle's
-    /// [`WaitStrategy`].
+    /// [`try_claim`](Self::try_claim), waiting for room until `deadline`
+    /// (see [`Sender::claim_deadline`](crate::ring::Sender::claim_deadline)).
     ///
     /// # Errors
-    /// [`ClaimError::TooLarge`], [`ClaimError::Corrupted`] as for
-    /// [`try_claim`](Self::try_claim); [`ClaimError::PeerDead`] when the
-    /// consumer died or detached while the ring stayed full.
-    #[inline]
-    pub fn claim(&mut self, len: usize) -> Result<Claim<'_>, ClaimError> {
-        self.claim_deadline(len, None)
-    }
-
-    /// As [`claim`](Self::claim), giving up after `timeout`.
-    ///
-    /// # Errors
-    /// As [`claim`](Self::claim), and [`ClaimError::TimedOut`].
-    pub fn claim_timeout(
-        &mut self,
-        len: usize,
-        timeout: Duration,
-    ) -> Result<Claim<'_>, ClaimError> {
-        self.claim_deadline(len, Instant::now().checked_add(timeout))
-    }
-
-    /// As [`claim`](Self::claim), giving up at `deadline` (`None`: never).
-    ///
-    /// # Errors
-    /// As [`claim_timeout`](Self::claim_timeout).
+    /// See [`ClaimError`].
     // Inlined: returned through memory, the claim guard was stored and
     // re-read with overlapping moves the CPU cannot forward, so each claim
     // waited for the store before it (the frame header, a cache miss) to
@@ -239,14 +190,7 @@ impl Producer {
             self,
             deadline,
             ClaimError::TimedOut,
-            |p| match p.reserve(len) {
-                Ok(r) => Some(Ok(r)),
-                Err(TryClaimError::Full) => None,
-                Err(TryClaimError::TooLarge { len, max }) => {
-                    Some(Err(ClaimError::TooLarge { len, max }))
-                }
-                Err(_) => Some(Err(ClaimError::Corrupted)),
-            },
+            |p| claim_outcome(p.reserve(len)),
             Self::wait_for_room,
         )?;
         Ok(self.guard(r))

@@ -301,31 +301,7 @@ fn region_view(
     region: &crate::region::Region,
     id: crate::region::SectionId,
 ) -> Result<RingView, AttachError> {
-    use core::ptr::NonNull;
-
-    use crate::region::SectionKind;
-    let section = region.section(id)?;
-    if section.kind != SectionKind::MpscRing {
-        return Err(AttachError::WrongKind {
-            found: section.kind,
-            wanted: SectionKind::MpscRing,
-        });
-    }
-    let capacity = super::layout::capacity_of_section(section.len)?;
-    if section.ptr.as_ptr() as usize % align_of::<Control>() != 0 {
-        return Err(AttachError::Misaligned {
-            need: align_of::<Control>(),
-        });
-    }
-    // SAFETY: the section is CONTROL_LEN + capacity bytes
-    // (`capacity_of_section`), so the data start is inside it.
-    let data: NonNull<u8> = unsafe { section.ptr.add(super::CONTROL_LEN) };
-    // SAFETY: the control block at the section's start (64-aligned, checked)
-    // holds only atomics and doorbells, valid for any bits; `capacity` data
-    // bytes follow; the region clone keeps the mapping.
-    Ok(RingView(unsafe {
-        View::region(region.clone(), section.ptr.cast(), data, capacity)
-    }))
+    crate::ring::kind::region_view::<super::Mpsc>(region, id).map(RingView)
 }
 
 #[cfg(not(loom))]
@@ -353,11 +329,9 @@ impl Producer {
     /// ```
     ///
     /// # Errors
-    /// [`AttachError::Section`] if there is no such section (or `region`
-    /// is a copy inherited through `fork`), [`AttachError::WrongKind`],
-    /// [`AttachError::WrongLength`], [`AttachError::NoFreeEntry`] when every
-    /// producer entry is held, [`AttachError::Corrupted`] if the ring is
-    /// inconsistent or poisoned.
+    /// As [`spsc::Producer::attach`](crate::ring::spsc::Producer::attach),
+    /// but [`AttachError::NoFreeEntry`] when every producer entry is held
+    /// instead of `RoleTaken`.
     pub fn attach(
         region: &crate::region::Region,
         id: crate::region::SectionId,

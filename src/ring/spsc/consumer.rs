@@ -2,14 +2,13 @@
 
 use crate::sync::clock::Instant;
 use core::fmt;
-use core::ops::Deref;
-use core::time::Duration;
 
 use super::view::RingRef;
 use crate::region::PeerId;
-use crate::ring::core::retry;
+use crate::ring::core::{recv_outcome, retry};
 use crate::ring::error::{RecvError, TryRecvError};
 use crate::ring::frame::{PAD_FLAG, decode_header, frame_len, pad_word};
+use crate::ring::guard::Loc;
 use crate::sync::WaitStrategy;
 use crate::sync::shim::Ordering;
 
@@ -33,7 +32,7 @@ use crate::sync::shim::Ordering;
 /// stored head, so frames the dead one had read but not yet published as
 /// released are delivered again (at-least-once across a consumer crash).
 pub struct Consumer {
-    ring: RingRef,
+    view: RingRef,
     /// Start of the next unread frame. Private: never re-read after
     /// attach. Multiple of 8.
     head: u64,
@@ -55,7 +54,7 @@ unsafe impl Send for Consumer {}
 impl fmt::Debug for Consumer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("spsc::Consumer")
-            .field("capacity", &self.ring.cap)
+            .field("capacity", &self.view.cap)
             .field("head", &self.head)
             .field("cached_tail", &self.cached_tail)
             .field("poisoned", &self.poisoned)
@@ -63,21 +62,10 @@ impl fmt::Debug for Consumer {
     }
 }
 
-/// Where a checked frame lies: plain numbers, no borrow.
-#[derive(Debug, Clone, Copy)]
-struct Loc {
-    /// Data index of the payload.
-    idx: u64,
-    len: u32,
-    tag: u32,
-    /// Position just after the frame (and the padding before it).
-    end: u64,
-}
-
 impl Consumer {
     pub(crate) fn from_parts(ring: RingRef, head: u64, tail: u64, strategy: WaitStrategy) -> Self {
         Self {
-            ring,
+            view: ring,
             head,
             released: head,
             cached_tail: tail,
@@ -86,39 +74,16 @@ impl Consumer {
         }
     }
 
-    /// The ring's data capacity in bytes.
-    pub fn capacity(&self) -> usize {
-        self.ring.cap as usize
-    }
-
-    /// The largest payload a frame may have: `capacity / 2 - 8`.
-    pub fn max_payload(&self) -> usize {
-        self.ring.max_payload as usize
-    }
-
-    /// How the blocking forms wait (default [`WaitStrategy::BLOCK`]).
-    pub fn wait_strategy(&self) -> WaitStrategy {
-        self.strategy
-    }
-
-    /// Sets how the blocking forms wait.
-    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
-        self.strategy = strategy;
-    }
+    crate::ring::core::handle_accessors!();
 
     /// This consumer's peer id (what a heap ring's `mark_dead` takes).
     pub fn id(&self) -> PeerId {
-        self.ring.id()
+        self.view.id()
     }
 
     /// Whether the producer is attached and alive (or never attached yet).
     pub fn is_peer_alive(&self) -> bool {
-        self.ring.peer_alive()
-    }
-
-    /// Whether this handle found the ring corrupted (every call now fails).
-    pub fn is_poisoned(&self) -> bool {
-        self.poisoned
+        self.view.peer_alive()
     }
 
     /// Reads the next frame in place, without blocking. Dropping the
@@ -134,40 +99,21 @@ impl Consumer {
         Ok(self.frame(loc))
     }
 
-    /// Reads the next frame, waiting for it with the handle's
-    /// [`WaitStrategy`].
+    /// Reads the next frame in place, waiting until `deadline` at most
+    /// (`None`: no limit) with the handle's [`WaitStrategy`]. (`read`
+    /// and `read_timeout` come with the [`Receiver`](crate::ring::Receiver)
+    /// trait.)
     ///
     /// # Errors
     /// [`RecvError::Corrupted`] if the ring is inconsistent;
-    /// [`RecvError::PeerDead`] once the producer died or detached and
-    /// every frame it published has been read.
-    #[inline]
-    pub fn read(&mut self) -> Result<Frame<'_>, RecvError> {
-        self.read_deadline(None)
-    }
-
-    /// As [`read`](Self::read), giving up after `timeout`.
-    ///
-    /// # Errors
-    /// As [`read`](Self::read), and [`RecvError::TimedOut`].
-    pub fn read_timeout(&mut self, timeout: Duration) -> Result<Frame<'_>, RecvError> {
-        self.read_deadline(Instant::now().checked_add(timeout))
-    }
-
-    /// As [`read`](Self::read), giving up at `deadline` (`None`: never).
-    ///
-    /// # Errors
-    /// As [`read_timeout`](Self::read_timeout).
+    /// [`RecvError::TimedOut`]; [`RecvError::PeerDead`] once the producer died or
+    /// detached and every frame it published has been read.
     pub fn read_deadline(&mut self, deadline: Option<Instant>) -> Result<Frame<'_>, RecvError> {
         let loc = retry(
             self,
             deadline,
             RecvError::TimedOut,
-            |c| match c.locate() {
-                Ok(loc) => Some(Ok(loc)),
-                Err(TryRecvError::Empty) => None,
-                Err(_) => Some(Err(RecvError::Corrupted)),
-            },
+            |c| recv_outcome(c.locate()),
             Self::wait_for_data,
         )?;
         Ok(self.frame(loc))
@@ -215,7 +161,7 @@ impl Consumer {
             // SAFETY: `parse` checked that the payload lies inside the lap
             // and inside the published range, which stays ours until we
             // store a head past it (after `f` returned).
-            let bytes = unsafe { self.ring.bytes(loc.idx, loc.len as usize) };
+            let bytes = unsafe { self.view.bytes(loc.idx, loc.len as usize) };
             f(loc.tag, bytes);
             pos = loc.end;
             n += 1;
@@ -239,19 +185,9 @@ impl Consumer {
         &mut self,
         max: usize,
         deadline: Option<Instant>,
-        mut f: impl FnMut(u32, &[u8]),
+        f: impl FnMut(u32, &[u8]),
     ) -> Result<usize, RecvError> {
-        retry(
-            self,
-            deadline,
-            RecvError::TimedOut,
-            |c| match c.try_read_batch(max, &mut f) {
-                Ok(0) if max > 0 => None,
-                Ok(n) => Some(Ok(n)),
-                Err(_) => Some(Err(RecvError::Corrupted)),
-            },
-            Self::wait_for_data,
-        )
+        crate::ring::core::read_batch_deadline(self, max, deadline, f)
     }
 
     /// The next frame's location, refreshing the cached tail only when the
@@ -276,7 +212,7 @@ impl Consumer {
     #[inline]
     fn parse(&mut self, pos: u64) -> Result<Loc, TryRecvError> {
         debug_assert!(pos % 8 == 0 && self.head <= pos && pos < self.cached_tail);
-        let ring = &self.ring;
+        let ring = &self.view;
         let mut pos = pos;
         let mut idx = pos & ring.mask;
         // SAFETY: `idx` is 8-aligned (so is `pos`, and the mask keeps that)
@@ -304,6 +240,7 @@ impl Consumer {
             idx: idx + 8,
             len: word,
             tag,
+            entry: 0,
             end: pos + total,
         })
     }
@@ -313,10 +250,10 @@ impl Consumer {
     fn refresh_tail(&mut self) -> Result<(), TryRecvError> {
         // Acquire: pairs with the producer's Release store of the tail; the
         // frames before it are written.
-        let tail = self.ring.ctrl().tail.load(Ordering::Acquire);
+        let tail = self.view.ctrl().tail.load(Ordering::Acquire);
         // The tail only grows, and stays within one capacity of the head.
-        let ok = tail % 8 == 0 && self.cached_tail <= tail && tail - self.head <= self.ring.cap;
-        if !ok || self.ring.shared_poisoned() {
+        let ok = tail % 8 == 0 && self.cached_tail <= tail && tail - self.head <= self.view.cap;
+        if !ok || self.view.shared_poisoned() {
             return Err(self.poison());
         }
         self.cached_tail = tail;
@@ -326,7 +263,7 @@ impl Consumer {
     #[cold]
     fn poison(&mut self) -> TryRecvError {
         self.poisoned = true;
-        self.ring.poison_shared();
+        self.view.poison_shared();
         TryRecvError::Corrupted
     }
 
@@ -336,7 +273,7 @@ impl Consumer {
     fn release_to(&mut self, end: u64) {
         debug_assert!(self.head <= end && end <= self.cached_tail);
         self.head = end;
-        if end - self.released >= self.ring.cap / 4 {
+        if end - self.released >= self.view.cap / 4 {
             self.flush_releases();
         }
     }
@@ -353,8 +290,8 @@ impl Consumer {
             // Release: we finished reading the frames before the head;
             // pairs with the producer's Acquire load of the head before it
             // overwrites them.
-            self.ring.ctrl().head.store(self.head, Ordering::Release);
-            self.ring.ctrl().space_bell.ring();
+            self.view.ctrl().head.store(self.head, Ordering::Release);
+            self.view.ctrl().space_bell.ring();
         }
     }
 
@@ -363,7 +300,7 @@ impl Consumer {
     fn wait_for_data(&mut self, deadline: Option<Instant>) -> Result<(), RecvError> {
         // The producer may be waiting for room we released.
         self.flush_releases();
-        let ring = &self.ring;
+        let ring = &self.view;
         let ctrl = ring.ctrl();
         let head = self.head;
         let ready = || {
@@ -383,10 +320,7 @@ impl Consumer {
     }
 
     fn frame(&mut self, loc: Loc) -> Frame<'_> {
-        Frame {
-            consumer: self,
-            loc,
-        }
+        Frame::new(self, loc)
     }
 }
 
@@ -397,66 +331,32 @@ impl Drop for Consumer {
     }
 }
 
-/// A frame read in place from a [`Consumer`]. Dereferences to its
-/// payload; dropping it (or [`release`](Self::release)) gives the bytes
-/// back to the producer.
-///
-/// # A live view
-///
-/// The payload is the ring's own memory, not a copy. The protocol gives it
-/// to the consumer until the frame is released, and a correct producer
-/// does not touch it; a buggy or hostile one still can, at any moment. The
-/// frame's place and length were checked, so a slice never reaches outside
-/// its frame, but the *contents* may change while you look at them (by
-/// Rust's rules that is a data race, which this type trusts the peer not to
-/// start). Where that matters, **copy before you validate**: parse or check
-/// a copy (`to_vec`, or the [`Receiver`](crate::ring::Receiver) trait's
-/// `recv` and `recv_value`), never the view, so that what you checked is
-/// what you use.
-pub struct Frame<'a> {
-    consumer: &'a mut Consumer,
-    loc: Loc,
-}
+/// A frame read in place from a [`Consumer`] (see [`crate::ring::Frame`]:
+/// a live view, copy before you validate).
+pub type Frame<'a> = crate::ring::Frame<'a, Consumer>;
 
-impl fmt::Debug for Frame<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Frame")
-            .field("len", &self.loc.len)
-            .field("tag", &self.loc.tag)
-            .finish()
+impl crate::ring::core::BatchRead for Consumer {
+    #[inline]
+    fn try_batch(&mut self, max: usize, f: impl FnMut(u32, &[u8])) -> Result<usize, TryRecvError> {
+        self.try_read_batch(max, f)
+    }
+
+    fn wait_readable(&mut self, deadline: Option<Instant>) -> Result<(), RecvError> {
+        self.wait_for_data(deadline)
     }
 }
 
-impl Frame<'_> {
-    /// The tag the producer set ([`Claim::set_tag`](super::Claim::set_tag)).
+impl crate::ring::FrameSource for Consumer {
     #[inline]
-    pub fn tag(&self) -> u32 {
-        self.loc.tag
-    }
-
-    /// Releases the frame (the same as dropping it).
-    #[inline]
-    pub fn release(self) {}
-}
-
-impl Deref for Frame<'_> {
-    type Target = [u8];
-    #[inline]
-    fn deref(&self) -> &[u8] {
+    fn frame_bytes(&self, loc: &Loc) -> &[u8] {
         // SAFETY: `parse` checked that the payload lies inside the lap and
         // inside the published range; the producer does not touch it until
-        // we store a head past it, which happens when this frame drops.
-        unsafe {
-            self.consumer
-                .ring
-                .bytes(self.loc.idx, self.loc.len as usize)
-        }
+        // we store a head past it, which happens when the frame drops.
+        unsafe { self.view.bytes(loc.idx, loc.len as usize) }
     }
-}
 
-impl Drop for Frame<'_> {
     #[inline]
-    fn drop(&mut self) {
-        self.consumer.release_to(self.loc.end);
+    fn release_frame(&mut self, loc: Loc) {
+        self.release_to(loc.end);
     }
 }

@@ -41,13 +41,7 @@
 //! - `poisoned`: set by a side that found the ring inconsistent; it is
 //!   never cleared.
 
-use std::sync::Arc;
-
-#[cfg(any(feature = "testing", loom))]
-use crate::region::PeerId;
-use crate::ring::core::{HeapMem, Line, RingControl, check_capacity};
-use crate::ring::error::CapacityError;
-use crate::ring::frame::MIN_CAPACITY;
+use crate::ring::core::{Line, RingControl};
 use crate::sync::Doorbell;
 use crate::sync::shim::{AtomicU32, AtomicU64};
 
@@ -72,7 +66,7 @@ pub(crate) struct Roles {
 /// The control block at the start of a ring section (see the module docs).
 #[repr(C)]
 #[derive(Debug, Default)]
-pub(crate) struct Control {
+pub struct Control {
     pub(crate) tail: Line<AtomicU64>,
     pub(crate) head: Line<AtomicU64>,
     pub(crate) roles: Line<Roles>,
@@ -108,129 +102,4 @@ const _: () = {
     assert!(size_of::<Roles>() == 20);
 };
 
-/// The shape of an SPSC ring: its capacity, checked. Hand it to the region
-/// builder ([`RegionBuilder::with`](crate::region::RegionBuilder::with)) so
-/// that the section has the kind and the exact length the ring needs.
-///
-/// ```
-/// use polycephaly::region::Region;
-/// use polycephaly::ring::spsc;
-///
-/// let spec = spsc::Spec::new(4096)?;
-/// assert_eq!(spec.section_len(), spsc::CONTROL_LEN + 4096);
-/// assert_eq!(spec.max_payload(), 2048 - 8);
-/// let region = Region::builder().with(spec).build()?;
-/// assert!(spsc::Spec::new(1000).is_err());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Spec {
-    capacity: usize,
-}
-
-impl Spec {
-    /// A ring of `capacity` data bytes.
-    ///
-    /// # Errors
-    /// [`CapacityError`] unless `capacity` is a power of two from
-    /// [`MIN_CAPACITY`] to
-    /// [`MAX_CAPACITY`].
-    pub fn new(capacity: usize) -> Result<Self, CapacityError> {
-        check_capacity(capacity, MIN_CAPACITY, MAX_CAPACITY)?;
-        Ok(Self { capacity })
-    }
-
-    /// The data capacity in bytes.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// The section's length: the control block plus the capacity.
-    pub fn section_len(&self) -> usize {
-        CONTROL_LEN + self.capacity
-    }
-
-    /// The largest payload a frame may have: half the ring minus a header.
-    pub fn max_payload(&self) -> usize {
-        crate::ring::frame::max_payload(self.capacity)
-    }
-}
-
-#[cfg(not(loom))]
-impl crate::region::SectionSpec for Spec {
-    fn kind(&self) -> crate::region::SectionKind {
-        crate::region::SectionKind::SpscRing
-    }
-    fn section_len(&self) -> usize {
-        Spec::section_len(self)
-    }
-}
-
-/// The length every attach checks a section against.
-#[cfg(not(loom))]
-pub(crate) fn capacity_of_section(len: usize) -> Result<usize, crate::AttachError> {
-    crate::ring::core::capacity_of_section(
-        len,
-        CONTROL_LEN,
-        MIN_CAPACITY,
-        MAX_CAPACITY,
-        "an SPSC ring (its control block plus a power-of-two capacity)",
-    )
-}
-
-/// An SPSC ring on the heap, for the threads of one process (and for loom
-/// models, property tests and the fuzzer): the same code as a ring in a
-/// region section. Cheap to clone (an `Arc` inside); the memory lives as
-/// long as the ring or a handle attached to it.
-///
-/// ```
-/// use polycephaly::ring::{Receiver, Sender, spsc};
-///
-/// let ring = spsc::HeapRing::new(1024)?;
-/// let (mut tx, mut rx) = (ring.producer()?, ring.consumer()?);
-/// tx.try_send(b"hello")?;
-/// let mut buf = Vec::new();
-/// rx.try_recv(&mut buf)?;
-/// assert_eq!(buf, b"hello");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct HeapRing {
-    pub(crate) mem: Arc<HeapMem<Control>>,
-}
-
-impl HeapRing {
-    /// A zeroed ring of `capacity` bytes (empty, no handles attached).
-    ///
-    /// # Errors
-    /// As [`Spec::new`].
-    pub fn new(capacity: usize) -> Result<Self, CapacityError> {
-        Ok(Self {
-            mem: Arc::new(HeapMem::new(
-                capacity,
-                CONTROL_LEN,
-                MIN_CAPACITY,
-                MAX_CAPACITY,
-            )?),
-        })
-    }
-
-    /// The data capacity in bytes.
-    pub fn capacity(&self) -> usize {
-        self.mem.capacity()
-    }
-
-    /// Declares the handle with this id dead, as if its process had been
-    /// killed (a thread cannot be): the other side's blocking calls then
-    /// report `PeerDead`, and the role can be taken over. A test hook.
-    #[cfg(any(feature = "testing", loom))]
-    pub fn mark_dead(&self, id: PeerId) {
-        self.mem.peers.mark_dead(id);
-    }
-
-    /// The whole ring memory, for the fuzzer to overwrite.
-    #[cfg(all(feature = "testing", not(loom)))]
-    pub(crate) fn raw_bytes(&self) -> (*mut u8, usize) {
-        self.mem.raw_bytes()
-    }
-}
+crate::ring::kind::ring_kind!(Spsc, "SPSC", SpscRing);

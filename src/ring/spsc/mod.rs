@@ -1,7 +1,7 @@
 //! SPSC ring: one producer process, one consumer process.
 //!
 //! A ring section of kind [`SectionKind::SpscRing`](crate::region::SectionKind)
-//! holds a small control block and a byte ring of 2^k bytes (see [`layout`]
+//! holds a small control block and a byte ring of 2^k bytes (see `layout.rs`
 //! for the diagram and the invariants, [`frame`](crate::ring::frame) for the
 //! frame format). This replaces a mutex round trip for commands.
 //!
@@ -26,10 +26,10 @@
 //! or died), a blocked side gets `PeerDead`.
 
 mod consumer;
-pub mod layout;
+mod layout;
 mod producer;
 mod view;
 
 pub use consumer::{Consumer, Frame};
-pub use layout::{CONTROL_LEN, HeapRing, MAX_CAPACITY, Spec};
+pub use layout::{CONTROL_LEN, HeapRing, MAX_CAPACITY, Spec, Spsc};
 pub use producer::{Claim, Producer};

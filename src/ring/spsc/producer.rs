@@ -3,11 +3,10 @@
 use crate::sync::clock::Instant;
 use core::fmt;
 use core::ops::{Deref, DerefMut};
-use core::time::Duration;
 
 use super::view::RingRef;
 use crate::region::PeerId;
-use crate::ring::core::retry;
+use crate::ring::core::{claim_outcome, retry};
 use crate::ring::error::{ClaimError, TryClaimError};
 use crate::ring::frame::{encode_header, frame_len, pad_before, pad_word};
 use crate::sync::WaitStrategy;
@@ -34,7 +33,7 @@ const TAIL_PUBLISH: Ordering = Ordering::Relaxed;
 /// Memory: a few words plus the backing's handle; no allocation after
 /// attach.
 pub struct Producer {
-    ring: RingRef,
+    view: RingRef,
     /// End of the last committed frame (published or staged). Private: never
     /// re-read from shared memory after attach. Multiple of 8.
     tail: u64,
@@ -56,7 +55,7 @@ unsafe impl Send for Producer {}
 impl fmt::Debug for Producer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("spsc::Producer")
-            .field("capacity", &self.ring.cap)
+            .field("capacity", &self.view.cap)
             .field("tail", &self.tail)
             .field("published", &self.published)
             .field("cached_head", &self.cached_head)
@@ -79,7 +78,7 @@ struct Reservation {
 impl Producer {
     pub(crate) fn from_parts(ring: RingRef, head: u64, tail: u64, strategy: WaitStrategy) -> Self {
         Self {
-            ring,
+            view: ring,
             tail,
             published: tail,
             cached_head: head,
@@ -88,40 +87,17 @@ impl Producer {
         }
     }
 
-    /// The ring's data capacity in bytes.
-    pub fn capacity(&self) -> usize {
-        self.ring.cap as usize
-    }
-
-    /// The largest payload a frame may have: `capacity / 2 - 8`.
-    pub fn max_payload(&self) -> usize {
-        self.ring.max_payload as usize
-    }
-
-    /// How the blocking forms wait (default [`WaitStrategy::BLOCK`]).
-    pub fn wait_strategy(&self) -> WaitStrategy {
-        self.strategy
-    }
-
-    /// Sets how the blocking forms wait.
-    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
-        self.strategy = strategy;
-    }
+    crate::ring::core::handle_accessors!();
 
     /// This producer's peer id (what a heap ring's
     /// `mark_dead` takes).
     pub fn id(&self) -> PeerId {
-        self.ring.id()
+        self.view.id()
     }
 
     /// Whether the consumer is attached and alive (or never attached yet).
     pub fn is_peer_alive(&self) -> bool {
-        self.ring.peer_alive()
-    }
-
-    /// Whether this handle found the ring corrupted (every call now fails).
-    pub fn is_poisoned(&self) -> bool {
-        self.poisoned
+        self.view.peer_alive()
     }
 
     /// Whether frames committed with [`Claim::commit_deferred`] wait for a
@@ -158,35 +134,16 @@ impl Producer {
         Ok(self.guard(r))
     }
 
-    /// Claims room for a frame of `len` payload bytes, waiting for it with
-    /// the handle's [`WaitStrategy`]. Publishes any deferred commits before
-    /// it waits.
+    /// Claims room for a frame of `len` payload bytes, waiting until
+    /// `deadline` at most (`None`: no limit) with the handle's
+    /// [`WaitStrategy`]. (`claim` and `claim_timeout` come with the
+    /// [`Sender`](crate::ring::Sender) trait.)
     ///
     /// # Errors
     /// [`ClaimError::TooLarge`], [`ClaimError::Corrupted`] as for
     /// [`try_claim`](Self::try_claim); [`ClaimError::PeerDead`] when the
-    /// consumer died or detached while the ring stayed full.
-    #[inline]
-    pub fn claim(&mut self, len: usize) -> Result<Claim<'_>, ClaimError> {
-        self.claim_deadline(len, None)
-    }
-
-    /// As [`claim`](Self::claim), giving up after `timeout`.
-    ///
-    /// # Errors
-    /// As [`claim`](Self::claim), and [`ClaimError::TimedOut`].
-    pub fn claim_timeout(
-        &mut self,
-        len: usize,
-        timeout: Duration,
-    ) -> Result<Claim<'_>, ClaimError> {
-        self.claim_deadline(len, Instant::now().checked_add(timeout))
-    }
-
-    /// As [`claim`](Self::claim), giving up at `deadline` (`None`: never).
-    ///
-    /// # Errors
-    /// As [`claim_timeout`](Self::claim_timeout).
+    /// consumer died or detached while the ring stayed full;
+    /// [`ClaimError::TimedOut`].
     // Inlined: returned through memory, the claim guard is stored and
     // re-read with moves the CPU cannot forward (see the MPSC producer).
     #[inline]
@@ -199,14 +156,7 @@ impl Producer {
             self,
             deadline,
             ClaimError::TimedOut,
-            |p| match p.reserve(len) {
-                Ok(r) => Some(Ok(r)),
-                Err(TryClaimError::Full) => None,
-                Err(TryClaimError::TooLarge { len, max }) => {
-                    Some(Err(ClaimError::TooLarge { len, max }))
-                }
-                Err(_) => Some(Err(ClaimError::Corrupted)),
-            },
+            |p| claim_outcome(p.reserve(len)),
             |p, deadline| p.wait_for_room(len, deadline),
         )?;
         Ok(self.guard(r))
@@ -221,8 +171,8 @@ impl Producer {
             self.published = self.tail;
             // Release: publishes the frames written before it; pairs with
             // the consumer's Acquire load of the tail.
-            self.ring.ctrl().tail.store(self.tail, TAIL_PUBLISH);
-            self.ring.ctrl().data_bell.ring();
+            self.view.ctrl().tail.store(self.tail, TAIL_PUBLISH);
+            self.view.ctrl().data_bell.ring();
         }
     }
 
@@ -233,19 +183,19 @@ impl Producer {
         if self.poisoned {
             return Err(TryClaimError::Corrupted);
         }
-        if len as u64 > self.ring.max_payload {
+        if len as u64 > self.view.max_payload {
             return Err(TryClaimError::TooLarge {
                 len,
-                max: self.ring.max_payload as usize,
+                max: self.view.max_payload as usize,
             });
         }
         let total = frame_len(len as u64);
-        let pad = pad_before(self.tail, total, self.ring.cap);
+        let pad = pad_before(self.tail, total, self.view.cap);
         let need = pad + total;
         // `tail - cached_head <= cap` (invariant), so no underflow.
-        if self.ring.cap - (self.tail - self.cached_head) < need {
+        if self.view.cap - (self.tail - self.cached_head) < need {
             self.refresh_head()?;
-            if self.ring.cap - (self.tail - self.cached_head) < need {
+            if self.view.cap - (self.tail - self.cached_head) < need {
                 return Err(TryClaimError::Full);
             }
         }
@@ -261,10 +211,10 @@ impl Producer {
     fn refresh_head(&mut self) -> Result<(), TryClaimError> {
         // Acquire: pairs with the consumer's Release store of the head; it
         // finished reading the bytes we are about to overwrite.
-        let head = self.ring.ctrl().head.load(Ordering::Acquire);
+        let head = self.view.ctrl().head.load(Ordering::Acquire);
         // The head only grows, and never passes what we published.
         let ok = head % 8 == 0 && self.cached_head <= head && head <= self.published;
-        if !ok || self.ring.shared_poisoned() {
+        if !ok || self.view.shared_poisoned() {
             self.poison();
             return Err(TryClaimError::Corrupted);
         }
@@ -275,7 +225,7 @@ impl Producer {
     #[cold]
     fn poison(&mut self) {
         self.poisoned = true;
-        self.ring.poison_shared();
+        self.view.poison_shared();
     }
 
     /// Sleeps (per the strategy) until the consumer freed room for a frame
@@ -284,7 +234,7 @@ impl Producer {
     fn wait_for_room(&mut self, len: usize, deadline: Option<Instant>) -> Result<(), ClaimError> {
         // The consumer may be waiting for the frames we staged.
         self.publish();
-        let ring = &self.ring;
+        let ring = &self.view;
         let ctrl = ring.ctrl();
         let total = frame_len(len as u64);
         let need = pad_before(self.tail, total, ring.cap) + total;
@@ -364,14 +314,14 @@ impl<'a> Claim<'a> {
     /// Data index of the payload.
     #[inline(always)]
     fn payload_idx(&self) -> u64 {
-        ((self.producer.tail + self.r.pad) & self.producer.ring.mask) + 8
+        ((self.producer.tail + self.r.pad) & self.producer.view.mask) + 8
     }
 
     /// Writes the headers and moves the private tail past the frame.
     #[inline]
     fn finish(self) -> &'a mut Producer {
         let p = self.producer;
-        let ring = &p.ring;
+        let ring = &p.view;
         let pos = p.tail;
         if self.r.pad > 0 {
             // SAFETY: `pos` is 8-aligned and the padding (at least 8 bytes)
@@ -413,7 +363,7 @@ impl Deref for Claim<'_> {
         // we publish, and `&self` ties the slice to the claim.
         unsafe {
             self.producer
-                .ring
+                .view
                 .bytes(self.payload_idx(), self.r.len as usize)
         }
     }
@@ -425,7 +375,7 @@ impl DerefMut for Claim<'_> {
         // SAFETY: as in `deref`; `&mut self` makes the slice exclusive.
         unsafe {
             self.producer
-                .ring
+                .view
                 .bytes_mut(self.payload_idx(), self.r.len as usize)
         }
     }

@@ -204,28 +204,7 @@ fn region_ring(
     id: crate::region::SectionId,
     role: usize,
 ) -> Result<(RingRef, u64, u64), AttachError> {
-    use crate::region::SectionKind;
-    let section = region.section(id)?;
-    if section.kind != SectionKind::SpscRing {
-        return Err(AttachError::WrongKind {
-            found: section.kind,
-            wanted: SectionKind::SpscRing,
-        });
-    }
-    let capacity = super::layout::capacity_of_section(section.len)?;
-    // The region promises 64-byte alignment; the control block needs it.
-    if section.ptr.as_ptr() as usize % align_of::<Control>() != 0 {
-        return Err(AttachError::Misaligned {
-            need: align_of::<Control>(),
-        });
-    }
-    // SAFETY: the section is CONTROL_LEN + capacity bytes
-    // (`capacity_of_section`), so the data start is inside it.
-    let data: core::ptr::NonNull<u8> = unsafe { section.ptr.add(super::CONTROL_LEN) };
-    // SAFETY: the control block at the section's start (64-aligned, checked)
-    // holds only atomics, valid for any bits; `capacity` data bytes follow;
-    // the region clone keeps the mapping.
-    let view = unsafe { View::region(region.clone(), section.ptr.cast(), data, capacity) };
+    let view = crate::ring::kind::region_view::<super::Spsc>(region, id)?;
     RingRef::attach(view, region.peer_id(), role)
 }
 

@@ -4,7 +4,6 @@
 
 use crate::sync::clock::Instant;
 use core::fmt;
-use core::ops::Deref;
 use core::time::Duration;
 
 mod release;
@@ -13,8 +12,9 @@ mod walk;
 use super::layout::MAX_PRODUCERS;
 use super::view::RingView;
 use crate::region::PeerId;
-use crate::ring::core::retry;
+use crate::ring::core::{recv_outcome, retry};
 use crate::ring::error::{RecvError, TryRecvError};
+use crate::ring::guard::Loc;
 use crate::sync::WaitStrategy;
 use crate::sync::shim::Ordering;
 
@@ -101,18 +101,6 @@ pub struct ProducerInfo {
     pub alive: bool,
 }
 
-/// A checked committed frame: plain numbers, no borrow.
-#[derive(Debug, Clone, Copy)]
-struct Loc {
-    /// Data index of the payload.
-    idx: u64,
-    len: u32,
-    tag: u32,
-    entry: u32,
-    /// Position just after the frame.
-    end: u64,
-}
-
 /// What lies at a position.
 #[derive(Debug, Clone, Copy)]
 enum Parsed {
@@ -142,25 +130,7 @@ impl Consumer {
         }
     }
 
-    /// The ring's data capacity in bytes.
-    pub fn capacity(&self) -> usize {
-        self.view.cap as usize
-    }
-
-    /// The largest payload a frame may have: `capacity / 2 - 8`.
-    pub fn max_payload(&self) -> usize {
-        self.view.max_payload as usize
-    }
-
-    /// How the blocking forms wait (default [`WaitStrategy::BLOCK`]).
-    pub fn wait_strategy(&self) -> WaitStrategy {
-        self.strategy
-    }
-
-    /// Sets how the blocking forms wait.
-    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
-        self.strategy = strategy;
-    }
+    crate::ring::core::handle_accessors!();
 
     /// How long a claim may block the head before its claimer's liveness
     /// is checked (default [`DEFAULT_CLAIM_TIMEOUT`]).
@@ -172,11 +142,6 @@ impl Consumer {
     /// one timeout at a time, for as long as it lives.
     pub fn set_claim_timeout(&mut self, timeout: Duration) {
         self.claim_timeout = timeout;
-    }
-
-    /// Whether this handle found the ring corrupted (every call now fails).
-    pub fn is_poisoned(&self) -> bool {
-        self.poisoned
     }
 
     /// This consumer's peer id (what a heap ring's `mark_dead` takes).
@@ -212,51 +177,25 @@ impl Consumer {
     #[inline]
     pub fn try_read(&mut self) -> Result<Frame<'_>, TryRecvError> {
         let loc = self.next()?;
-        Ok(Frame {
-            consumer: self,
-            loc,
-        })
+        Ok(Frame::new(self, loc))
     }
 
-    /// Reads the next frame, waiting for it with the handle's
-    /// [`WaitStrategy`] (and waking at claim timeouts to check claimers).
+    /// [`try_read`](Self::try_read), waiting for a frame until `deadline`
+    /// (see [`Receiver::read_deadline`](crate::ring::Receiver::read_deadline));
+    /// a sleeping consumer wakes at claim timeouts to check claimers.
     ///
     /// # Errors
-    /// [`RecvError::Corrupted`] if the ring is inconsistent. Producers come
-    /// and go, so this never reports `PeerDead`: use a deadline.
-    #[inline]
-    pub fn read(&mut self) -> Result<Frame<'_>, RecvError> {
-        self.read_deadline(None)
-    }
-
-    /// As [`read`](Self::read), giving up after `timeout`.
-    ///
-    /// # Errors
-    /// As [`read`](Self::read), and [`RecvError::TimedOut`].
-    pub fn read_timeout(&mut self, timeout: Duration) -> Result<Frame<'_>, RecvError> {
-        self.read_deadline(Instant::now().checked_add(timeout))
-    }
-
-    /// As [`read`](Self::read), giving up at `deadline` (`None`: never).
-    ///
-    /// # Errors
-    /// As [`read_timeout`](Self::read_timeout).
+    /// See [`RecvError`]; never `PeerDead`: producers come and go, so use a
+    /// deadline.
     pub fn read_deadline(&mut self, deadline: Option<Instant>) -> Result<Frame<'_>, RecvError> {
         let loc = retry(
             self,
             deadline,
             RecvError::TimedOut,
-            |c| match c.next() {
-                Ok(loc) => Some(Ok(loc)),
-                Err(TryRecvError::Empty) => None,
-                Err(_) => Some(Err(RecvError::Corrupted)),
-            },
+            |c| recv_outcome(c.next()),
             Self::wait_for_data,
         )?;
-        Ok(Frame {
-            consumer: self,
-            loc,
-        })
+        Ok(Frame::new(self, loc))
     }
 
     /// Reads up to `max` committed frames that are ready now, calling
@@ -313,28 +252,18 @@ impl Consumer {
         Ok(n)
     }
 
-    /// As [`try_read_batch`](Self::try_read_batch), first waiting (with the
-    /// handle's strategy, until `deadline`) for at least one frame.
+    /// [`try_read_batch`](Self::try_read_batch) after waiting for a frame
+    /// until `deadline`.
     ///
     /// # Errors
-    /// As [`read_deadline`](Self::read_deadline).
+    /// See [`read_deadline`](Self::read_deadline).
     pub fn read_batch_deadline(
         &mut self,
         max: usize,
         deadline: Option<Instant>,
-        mut f: impl FnMut(u32, &[u8]),
+        f: impl FnMut(u32, &[u8]),
     ) -> Result<usize, RecvError> {
-        retry(
-            self,
-            deadline,
-            RecvError::TimedOut,
-            |c| match c.try_read_batch(max, &mut f) {
-                Ok(0) if max > 0 => None,
-                Ok(n) => Some(Ok(n)),
-                Err(_) => Some(Err(RecvError::Corrupted)),
-            },
-            Self::wait_for_data,
-        )
+        crate::ring::core::read_batch_deadline(self, max, deadline, f)
     }
 }
 
@@ -344,66 +273,34 @@ impl Drop for Consumer {
     }
 }
 
-/// A committed frame read in place from an [`Consumer`].
-/// Dereferences to its payload; dropping it (or
-/// [`release`](Self::release)) zeroes and releases its bytes.
-///
-/// The payload is a live view of the ring's memory, which a buggy or
-/// hostile producer can still write while you read it: its bounds are
-/// checked, its contents are not frozen. Copy before you validate (see
-/// [`spsc::Frame`](crate::ring::spsc::Frame#a-live-view)).
-pub struct Frame<'a> {
-    consumer: &'a mut Consumer,
-    loc: Loc,
-}
+/// A committed frame read in place from a [`Consumer`] (see
+/// [`crate::ring::Frame`]: a live view, copy before you validate);
+/// dropping it zeroes and releases its bytes.
+pub type Frame<'a> = crate::ring::Frame<'a, Consumer>;
 
-impl fmt::Debug for Frame<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("mpsc::Frame")
-            .field("len", &self.loc.len)
-            .field("tag", &self.loc.tag)
-            .field("entry", &self.loc.entry)
-            .finish()
+impl crate::ring::core::BatchRead for Consumer {
+    #[inline]
+    fn try_batch(&mut self, max: usize, f: impl FnMut(u32, &[u8])) -> Result<usize, TryRecvError> {
+        self.try_read_batch(max, f)
+    }
+
+    fn wait_readable(&mut self, deadline: Option<Instant>) -> Result<(), RecvError> {
+        self.wait_for_data(deadline)
     }
 }
 
-impl Frame<'_> {
-    /// The tag the producer set.
+impl crate::ring::FrameSource for Consumer {
     #[inline]
-    pub fn tag(&self) -> u32 {
-        self.loc.tag
-    }
-
-    /// The producer-table entry of the producer that sent it.
-    #[inline]
-    pub fn entry(&self) -> usize {
-        self.loc.entry as usize
-    }
-
-    /// Releases the frame (the same as dropping it).
-    #[inline]
-    pub fn release(self) {}
-}
-
-impl Deref for Frame<'_> {
-    type Target = [u8];
-    #[inline]
-    fn deref(&self) -> &[u8] {
+    fn frame_bytes(&self, loc: &Loc) -> &[u8] {
         // SAFETY: `parse` checked that the payload lies inside the lap,
         // within one capacity of the head; it is committed, so no producer
-        // touches it until we release it, which happens when this frame
+        // touches it until we release it, which happens when the frame
         // drops.
-        unsafe {
-            self.consumer
-                .view
-                .bytes(self.loc.idx, self.loc.len as usize)
-        }
+        unsafe { self.view.bytes(loc.idx, loc.len as usize) }
     }
-}
 
-impl Drop for Frame<'_> {
     #[inline]
-    fn drop(&mut self) {
-        self.consumer.consume(self.loc);
+    fn release_frame(&mut self, loc: Loc) {
+        self.consume(loc);
     }
 }
