@@ -70,9 +70,20 @@ mod real {
         LIGHT.store(UNKNOWN, Ordering::Relaxed);
     }
 
+    /// What the kernel offers: `membarrier_query`, except under Miri, which
+    /// runs no membarrier: there both sides take the full-fence fallback
+    /// (which the protocol allows anywhere, see the module docs).
+    fn query() -> MembarrierQuery {
+        if cfg!(miri) {
+            MembarrierQuery::empty()
+        } else {
+            membarrier_query()
+        }
+    }
+
     #[cold]
     fn register() -> u8 {
-        let offered = membarrier_query().contains(MembarrierQuery::REGISTER_GLOBAL_EXPEDITED);
+        let offered = query().contains(MembarrierQuery::REGISTER_GLOBAL_EXPEDITED);
         let state = if offered
             && membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok()
             // SAFETY: `forget_registration_in_child` is an `extern "C" fn()`
@@ -127,7 +138,7 @@ mod real {
         // Relaxed: a cache of what the kernel offers.
         let mut state = HEAVY.load(Ordering::Relaxed);
         if state == UNKNOWN {
-            state = if membarrier_query().contains(MembarrierQuery::GLOBAL_EXPEDITED) {
+            state = if query().contains(MembarrierQuery::GLOBAL_EXPEDITED) {
                 REGISTERED
             } else {
                 UNAVAILABLE

@@ -60,10 +60,11 @@ pub use real::*;
 /// Asks the CPU to fetch the cache line holding `ptr` for writing
 /// (`prefetchw`), so that a store there later finds the line local instead
 /// of stalling on another core's copy. A hint only: no effect on memory or
-/// ordering, never faults; a no-op off x86-64 and under loom.
+/// ordering, never faults; a no-op off x86-64, under loom and under Miri
+/// (which runs no assembly).
 #[inline(always)]
 pub fn prefetch_write(ptr: *const u8) {
-    #[cfg(all(not(loom), target_arch = "x86_64"))]
+    #[cfg(all(not(loom), not(miri), target_arch = "x86_64"))]
     // SAFETY: `prefetchw` is a hint: it never faults, whatever the address,
     // and changes no memory, register or flag. (x86-64 CPUs without the
     // PRFCHW feature decode its encoding as a NOP.) `_mm_prefetch` with
@@ -76,7 +77,7 @@ pub fn prefetch_write(ptr: *const u8) {
             options(nostack, preserves_flags, readonly)
         );
     }
-    #[cfg(any(loom, not(target_arch = "x86_64")))]
+    #[cfg(any(loom, miri, not(target_arch = "x86_64")))]
     let _ = ptr;
 }
 
