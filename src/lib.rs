@@ -10,6 +10,7 @@
 //!
 //! | layer | what it holds |
 //! | --- | --- |
+//! | [`arena`] | writer-owned lanes of bulk memory: arrays built in place and read in place by other processes; snapshot cells |
 //! | [`lock`] | a cross-process event, and a mutex that survives its owner's death |
 //! | [`ring`] | SPSC and MPSC rings of variable-length frames in a shared section |
 //! | [`region`] | one shared mapping: create, open and validate, header, sections, peers |
@@ -25,6 +26,7 @@
 #![deny(unsafe_op_in_unsafe_fn, missing_docs, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod arena;
 pub mod lock;
 #[cfg(not(loom))]
 pub mod region;
