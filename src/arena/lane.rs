@@ -281,13 +281,15 @@ impl LaneState {
     /// of them (the drain).
     fn reset(lane: &Lane<'_>, blocks: u32) -> Self {
         let p = &lane.ctrl.progress;
-        // Relaxed: a hint only; every descriptor is retired below anyway.
-        let mut next = p.next_seq.load(Ordering::Relaxed).min(MAX_SEQ - 1);
+        // Every handle of this lane names a sequence number at most the
+        // newest in its descriptor's tag: start above them all. Tags beyond
+        // half the range are garbage (they would leave no room to go on).
+        let mut next = 0;
         for d in lane.descs() {
             // Relaxed: nothing is read after it but the tag itself.
             let t = d.tag.load(Ordering::Relaxed);
             let seq = tag_seq(t);
-            if seq < MAX_SEQ - 1 {
+            if seq < MAX_SEQ / 2 {
                 next = next.max(seq + 1);
             }
             if matches!(tag_state(t), PUBLISHED | ALLOCATED) {
