@@ -8,13 +8,13 @@
 //! writer (reclaim)                          reader (acquire, release)
 //! ----------------                          -------------------------
 //! PUBLISHED and read by all it was meant    tag == PUBLISHED(seq)? (Acquire)
-//!   for: count mode `remaining == 0`        hold word += 1          (CAS)
-//!   (Acquire), named mode no live peer      fence(SeqCst)           F_A
-//!   owes a read (Acquire)                   tag == PUBLISHED(seq)?  (Acquire)
+//!   for: count mode `remaining == 0`,       hold word += 1          (CAS)
+//!   named mode no live peer owes a read     fence(SeqCst)           F_A
+//!                                           tag == PUBLISHED(seq)?  (Acquire)
 //! tag := RETIRED(seq)                         no: hold word -= 1, Stale
 //! fence(SeqCst)                       F_R   check the descriptor against the
 //! any live hold?  (Acquire loads)             handle; remaining -= 1 or clear
-//!   yes: keep it, look again later            our owed bit        (Release)
+//!   yes: keep it, look again later            our owed bit        (Relaxed)
 //!   no:  free: its bytes and descriptor     ... read the bytes in place ...
 //!        may be reused                      hold word -= 1        (Release)
 //!                                           ring the space bell
@@ -25,7 +25,11 @@
 //! synchronises with the scan's Acquire, so the reader's reads are over);
 //! if F_R comes first, the reader's second tag load sees RETIRED and the
 //! reader backs off without touching the bytes. Either way no byte a
-//! reader reads is rewritten under it. A reader holding the block past
+//! reader reads is rewritten under it. The same pair makes `remaining`
+//! and the owed bits need no ordering of their own: a reader changes them
+//! only after its second tag check saw PUBLISHED, so its F_A precedes the
+//! F_R of a writer that sees the change, and that writer's scan sees the
+//! hold. A reader holding the block past
 //! `remaining == 0` (more reads than published for) makes the writer wait
 //! for its release; one that comes later gets `Stale`.
 //!
@@ -126,10 +130,10 @@ impl LaneState {
             let t = d.tag.load(Ordering::Relaxed);
             if t == tag(b.seq, PUBLISHED) {
                 let done = match b.mode {
-                    // Acquire: pairs with the Release decrement of the last
-                    // expected acquisition: its hold (made before) is seen
-                    // by the scan below.
-                    MODE_COUNT => d.remaining.load(Ordering::Acquire) == 0,
+                    // Relaxed: a reader uses a read up after its second tag
+                    // check; `retire` (F_R) then orders its hold before the
+                    // scan below (module docs).
+                    MODE_COUNT => d.remaining.load(Ordering::Relaxed) == 0,
                     MODE_NAMED => !held(view, d, true, slow),
                     _ => return self.poison(),
                 };
@@ -323,9 +327,18 @@ fn retire(d: &Desc, seq: u64) {
 pub(crate) fn held(view: &ArenaView, d: &Desc, owed: bool, slow: bool) -> bool {
     let mask = if owed { COUNT_MASK | OWED } else { COUNT_MASK };
     d.holds.iter().enumerate().any(|(slot, w)| {
-        // Acquire: pairs with the reader's Release decrement (its reads of
-        // the block are over) and its Release clear of its owed bit.
+        // Acquire: pairs with the reader's Release decrement: its reads of
+        // the block are over before we reuse it. (An owed bit is cleared
+        // Relaxed: F_A/F_R order what matters, see `consume`.)
         let v = w.load(Ordering::Acquire);
+        // Ignoring dead peers is what frees a block a dead reader held;
+        // `--cfg polycephaly_broken_arena="liveness"` removes it, so that
+        // the loom model of a reader's death can be shown to catch it.
+        #[cfg(polycephaly_broken_arena = "liveness")]
+        let slow = {
+            let _ = slow;
+            false
+        };
         v & mask != 0 && (!slow || holder(v, slot).is_some_and(|id| view.alive(id.to_raw())))
     })
 }

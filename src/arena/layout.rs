@@ -103,10 +103,13 @@ pub const HOLD_SLOTS: usize = crate::region::layout::MAX_PEERS as usize;
 pub const HOLD_SLOTS: usize = 4;
 
 /// The arena layout version in the header.
+#[cfg(not(loom))]
 pub(crate) const ARENA_VERSION: u32 = 1;
 /// Header `state` once formatted ("ARNA").
+#[cfg(not(loom))]
 pub(crate) const READY: u32 = u32::from_le_bytes(*b"ARNA");
 /// Header `state` while a formatter writes the header.
+#[cfg(not(loom))]
 pub(crate) const FORMATTING: u32 = 1;
 
 /// Sequence numbers stay below this: tags (`seq << 2`) never overflow and
@@ -190,6 +193,7 @@ impl<T> core::ops::Deref for Line<T> {
 /// The arena header (section offset 0). Written by `format` before it
 /// release-stores `state = READY`; read by attachers after an Acquire load
 /// of `state`, copied and checked once.
+#[cfg(not(loom))]
 #[repr(C)]
 #[derive(Debug, Default)]
 pub(crate) struct ArenaHeader {

@@ -210,6 +210,9 @@ impl ArenaReader {
                 Err(x) => w = x,
             }
         }
+        // Wakes a writer waiting for room (no system call unless one
+        // sleeps).
+        #[cfg(not(polycephaly_broken_arena = "no_ring"))]
         lane.ctrl.space_bell.ring();
     }
 
@@ -221,9 +224,9 @@ impl ArenaReader {
             if w & GEN_MASK != self.gen_bits || w & OWED == 0 {
                 return;
             }
-            // Release: pairs with the writer's Acquire scan of owed bits;
-            // our hold (made before) is visible to its scan of the counts.
-            match word.compare_exchange_weak(w, w & !OWED, Ordering::Release, Ordering::Relaxed) {
+            // Relaxed: as in `consume`, the F_A/F_R pair orders our hold
+            // before the writer's scan of the counts.
+            match word.compare_exchange_weak(w, w & !OWED, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return,
                 Err(x) => w = x,
             }
@@ -245,11 +248,12 @@ fn consume(d: &Desc) {
         if r == 0 {
             return;
         }
-        // Release: pairs with the writer's Acquire load of `remaining`: our
-        // hold (made before) is visible to its scan once it sees 0.
+        // Relaxed: a writer that sees 0 retires the block and fences (F_R)
+        // before it scans the holds; we passed our second tag check after
+        // F_A, so F_A precedes F_R and its scan sees our hold.
         match d
             .remaining
-            .compare_exchange_weak(r, r - 1, Ordering::Release, Ordering::Relaxed)
+            .compare_exchange_weak(r, r - 1, Ordering::Relaxed, Ordering::Relaxed)
         {
             Ok(_) => return,
             Err(x) => r = x,

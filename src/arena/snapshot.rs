@@ -51,7 +51,11 @@ const SHAPE_TAG: u32 = (b'S' as u32) << 24;
 /// The largest value a cell holds.
 const MAX_VALUE: usize = (1 << 24) - 1;
 /// Attempts of a `try_` read.
+#[cfg(not(loom))]
 const TRY_ATTEMPTS: u32 = 64;
+/// Attempts of a `try_` read (few under loom: each is a yield).
+#[cfg(loom)]
+const TRY_ATTEMPTS: u32 = 2;
 
 /// The cell's first line.
 #[repr(C, align(64))]
@@ -182,8 +186,10 @@ impl CellView {
 
 impl Drop for CellView {
     fn drop(&mut self) {
-        if let Backing::Heap(cell, id) = &self.backing {
-            cell.peers.release(*id);
+        match &self.backing {
+            Backing::Heap(cell, id) => cell.peers.release(*id),
+            #[cfg(not(loom))]
+            Backing::Region(_) => {}
         }
     }
 }

@@ -5,11 +5,13 @@
 use core::ptr::NonNull;
 
 use super::PeerId;
+#[cfg(not(loom))]
 use super::error::{AttachError, FormatError};
 use super::heap::HeapPeer;
-use super::layout::{
-    ARENA_HEADER_LEN, ARENA_VERSION, ArenaHeader, Desc, FORMATTING, Geometry, LaneCtrl, READY,
-};
+#[cfg(not(loom))]
+use super::layout::{ARENA_HEADER_LEN, ARENA_VERSION, ArenaHeader, FORMATTING, READY};
+use super::layout::{Desc, Geometry, LaneCtrl};
+#[cfg(not(loom))]
 use crate::sync::shim::Ordering;
 
 /// What keeps an arena's memory mapped while a handle uses it, and whom
@@ -216,6 +218,7 @@ impl ArenaView {
 ///
 /// # Safety
 /// `base` is 64-aligned and valid for `ARENA_HEADER_LEN` bytes for `'a`.
+#[cfg(not(loom))]
 unsafe fn header<'a>(base: NonNull<u8>) -> &'a ArenaHeader {
     const _: () = assert!(size_of::<ArenaHeader>() <= ARENA_HEADER_LEN);
     // SAFETY: per the contract; the header holds only atomics, valid for
@@ -230,6 +233,7 @@ unsafe fn header<'a>(base: NonNull<u8>) -> &'a ArenaHeader {
 /// # Safety
 /// `base` is 64-aligned and valid for `len` bytes, zeroed when first
 /// formatted, and shared only through atomics.
+#[cfg(not(loom))]
 pub(crate) unsafe fn format_raw(
     base: NonNull<u8>,
     len: usize,
@@ -273,6 +277,7 @@ pub(crate) unsafe fn format_raw(
 /// # Safety
 /// `base` is 64-aligned and valid for `len >= ARENA_HEADER_LEN` bytes,
 /// shared only through atomics.
+#[cfg(not(loom))]
 pub(crate) unsafe fn read_geometry(base: NonNull<u8>, len: usize) -> Result<Geometry, AttachError> {
     if len < ARENA_HEADER_LEN {
         return Err(AttachError::TooShort {
@@ -296,6 +301,7 @@ pub(crate) unsafe fn read_geometry(base: NonNull<u8>, len: usize) -> Result<Geom
 }
 
 /// The header's fields (read after an Acquire of READY), checked.
+#[cfg(not(loom))]
 fn copy_geometry(h: &ArenaHeader) -> Result<Geometry, AttachError> {
     // Relaxed: ordered by the caller's Acquire of READY; written once.
     if h.version.load(Ordering::Relaxed) != ARENA_VERSION {
