@@ -111,6 +111,12 @@ impl HeapArena {
         self.peers.alive(id)
     }
 
+    /// The arena's geometry (for the fuzzer's checks).
+    #[cfg(not(loom))]
+    pub(crate) fn geometry(&self) -> Geometry {
+        self.geom
+    }
+
     /// The whole arena memory, for the fuzzer to overwrite.
     #[cfg(not(loom))]
     pub(crate) fn raw_bytes(&self) -> (*mut u8, usize) {

@@ -120,6 +120,3 @@ pub use reader::{ArenaReader, ReadGuard};
 pub use snapshot::{HeapSnapshot, SnapshotReader, SnapshotWriter, snapshot_section_len};
 pub use spec::ArenaSpec;
 pub use writer::ArenaWriter;
-
-#[cfg(not(loom))]
-pub(crate) use snapshot::CellHeader;
