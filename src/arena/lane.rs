@@ -249,7 +249,11 @@ impl LaneState {
             let t = d.tag.load(Ordering::Acquire);
             // Relaxed: ordered by the Acquire loads above.
             let start = d.start.load(Ordering::Relaxed);
-            let end = start.checked_add(span(d.bytes.load(Ordering::Relaxed)))?;
+            let bytes = d.bytes.load(Ordering::Relaxed);
+            if bytes > lane.len {
+                return None;
+            }
+            let end = start.checked_add(span(bytes))?;
             let mode = d.shape.load(Ordering::Relaxed) >> 8;
             let state = tag_state(t);
             let mode_ok = matches!(mode, MODE_COUNT | MODE_NAMED) || state != PUBLISHED;

@@ -157,13 +157,14 @@ pub(crate) const fn shape(align_log2: u8, mode: u32) -> u32 {
 
 /// The bytes a block of `bytes` occupies in its lane: a whole number of
 /// cache lines, at least one (so every block has a place and 0-byte blocks
-/// need no special case).
+/// need no special case). Saturates: a length read from shared memory may
+/// be anything, and no lane is near `u64::MAX` bytes.
 #[inline(always)]
 pub(crate) const fn span(bytes: u64) -> u64 {
     if bytes <= BLOCK_ALIGN {
         BLOCK_ALIGN
     } else {
-        (bytes + BLOCK_ALIGN - 1) & !(BLOCK_ALIGN - 1)
+        bytes.saturating_add(BLOCK_ALIGN - 1) & !(BLOCK_ALIGN - 1)
     }
 }
 
@@ -369,6 +370,7 @@ mod tests {
         assert_eq!(span(0), 64);
         assert_eq!(span(64), 64);
         assert_eq!(span(65), 128);
+        assert_eq!(span(u64::MAX), u64::MAX & !63, "saturates");
         assert_eq!(tag_seq(tag(7, PUBLISHED)), 7);
         assert_eq!(tag_state(tag(7, RETIRED)), RETIRED);
         assert_eq!(align_up(u64::MAX, 64), None);

@@ -236,7 +236,7 @@ impl<T: Pod> SnapshotWriter<T> {
                     // continue after it.
                     let s = h.seq.load(Ordering::Relaxed);
                     return Ok(Self {
-                        seq: (s + 1) & !1,
+                        seq: s.wrapping_add(1) & !1,
                         cell,
                         me,
                         _t: PhantomData,
