@@ -415,13 +415,13 @@ fn snapshot_readers_never_see_a_torn_value() {
     let cell = HeapSnapshot::<[u64; 64]>::new();
     let mut w = cell.writer().unwrap();
     let readers: Vec<_> = (0..2).map(|_| cell.reader().unwrap()).collect();
-    let done = std::sync::atomic::AtomicBool::new(false);
+    let done = polycephaly::sync::shim::AtomicBool::new(false);
     std::thread::scope(|s| {
         for r in &readers {
             let done = &done;
             s.spawn(move || {
                 let mut seen = 0;
-                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                while !done.load(polycephaly::sync::shim::Ordering::Relaxed) {
                     match r.try_read() {
                         Ok(v) => {
                             assert!(v.iter().all(|&x| x == v[0]), "torn: {v:?}");
@@ -437,7 +437,7 @@ fn snapshot_readers_never_see_a_torn_value() {
         for v in 0..200_000u64 {
             w.write(&[v; 64]);
         }
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        done.store(true, polycephaly::sync::shim::Ordering::Relaxed);
     });
 }
 

@@ -137,7 +137,7 @@ impl Model {
             if slow {
                 let dead = self.dead.clone();
                 for w in self.words_of(seq).iter_mut() {
-                    if (w.count > 0 || w.owed) && !w.peer.is_some_and(|p| !dead.contains(&p)) {
+                    if (w.count > 0 || w.owed) && w.peer.is_none_or(|p| dead.contains(&p)) {
                         *w = Word::default();
                     }
                 }

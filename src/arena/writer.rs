@@ -374,10 +374,7 @@ impl ArenaWriter {
             let found = bell.wait(
                 || {
                     let lane = view.lane(lane_ix);
-                    match state.make_room(view, &lane, span(bytes), true) {
-                        None => None,
-                        Some(r) => Some(r),
-                    }
+                    state.make_room(view, &lane, span(bytes), true)
                 },
                 &strategy,
                 deadline,
@@ -512,7 +509,5 @@ fn bytes_of<T: Pod>(n: usize) -> u64 {
             "elements aligned beyond 64 bytes"
         );
     };
-    (n as u64)
-        .checked_mul(size_of::<T>() as u64)
-        .unwrap_or(u64::MAX)
+    (n as u64).saturating_mul(size_of::<T>() as u64)
 }
