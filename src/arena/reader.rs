@@ -159,7 +159,6 @@ impl ArenaReader {
         lane.track_read(h.offset(), bytes);
         Ok(Held {
             lane: lane_ix,
-            desc: d,
             word,
             start: h.offset(),
             bytes,
@@ -265,8 +264,6 @@ fn consume(d: &Desc) {
 #[derive(Debug)]
 struct Held<'a> {
     lane: u32,
-    #[allow(dead_code)]
-    desc: &'a Desc,
     word: &'a AtomicU32,
     start: u64,
     bytes: u64,

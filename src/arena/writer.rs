@@ -98,11 +98,13 @@ impl ArenaWriter {
                 // AcqRel: Acquire as above (or the dead owner's stores,
                 // complete once its death shows); Release orders our claim
                 // before what we write in the lane.
-                if role
-                    .owner
-                    .compare_exchange(owner, me, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
+                let won =
+                    role.owner
+                        .compare_exchange(owner, me, Ordering::AcqRel, Ordering::Relaxed);
+                if let Err(now) = won {
+                    // Another writer got there first.
+                    taken = Some((l, now));
+                } else {
                     // Relaxed: a count for diagnostics.
                     role.epoch.fetch_add(1, Ordering::Relaxed);
                     let state = LaneState::take_over(&view.lane(l), view.geom.blocks);
