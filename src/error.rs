@@ -70,6 +70,30 @@ pub enum AttachError {
         /// The mode asked for.
         wanted: crate::lock::EventMode,
     },
+    /// The section holds no structure of the kind asked for yet (an arena
+    /// section its creator has not formatted), or another one (lanes where a
+    /// snapshot cell was asked for, or the reverse).
+    #[error("the section holds no {what}")]
+    NotFormatted {
+        /// What was looked for.
+        what: &'static str,
+    },
+    /// The arena lane asked for does not exist.
+    #[error("lane {lane} does not exist (the arena has {lanes})")]
+    NoSuchLane {
+        /// The lane asked for.
+        lane: u16,
+        /// How many lanes the arena has.
+        lanes: u32,
+    },
+    /// A snapshot cell holds values of another size.
+    #[error("the cell holds values of {found} bytes, not {expected}")]
+    WrongValueSize {
+        /// `size_of::<T>()`.
+        expected: usize,
+        /// What the cell was first attached with.
+        found: usize,
+    },
     /// The shared state is inconsistent (a value no correct peer writes),
     /// or a peer found it so and poisoned it.
     #[error("corrupted {what}")]

@@ -6,12 +6,12 @@
 //!
 //! ## Layers
 //!
-//! Each layer uses only the ones below it; [`ring`] and [`lock`] are
+//! Each layer uses only the ones below it; [`ring`], [`arena`] and [`lock`] are
 //! siblings on [`region`] and [`sync`].
 //!
 //! | layer | what it holds |
 //! | --- | --- |
-//! | [`ring`] · [`lock`] | SPSC and MPSC rings of variable-length frames in a shared section · a cross-process event, and a mutex that survives its owner's death |
+//! | [`ring`] · [`arena`] · [`lock`] | SPSC and MPSC rings of variable-length frames in a shared section · writer-owned lanes of bulk memory, arrays built in place and read in place by other processes, snapshot cells · a cross-process event, and a mutex that survives its owner's death |
 //! | [`region`] | one shared mapping: create, open and validate, header, sections, peers; handing it to a child process |
 //! | [`sync`] | a futex shared across processes, the spin-then-sleep wait protocol, process identity and liveness, the clock, the loom shim |
 //!
@@ -46,6 +46,7 @@
 
 pub use error::AttachError;
 
+pub mod arena;
 mod error;
 pub mod lock;
 #[cfg(not(loom))]

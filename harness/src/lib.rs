@@ -86,6 +86,7 @@
 
 use core::time::Duration;
 
+pub mod arena;
 pub mod floors;
 pub mod lock;
 pub mod mpsc;
@@ -472,7 +473,16 @@ pub struct Row {
 /// Every row, in table order: round trips, then message rates, then bulk
 /// rates; within each group, in registry order (floors first).
 pub fn rows() -> Vec<Row> {
-    let mut all = [floors::ROWS, os::ROWS, spsc::ROWS, lock::ROWS, mpsc::ROWS].concat();
+    let mut all = [
+        floors::ROWS,
+        os::ROWS,
+        spsc::ROWS,
+        lock::ROWS,
+        mpsc::ROWS,
+        arena::ARRAY_ROWS,
+        arena::SHM_ROWS,
+    ]
+    .concat();
     // Stable: keeps the registry order inside each group.
     all.sort_by_key(|r| match r.unit {
         Unit::Ns => 0,

@@ -71,7 +71,7 @@ pub enum Stream {
 }
 
 /// Writes all of `buf`.
-fn write_all(fd: impl AsFd, mut buf: &[u8]) -> Result<(), BenchError> {
+pub(crate) fn write_all(fd: impl AsFd, mut buf: &[u8]) -> Result<(), BenchError> {
     while !buf.is_empty() {
         match rustix::io::write(&fd, buf) {
             Ok(0) => return Err(BenchError::PeerDied),
@@ -90,7 +90,7 @@ fn write_all(fd: impl AsFd, mut buf: &[u8]) -> Result<(), BenchError> {
 }
 
 /// Fills all of `buf`; end-of-file (the peer closed or died) is an error.
-fn read_exact(fd: impl AsFd, mut buf: &mut [u8]) -> Result<(), BenchError> {
+pub(crate) fn read_exact(fd: impl AsFd, mut buf: &mut [u8]) -> Result<(), BenchError> {
     while !buf.is_empty() {
         match rustix::io::read(&fd, &mut *buf) {
             Ok(0) => return Err(BenchError::PeerDied),
@@ -108,10 +108,10 @@ fn read_exact(fd: impl AsFd, mut buf: &mut [u8]) -> Result<(), BenchError> {
 }
 
 /// One side's descriptors: (read from, write to).
-type Ends = (OwnedFd, OwnedFd);
+pub(crate) type Ends = (OwnedFd, OwnedFd);
 
 /// The parent's and the child's ends of a socket pair, or of two pipes.
-fn stream_ends(kind: Stream) -> Result<(Ends, Ends), BenchError> {
+pub(crate) fn stream_ends(kind: Stream) -> Result<(Ends, Ends), BenchError> {
     match kind {
         Stream::Uds => {
             use rustix::net::{AddressFamily, SocketFlags, SocketType, socketpair};

@@ -83,7 +83,7 @@ const RTT_CAPACITY: usize = 4096;
 /// Data bytes of the throughput ring: 64 KiB, like the bare ring's slots.
 const THROUGHPUT_CAPACITY: usize = 64 * 1024;
 
-fn lib_err(what: &'static str) -> impl FnOnce(String) -> BenchError {
+pub(crate) fn lib_err(what: &'static str) -> impl FnOnce(String) -> BenchError {
     move |e| BenchError::Library(format!("{what}: {e}"))
 }
 
@@ -100,7 +100,7 @@ fn region_with_rings(rings: u16, capacity: usize) -> Result<Region, BenchError> 
 
 /// In a forked child: its own handle on the parent's region (its own peer
 /// slot); the copy it inherited is inert there.
-fn child_handle(region: &Region) -> Result<Region, BenchError> {
+pub(crate) fn child_handle(region: &Region) -> Result<Region, BenchError> {
     region
         .reopen(&OpenOptions::default())
         .map_err(|e| lib_err("open region")(e.to_string()))

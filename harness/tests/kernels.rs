@@ -9,7 +9,7 @@
 use polycephaly::sync::shim::{AtomicU64, Ordering};
 use polycephaly_harness::os::{self, Stream};
 use polycephaly_harness::{
-    BenchError, PinMode, Plan, ShmArea, floors, lock, mpsc, run_pair, thread_count,
+    BenchError, PinMode, Plan, ShmArea, arena, floors, lock, mpsc, run_pair, thread_count,
 };
 
 fn child_error_comes_back_with_its_text() {
@@ -116,6 +116,20 @@ fn os_kernels_run_on_tiny_plans() {
     assert_eq!(t.samples.len(), 3);
 }
 
+fn arena_kernels_run_on_tiny_plans() {
+    let plan = Plan::new(2, 5, 1);
+    for len in [1024, 100 * 1024] {
+        let (w, r) = arena::shm_write_read(PinMode::None, len, &plan).unwrap();
+        assert_eq!((w.samples.len(), r.samples.len()), (5, 5));
+    }
+    for n in [0, 10, 100_000] {
+        let t = arena::arena_array_rtt(PinMode::None, n, &plan).unwrap();
+        assert_eq!(t.samples.len(), 5);
+        let t = arena::uds_array_rtt(PinMode::None, n, &plan).unwrap();
+        assert_eq!(t.samples.len(), 5);
+    }
+}
+
 /// Last: leaves a second thread running.
 fn a_multi_threaded_process_is_refused() {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
@@ -159,6 +173,10 @@ fn main() {
             mpsc_kernels_deliver_in_order_with_several_producers,
         ),
         ("os_kernels_run_on_tiny_plans", os_kernels_run_on_tiny_plans),
+        (
+            "arena_kernels_run_on_tiny_plans",
+            arena_kernels_run_on_tiny_plans,
+        ),
         (
             "a_multi_threaded_process_is_refused",
             a_multi_threaded_process_is_refused,

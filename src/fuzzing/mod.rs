@@ -4,12 +4,16 @@
 //! Each function takes arbitrary bytes and must return normally whatever
 //! they are: a panic, a hang or a crash is a bug in the library.
 
+mod handle_validate;
 mod mpsc_consume;
 mod region_open;
+mod snapshot_read;
 mod spsc_consume;
 
+pub use handle_validate::handle_validate;
 pub use mpsc_consume::mpsc_consume;
 pub use region_open::region_open;
+pub use snapshot_read::snapshot_read;
 pub use spsc_consume::spsc_consume;
 
 /// A fuzz entry point.
@@ -21,6 +25,8 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("region_open", region_open),
     ("spsc_consume", spsc_consume),
     ("mpsc_consume", mpsc_consume),
+    ("handle_validate", handle_validate),
+    ("snapshot_read", snapshot_read),
 ];
 
 /// A cursor over a fuzz input: each read takes bytes from the front, `None`
