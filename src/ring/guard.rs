@@ -7,8 +7,10 @@ use core::ops::Deref;
 /// borrow.
 #[derive(Debug, Clone, Copy)]
 pub struct Loc {
-    /// Data index of the payload.
-    pub(crate) idx: u64,
+    /// Data index of the payload (below the capacity, at most 2^31: a
+    /// `u32`, so that the whole location is 24 bytes, as small as the
+    /// guard that carries it is returned).
+    pub(crate) idx: u32,
     /// Payload bytes.
     pub(crate) len: u32,
     /// The producer's tag.
@@ -18,6 +20,16 @@ pub struct Loc {
     pub(crate) entry: u32,
     /// Position just after the frame (and the padding before it).
     pub(crate) end: u64,
+}
+
+const _: () = assert!(size_of::<Loc>() == 24);
+
+impl Loc {
+    /// The payload's data index.
+    #[inline(always)]
+    pub(crate) fn idx(&self) -> u64 {
+        u64::from(self.idx)
+    }
 }
 
 mod sealed {

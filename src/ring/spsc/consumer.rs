@@ -108,6 +108,10 @@ impl Consumer {
     /// [`RecvError::Corrupted`] if the ring is inconsistent;
     /// [`RecvError::TimedOut`]; [`RecvError::PeerDead`] once the producer died or
     /// detached and every frame it published has been read.
+    // Inlined: returned through memory, the frame guard is stored and
+    // re-read with moves the CPU cannot forward (as the claim guard: see
+    // the MPSC producer).
+    #[inline]
     pub fn read_deadline(&mut self, deadline: Option<Instant>) -> Result<Frame<'_>, RecvError> {
         let loc = retry(
             self,
@@ -161,7 +165,7 @@ impl Consumer {
             // SAFETY: `parse` checked that the payload lies inside the lap
             // and inside the published range, which stays ours until we
             // store a head past it (after `f` returned).
-            let bytes = unsafe { self.view.bytes(loc.idx, loc.len as usize) };
+            let bytes = unsafe { self.view.bytes(loc.idx(), loc.len as usize) };
             f(loc.tag, bytes);
             pos = loc.end;
             n += 1;
@@ -237,7 +241,8 @@ impl Consumer {
             return Err(self.poison());
         }
         Ok(Loc {
-            idx: idx + 8,
+            // idx + 8 <= cap <= 2^31 (checked above).
+            idx: (idx + 8) as u32,
             len: word,
             tag,
             entry: 0,
@@ -352,7 +357,7 @@ impl crate::ring::FrameSource for Consumer {
         // SAFETY: `parse` checked that the payload lies inside the lap and
         // inside the published range; the producer does not touch it until
         // we store a head past it, which happens when the frame drops.
-        unsafe { self.view.bytes(loc.idx, loc.len as usize) }
+        unsafe { self.view.bytes(loc.idx(), loc.len as usize) }
     }
 
     #[inline]

@@ -187,6 +187,10 @@ impl Consumer {
     /// # Errors
     /// See [`RecvError`]; never `PeerDead`: producers come and go, so use a
     /// deadline.
+    // Inlined: returned through memory, the frame guard is stored and
+    // re-read with moves the CPU cannot forward (as the claim guard: see
+    // the MPSC producer).
+    #[inline]
     pub fn read_deadline(&mut self, deadline: Option<Instant>) -> Result<Frame<'_>, RecvError> {
         let loc = retry(
             self,
@@ -227,7 +231,7 @@ impl Consumer {
                     // the lap, within one capacity of the head; it is
                     // committed, so no producer writes it until we release
                     // it.
-                    let bytes = unsafe { self.view.bytes(loc.idx, loc.len as usize) };
+                    let bytes = unsafe { self.view.bytes(loc.idx(), loc.len as usize) };
                     f(loc.tag, bytes);
                     pos = loc.end;
                     n += 1;
@@ -296,7 +300,7 @@ impl crate::ring::FrameSource for Consumer {
         // within one capacity of the head; it is committed, so no producer
         // touches it until we release it, which happens when the frame
         // drops.
-        unsafe { self.view.bytes(loc.idx, loc.len as usize) }
+        unsafe { self.view.bytes(loc.idx(), loc.len as usize) }
     }
 
     #[inline]

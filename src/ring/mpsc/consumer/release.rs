@@ -89,7 +89,7 @@ impl Consumer {
         let loc = self.next()?;
         // SAFETY: as in `Frame::deref`: checked by `parse`, committed,
         // and not released yet.
-        let bytes = unsafe { self.view.bytes(loc.idx, loc.len as usize) }.to_vec();
+        let bytes = unsafe { self.view.bytes(loc.idx(), loc.len as usize) }.to_vec();
         self.begin_release(loc.end)?;
         Ok((loc.tag, bytes))
     }

@@ -139,7 +139,8 @@ impl Consumer {
         self.cached_tail = self.cached_tail.max(pos + total);
         match h.kind {
             COMMITTED => Ok(Parsed::Frame(Loc {
-                idx: idx + 8,
+                // idx + 8 <= cap <= 2^31 (checked above).
+                idx: (idx + 8) as u32,
                 len: h.len,
                 tag: h.tag,
                 entry: h.entry,
