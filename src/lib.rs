@@ -50,6 +50,8 @@ pub mod arena;
 mod error;
 pub mod lock;
 #[cfg(not(loom))]
+pub mod pool;
+#[cfg(not(loom))]
 pub mod region;
 /// Under loom, only the peer id: there is no mapping to model, and the
 /// heap structures of the models hand out ids of the same form.

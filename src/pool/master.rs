@@ -1,0 +1,1102 @@
+//! The master's side of the pool: jobs cut into chunks, chunks handed to
+//! drones through their task rings, results gathered from the one results
+//! ring, and what to do when a drone dies.
+//!
+//! # Bookkeeping
+//!
+//! A *job* is one call (`map`, `submit`, a stream); its items are cut into
+//! *chunks*, each with a sequence number unique in the pool's life. A chunk
+//! is queued, or in flight at one drone (its slot and generation), until
+//! its result arrives; the first result for a sequence number is taken and
+//! any later one dropped, so each result is delivered once however often
+//! the chunk ran.
+//!
+//! Each drone has at most `depth` chunks in flight, so that a busy drone
+//! finds its next chunk in its ring without a system call, and an idle one
+//! is handed work as soon as it asks (by sending a result).
+//!
+//! # A drone's death
+//!
+//! The keeper reports it (pidfd) and wakes us through the results ring.
+//! Results the drone sent before dying are taken first; then its chunks
+//! still in flight go back to the front of the queue. The one it was
+//! running (the slot's `running` and `item` words say which item) is split
+//! so that the item it died on is charged a try and runs alone; the items
+//! around it run again uncharged. An item charged more than `retries + 1`
+//! times fails with [`TaskError::Crashed`] (or [`TaskError::TimedOut`]
+//! when we killed the drones for running too long).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::arena::{ArenaReader, ArenaWriter, BlockHandle, TryAllocError};
+use crate::region::{PeerId, Region};
+use crate::ring::{RecvError, TryClaimError, mpsc, spsc};
+use crate::sync::clock::Instant;
+use crate::sync::shim::Ordering;
+
+use super::error::{PoolError, TaskError};
+use super::keeper::{Event, KeeperHandle};
+use super::task::{Registry, Shape};
+use super::wire::{self, ArenaRef, Control, Entry, Hello, ResultHeader, TaskHeader};
+
+/// The pool's settings, from the builder.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Config {
+    pub(crate) drones: usize,
+    pub(crate) retries: u32,
+    pub(crate) task_timeout: Option<Duration>,
+    pub(crate) start_timeout: Duration,
+    pub(crate) depth: usize,
+}
+
+/// Where a chunk's input is.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// In the frame: these bytes.
+    Frame(Vec<u8>),
+    /// A range of an arena block of the master's lane.
+    Arena(ArenaRef),
+}
+
+#[derive(Debug)]
+struct Chunk {
+    job: u64,
+    task: u32,
+    /// The index of its first item in the job.
+    first: usize,
+    count: u32,
+    /// Tries charged to it (see the module's notes).
+    charged: u32,
+    /// Whether its last charge was a time-out.
+    timed_out: bool,
+    input: Input,
+    /// In flight at (slot, generation).
+    at: Option<(usize, u32)>,
+}
+
+/// One chunk's outcome, as the job keeps it until the call decodes it.
+#[derive(Debug)]
+pub(crate) enum Body {
+    /// Outputs of the fixed size, packed.
+    Dense(Vec<u8>),
+    /// One [`Entry`] per item (checked on arrival).
+    Entries(Vec<u8>),
+    /// The chunk's single item failed here.
+    Failed(TaskError),
+}
+
+#[derive(Debug)]
+pub(crate) struct Part {
+    pub(crate) first: usize,
+    pub(crate) count: usize,
+    pub(crate) body: Body,
+}
+
+#[derive(Debug)]
+struct Job {
+    /// Items not yet resolved.
+    remaining: usize,
+    parts: Vec<Part>,
+    /// Arena blocks the master published for it, released when it ends.
+    blocks: Vec<BlockHandle>,
+    /// Fixed output size of its task.
+    fixed: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Asked for at this instant; no hello yet.
+    Starting(Instant),
+    /// Said hello; takes chunks.
+    Live,
+    /// Asked to die (a time-out); its death is pending.
+    Dying,
+    /// Could not be started again: no more tries.
+    Failed,
+}
+
+#[derive(Debug)]
+struct Slot {
+    generation: u32,
+    state: State,
+    tx: spsc::Producer,
+    inflight: VecDeque<u64>,
+    /// The slot's progress count when last seen to change, and when.
+    watch: (u64, Instant),
+    /// Deaths before hello in a row.
+    early_deaths: u32,
+    /// The chunk and item we killed the drone for (a time-out).
+    killed_for: Option<(u64, u64)>,
+    pid: u32,
+}
+
+/// What the master holds.
+pub(crate) struct Core {
+    pub(crate) cfg: Config,
+    pub(crate) registry: &'static Registry,
+    /// Set while the pool is being built: a drone that fails then fails
+    /// the build.
+    building: bool,
+    region: Region,
+    control: Control,
+    results: mpsc::Consumer,
+    writer: ArenaWriter,
+    reader: ArenaReader,
+    me: PeerId,
+    keeper: Option<KeeperHandle>,
+    events: Arc<Mutex<Vec<Event>>>,
+    slots: Vec<Slot>,
+    chunks: HashMap<u64, Chunk>,
+    queue: VecDeque<u64>,
+    jobs: HashMap<u64, Job>,
+    next_seq: u64,
+    next_job: u64,
+    /// Set when no drone is left.
+    fatal: Option<String>,
+    /// A start failure, while the pool is being built.
+    start_error: Option<PoolError>,
+    /// When we last looked around: time out of our sight does not count
+    /// against a task.
+    last_pump: Instant,
+    /// Largest input kept in a frame.
+    pub(crate) inline_max: usize,
+}
+
+impl core::fmt::Debug for Core {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Core")
+            .field("slots", &self.slots)
+            .field("queued", &self.queue.len())
+            .field("jobs", &self.jobs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The parts that `Core::new` is made from.
+pub(crate) struct Parts {
+    pub(crate) cfg: Config,
+    pub(crate) registry: &'static Registry,
+    pub(crate) region: Region,
+    pub(crate) control: Control,
+    pub(crate) results: mpsc::Consumer,
+    pub(crate) writer: ArenaWriter,
+    pub(crate) reader: ArenaReader,
+    pub(crate) txs: Vec<spsc::Producer>,
+    pub(crate) keeper: KeeperHandle,
+    pub(crate) events: Arc<Mutex<Vec<Event>>>,
+}
+
+/// How long a wait sleeps at most before looking around anyway.
+const MAX_NAP: Duration = Duration::from_secs(1);
+/// Deaths before hello in a row after which a slot is given up.
+const MAX_EARLY_DEATHS: u32 = 3;
+
+impl Core {
+    pub(crate) fn new(p: Parts) -> Self {
+        let now = Instant::now();
+        let inline_max = p.txs.first().map_or(4096, |t| t.max_payload() / 4);
+        let slots = p
+            .txs
+            .into_iter()
+            .map(|tx| Slot {
+                generation: 0,
+                state: State::Failed,
+                tx,
+                inflight: VecDeque::new(),
+                watch: (0, now),
+                early_deaths: 0,
+                killed_for: None,
+                pid: 0,
+            })
+            .collect();
+        let me = p.region.peer_id();
+        Self {
+            cfg: p.cfg,
+            registry: p.registry,
+            building: false,
+            region: p.region,
+            control: p.control,
+            results: p.results,
+            writer: p.writer,
+            reader: p.reader,
+            me,
+            keeper: Some(p.keeper),
+            events: p.events,
+            slots,
+            chunks: HashMap::new(),
+            queue: VecDeque::new(),
+            jobs: HashMap::new(),
+            next_seq: 1,
+            next_job: 1,
+            fatal: None,
+            start_error: None,
+            last_pump: now,
+            inline_max,
+        }
+    }
+
+    /// Starts every drone and waits for their hellos.
+    pub(crate) fn start_all(&mut self) -> Result<(), PoolError> {
+        for slot in 0..self.slots.len() {
+            self.respawn(slot);
+        }
+        self.building = true;
+        let deadline = Instant::now().checked_add(self.cfg.start_timeout);
+        loop {
+            self.pump();
+            if let Some(e) = self.start_error.take() {
+                return Err(e);
+            }
+            if self.slots.iter().all(|s| s.state == State::Live) {
+                self.building = false;
+                return Ok(());
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(PoolError::StartTimeout(self.cfg.start_timeout));
+            }
+            self.wait_for_frame(deadline);
+        }
+    }
+
+    fn keeper(&self) -> &KeeperHandle {
+        // Taken only by `stop`, after which nothing calls this.
+        self.keeper
+            .as_ref()
+            .expect("the keeper lives until the pool stops")
+    }
+
+    fn respawn(&mut self, slot: usize) {
+        let s = &mut self.slots[slot];
+        s.generation = s.generation.wrapping_add(1);
+        s.state = State::Starting(Instant::now());
+        s.killed_for = None;
+        s.pid = 0;
+        let generation = s.generation;
+        if let Some(w) = self.control.slot(slot) {
+            // Relaxed: no drone of this slot runs now; the next one starts
+            // after the fork that follows, which orders this before it.
+            w.running.store(0, Ordering::Relaxed);
+        }
+        self.keeper().spawn(slot, generation);
+    }
+
+    // ----- jobs -------------------------------------------------------
+
+    /// A new job of `total` items whose task gives `fixed`-size outputs.
+    pub(crate) fn new_job(&mut self, total: usize, fixed: Option<usize>) -> u64 {
+        let id = self.next_job;
+        self.next_job += 1;
+        self.jobs.insert(
+            id,
+            Job {
+                remaining: total,
+                parts: Vec::new(),
+                blocks: Vec::new(),
+                fixed,
+            },
+        );
+        id
+    }
+
+    /// Adds `count` more items to job `job` (a stream feeding it).
+    pub(crate) fn grow_job(&mut self, job: u64, count: usize) {
+        if let Some(j) = self.jobs.get_mut(&job) {
+            j.remaining += count;
+        }
+    }
+
+    /// Queues a chunk of job `job`: items `first..first + count`.
+    pub(crate) fn add_chunk(
+        &mut self,
+        job: u64,
+        task: u32,
+        first: usize,
+        count: u32,
+        input: Input,
+    ) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.chunks.insert(
+            seq,
+            Chunk {
+                job,
+                task,
+                first,
+                count,
+                charged: 0,
+                timed_out: false,
+                input,
+                at: None,
+            },
+        );
+        self.queue.push_back(seq);
+    }
+
+    /// Copies `bytes` (elements of `T`) into a block of the master's lane,
+    /// kept until job `job` ends; waits for room while results come.
+    pub(crate) fn put_in_arena<T: bytemuck::Pod>(
+        &mut self,
+        job: u64,
+        data: &[T],
+    ) -> Result<BlockHandle, PoolError> {
+        loop {
+            let me = self.me;
+            let tried = self.writer.try_alloc_uninit::<T>(data.len()).map(|block| {
+                block
+                    .copy_from_slice(data)
+                    .map(|block| block.publish_to(me))
+                    .map_err(drop)
+            });
+            match tried {
+                Ok(Ok(handle)) => {
+                    if let Some(j) = self.jobs.get_mut(&job) {
+                        j.blocks.push(handle);
+                    }
+                    return Ok(handle);
+                }
+                Ok(Err(())) => return Err(PoolError::Size("arena block length".into())),
+                Err(TryAllocError::Full) => {
+                    // Room comes back as jobs end; none will if nothing
+                    // else holds the lane.
+                    let others = self
+                        .jobs
+                        .iter()
+                        .any(|(&id, j)| id != job && !j.blocks.is_empty());
+                    if !others {
+                        return Err(PoolError::TooLarge {
+                            bytes: size_of_val(data) as u64,
+                            max: self.writer.capacity(),
+                        });
+                    }
+                    self.pump();
+                    self.wait_for_frame(Instant::now().checked_add(Duration::from_millis(10)));
+                }
+                Err(TryAllocError::TooLarge { bytes, max }) => {
+                    return Err(PoolError::TooLarge { bytes, max });
+                }
+                Err(e) => return Err(PoolError::Size(e.to_string())),
+            }
+        }
+    }
+
+    /// Whether job `job` has every item resolved.
+    pub(crate) fn job_done(&self, job: u64) -> bool {
+        self.jobs.get(&job).is_none_or(|j| j.remaining == 0)
+    }
+
+    /// Takes the parts that arrived for job `job` so far.
+    pub(crate) fn take_parts(&mut self, job: u64) -> Vec<Part> {
+        self.jobs
+            .get_mut(&job)
+            .map(|j| std::mem::take(&mut j.parts))
+            .unwrap_or_default()
+    }
+
+    /// Ends job `job`: drops its queued chunks (chunks in flight are
+    /// dropped when their results come) and releases its arena blocks.
+    pub(crate) fn end_job(&mut self, job: u64) {
+        let Some(j) = self.jobs.remove(&job) else {
+            return;
+        };
+        let chunks = &mut self.chunks;
+        self.queue.retain(|seq| match chunks.get(seq) {
+            Some(c) if c.job == job => {
+                chunks.remove(seq);
+                false
+            }
+            _ => true,
+        });
+        for h in j.blocks {
+            // Our named read: the block is reclaimed once no drone holds it.
+            drop(self.reader.read_bytes(&h));
+        }
+    }
+
+    /// The pool-level failure, if no drone is left.
+    pub(crate) fn fatal(&self) -> Option<PoolError> {
+        self.fatal.as_ref().map(|reason| PoolError::NoDrones {
+            reason: reason.clone(),
+        })
+    }
+
+    /// Drives the pool until job `job` is done or `deadline` passes.
+    pub(crate) fn wait_job(
+        &mut self,
+        job: u64,
+        deadline: Option<Instant>,
+    ) -> Result<(), PoolError> {
+        loop {
+            self.pump();
+            if self.job_done(job) {
+                return Ok(());
+            }
+            if let Some(e) = self.fatal() {
+                return Err(e);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(PoolError::Timeout);
+            }
+            self.wait_for_frame(deadline);
+        }
+    }
+
+    /// Drives the pool until job `job` has a part to take, or is done.
+    pub(crate) fn wait_part(&mut self, job: u64) -> Result<(), PoolError> {
+        loop {
+            self.pump();
+            let j = self.jobs.get(&job);
+            if j.is_none_or(|j| !j.parts.is_empty() || j.remaining == 0) {
+                return Ok(());
+            }
+            if let Some(e) = self.fatal() {
+                return Err(e);
+            }
+            self.wait_for_frame(None);
+        }
+    }
+
+    // ----- the pump ---------------------------------------------------
+
+    /// Everything that needs doing now, without sleeping: results taken,
+    /// deaths handled, time-outs checked, chunks handed out.
+    pub(crate) fn pump(&mut self) {
+        let now = Instant::now();
+        if now.saturating_duration_since(self.last_pump) > Duration::from_millis(50) {
+            // Nobody was looking: that time does not count against tasks.
+            for s in &mut self.slots {
+                s.watch.1 = now;
+            }
+        }
+        // Deaths known now; the dead drones' results are all in the ring,
+        // so take the ring's frames before handling them.
+        let events: Vec<Event> =
+            std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()));
+        while let Some(msg) = self.next_msg(Some(now)) {
+            self.handle(msg);
+        }
+        for e in events {
+            self.handle_event(e);
+        }
+        self.check_time_outs();
+        self.dispatch();
+        self.last_pump = Instant::now();
+    }
+
+    /// Sleeps until a frame comes (handled) or `deadline` (or a nap).
+    fn wait_for_frame(&mut self, deadline: Option<Instant>) {
+        let nap = Instant::now().checked_add(self.next_timer());
+        let until = match (deadline, nap) {
+            (Some(d), Some(n)) => Some(d.min(n)),
+            (d, n) => d.or(n),
+        };
+        let msg = self.next_msg(until);
+        // We were looking while we slept.
+        self.last_pump = Instant::now();
+        if let Some(msg) = msg {
+            self.handle(msg);
+        }
+    }
+
+    /// How long until a time-out could fire.
+    fn next_timer(&self) -> Duration {
+        let now = Instant::now();
+        let mut t = MAX_NAP;
+        for s in &self.slots {
+            let left = match s.state {
+                State::Starting(at) => self
+                    .cfg
+                    .start_timeout
+                    .saturating_sub(now.saturating_duration_since(at)),
+                State::Live if !s.inflight.is_empty() => match self.cfg.task_timeout {
+                    Some(limit) => limit.saturating_sub(now.saturating_duration_since(s.watch.1)),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            t = t.min(left + Duration::from_millis(1));
+        }
+        t
+    }
+
+    /// Reads one frame (waiting until `deadline`) and makes it a message.
+    fn next_msg(&mut self, deadline: Option<Instant>) -> Option<Msg> {
+        let frame = match self.results.read_deadline(deadline) {
+            Ok(frame) => frame,
+            Err(RecvError::TimedOut) => return None,
+            // The ring is unusable (a hostile drone): nothing will come.
+            Err(e) => {
+                self.fatal
+                    .get_or_insert_with(|| format!("the results ring: {e}"));
+                return None;
+            }
+        };
+        let msg = match frame.tag() {
+            wire::TAG_RESULT => match wire::read_head::<ResultHeader>(&frame) {
+                Some((h, body)) => Msg::Result(h, body.to_vec()),
+                None => Msg::Nothing,
+            },
+            wire::TAG_HELLO => match wire::read_head::<Hello>(&frame) {
+                Some((h, _)) => Msg::Hello(h),
+                None => Msg::Nothing,
+            },
+            _ => Msg::Nothing,
+        };
+        Some(msg)
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Result(h, body) => self.on_result(h, body),
+            Msg::Hello(h) => self.on_hello(h),
+            Msg::Nothing => {}
+        }
+    }
+
+    fn on_hello(&mut self, h: Hello) {
+        let slot = h.slot as usize;
+        let Some(s) = self.slots.get_mut(slot) else {
+            return;
+        };
+        if h.generation != s.generation || !matches!(s.state, State::Starting(_)) {
+            return;
+        }
+        if h.status != wire::HELLO_OK {
+            self.start_error.get_or_insert(PoolError::DroneStart {
+                slot,
+                reason: "its registry is not the master's (serve was given another one)".into(),
+            });
+            return;
+        }
+        s.state = State::Live;
+        s.early_deaths = 0;
+        s.pid = h.pid;
+        s.watch = (0, Instant::now());
+    }
+
+    fn on_result(&mut self, h: ResultHeader, body: Vec<u8>) {
+        let from = (h.slot as usize, h.generation);
+        let Some(chunk) = self.chunks.get(&h.seq) else {
+            // Taken already, or its job ended: only its block to release.
+            self.release_result_block(&h, &body);
+            return;
+        };
+        let (first, count, job) = (chunk.first, chunk.count as usize, chunk.job);
+        let fixed = self.jobs.get(&job).and_then(|j| j.fixed);
+        let bytes = if h.place == wire::IN_ARENA {
+            match self.fetch_block(&body) {
+                Some(b) => b,
+                None => return self.reject(from, h.seq),
+            }
+        } else {
+            body
+        };
+        let body = match h.form {
+            wire::DENSE
+                if h.count as usize == count
+                    && fixed.is_some_and(|f| Some(bytes.len()) == f.checked_mul(count)) =>
+            {
+                Body::Dense(bytes)
+            }
+            wire::ENTRIES if h.count as usize == count && entries_ok(&bytes, count) => {
+                Body::Entries(bytes)
+            }
+            _ => return self.reject(from, h.seq),
+        };
+        let Some(chunk) = self.chunks.remove(&h.seq) else {
+            return;
+        };
+        if let Some((slot, _)) = chunk.at {
+            let s = &mut self.slots[slot];
+            if let Some(i) = s.inflight.iter().position(|&q| q == h.seq) {
+                s.inflight.remove(i);
+            }
+            s.watch.1 = Instant::now();
+        }
+        if let Some(j) = self.jobs.get_mut(&job) {
+            j.remaining = j.remaining.saturating_sub(count);
+            j.parts.push(Part { first, count, body });
+        }
+    }
+
+    /// Copies the output a drone left in its lane, and releases it.
+    fn fetch_block(&mut self, body: &[u8]) -> Option<Vec<u8>> {
+        let (r, _) = wire::read_head::<ArenaRef>(body)?;
+        let guard = self.reader.read_bytes(&r.handle).ok()?;
+        let start = usize::try_from(r.offset).ok()?;
+        let end = start.checked_add(usize::try_from(r.len).ok()?)?;
+        guard.get(start..end).map(<[u8]>::to_vec)
+    }
+
+    fn release_result_block(&mut self, h: &ResultHeader, body: &[u8]) {
+        if h.place == wire::IN_ARENA {
+            if let Some((r, _)) = wire::read_head::<ArenaRef>(body) {
+                drop(self.reader.read_bytes(&r.handle));
+            }
+        }
+    }
+
+    /// A result that does not add up: the drone that sent it is killed and
+    /// the chunk charged and run again.
+    fn reject(&mut self, (slot, generation): (usize, u32), seq: u64) {
+        if let Some(c) = self.chunks.get_mut(&seq) {
+            c.charged += 1;
+        }
+        if self
+            .slots
+            .get(slot)
+            .is_some_and(|s| s.generation == generation)
+        {
+            self.keeper().kill(slot, generation);
+            self.slots[slot].state = State::Dying;
+        }
+    }
+
+    fn handle_event(&mut self, e: Event) {
+        match e {
+            Event::Started {
+                slot,
+                generation,
+                pid,
+            } => {
+                if let Some(s) = self.slots.get_mut(slot) {
+                    if s.generation == generation {
+                        s.pid = pid;
+                    }
+                }
+            }
+            Event::SpawnFailed {
+                slot,
+                generation,
+                error,
+            } => {
+                if self
+                    .slots
+                    .get(slot)
+                    .is_some_and(|s| s.generation == generation)
+                {
+                    self.early_death(slot, format!("could not be started: {error}"));
+                }
+            }
+            Event::Died {
+                slot,
+                generation,
+                status,
+            } => {
+                if self
+                    .slots
+                    .get(slot)
+                    .is_none_or(|s| s.generation != generation)
+                {
+                    return;
+                }
+                let exit = describe_exit(status);
+                if matches!(self.slots[slot].state, State::Starting(_)) {
+                    self.early_death(slot, format!("it ended before saying hello ({exit})"));
+                } else {
+                    self.died(slot, &exit);
+                }
+            }
+        }
+    }
+
+    /// A drone that died (or was not started) before its hello.
+    fn early_death(&mut self, slot: usize, reason: String) {
+        self.requeue_all(slot);
+        let s = &mut self.slots[slot];
+        s.early_deaths += 1;
+        if self.building {
+            // While building: report it rather than retry.
+            self.start_error
+                .get_or_insert(PoolError::DroneStart { slot, reason });
+            self.slots[slot].state = State::Failed;
+            return;
+        }
+        if self.slots[slot].early_deaths >= MAX_EARLY_DEATHS {
+            self.slots[slot].state = State::Failed;
+            if self.slots.iter().all(|s| s.state == State::Failed) {
+                self.fatal = Some(format!("drone {slot}: {reason}"));
+            }
+            return;
+        }
+        self.respawn(slot);
+    }
+
+    /// A live drone died: its chunks go back, the one it ran charged.
+    fn died(&mut self, slot: usize, exit: &str) {
+        let s = &self.slots[slot];
+        // Relaxed: the drone is dead and reaped, its stores are all done;
+        // the exit and our `waitpid` order them before these loads.
+        let blamed = s.killed_for.or_else(|| {
+            let w = self.control.slot(slot)?;
+            let running = w.running.load(Ordering::Relaxed);
+            let item = w.item.load(Ordering::Relaxed);
+            (running != 0).then(|| (running - 1, item))
+        });
+        let timed_out = s.killed_for.is_some();
+        // The blamed chunk must be one of this drone's.
+        let blamed = blamed.filter(|(seq, _)| s.inflight.contains(seq));
+        if let Some((seq, item)) = blamed {
+            self.charge(seq, item, timed_out, exit);
+        }
+        self.requeue_all(slot);
+        self.respawn(slot);
+    }
+
+    /// Charges item `item` of chunk `seq` a try, splitting the chunk so
+    /// that the item runs alone next time; fails it when out of tries.
+    fn charge(&mut self, seq: u64, item: u64, timed_out: bool, exit: &str) {
+        let Some(mut c) = self.chunks.remove(&seq) else {
+            return;
+        };
+        let count = c.count as usize;
+        let item = (item as usize).min(count.saturating_sub(1));
+        if count > 1 {
+            // Split into [..item], [item], [item + 1..], as chunks of their
+            // own; the input is cut by the task's shape.
+            let pieces = self.split(&c, &[item, item + 1]);
+            if let Some(pieces) = pieces {
+                let at = c.at;
+                // The pieces replace `seq` in the slot's in-flight list, so
+                // that requeueing takes them.
+                if let Some((slot, _)) = at {
+                    let s = &mut self.slots[slot];
+                    s.inflight.retain(|&q| q != seq);
+                    for (new_seq, _) in &pieces {
+                        s.inflight.push_back(*new_seq);
+                    }
+                }
+                for (new_seq, mut piece) in pieces {
+                    if piece.first == c.first + item {
+                        piece.charged = c.charged + 1;
+                        piece.timed_out = timed_out;
+                        self.fail_if_spent(&mut piece, exit);
+                    }
+                    piece.at = at;
+                    self.chunks.insert(new_seq, piece);
+                }
+                return;
+            }
+        }
+        c.charged += 1;
+        c.timed_out = timed_out;
+        self.fail_if_spent(&mut c, exit);
+        self.chunks.insert(seq, c);
+    }
+
+    /// Marks `c` failed (resolved as such) when it has used up its tries.
+    fn fail_if_spent(&mut self, c: &mut Chunk, exit: &str) {
+        if c.charged <= self.cfg.retries {
+            return;
+        }
+        let error = match (c.timed_out, self.cfg.task_timeout) {
+            (true, Some(timeout)) => TaskError::TimedOut {
+                timeout,
+                drones: c.charged,
+            },
+            _ => TaskError::Crashed {
+                drones: c.charged,
+                last_exit: exit.to_owned(),
+            },
+        };
+        if let Some(j) = self.jobs.get_mut(&c.job) {
+            j.remaining = j.remaining.saturating_sub(c.count as usize);
+            j.parts.push(Part {
+                first: c.first,
+                count: c.count as usize,
+                body: Body::Failed(error),
+            });
+        }
+        // Resolved: a zero count marks it for `requeue_all` to drop.
+        c.count = 0;
+    }
+
+    /// Cuts chunk `c` at the item indices `cuts` (increasing, inside it):
+    /// new chunks with new sequence numbers, in order. `None` for chunks
+    /// that cannot be cut (one item, or an input in the arena).
+    fn split(&mut self, c: &Chunk, cuts: &[usize]) -> Option<Vec<(u64, Chunk)>> {
+        let Input::Frame(bytes) = &c.input else {
+            return None;
+        };
+        let count = c.count as usize;
+        let shape = self.registry.get(c.task)?.erased().shape;
+        if count < 2 || shape.input_len(count) != Some(bytes.len()) {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut a = 0;
+        for b in cuts.iter().copied().chain([count]) {
+            if b <= a || b > count {
+                continue;
+            }
+            let input = match shape {
+                Shape::Values { size } => bytes[a * size..b * size].to_vec(),
+                Shape::Pairs { a: sa, b: sb } => {
+                    // Two arrays, the `A`s then the `B`s: cut each.
+                    let mut v = bytes[a * sa..b * sa].to_vec();
+                    let base = count * sa;
+                    v.extend_from_slice(&bytes[base + a * sb..base + b * sb]);
+                    v
+                }
+                Shape::Slice { .. } => return None,
+            };
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            out.push((
+                seq,
+                Chunk {
+                    job: c.job,
+                    task: c.task,
+                    first: c.first + a,
+                    count: (b - a) as u32,
+                    charged: c.charged,
+                    timed_out: c.timed_out,
+                    input: Input::Frame(input),
+                    at: None,
+                },
+            ));
+            a = b;
+        }
+        Some(out)
+    }
+
+    /// Puts every chunk in flight at `slot` back at the queue's front, in
+    /// order (dropping those resolved meanwhile). Chunks of several items
+    /// go back halved: when drones die often, chunks shrink until they
+    /// finish between two deaths.
+    fn requeue_all(&mut self, slot: usize) {
+        let inflight = std::mem::take(&mut self.slots[slot].inflight);
+        for seq in inflight.into_iter().rev() {
+            let Some(c) = self.chunks.remove(&seq) else {
+                continue;
+            };
+            if c.count == 0 {
+                continue;
+            }
+            let half = c.count as usize / 2;
+            match self.split(&c, &[half]) {
+                Some(pieces) => {
+                    for (new_seq, piece) in pieces.into_iter().rev() {
+                        self.chunks.insert(new_seq, piece);
+                        self.queue.push_front(new_seq);
+                    }
+                }
+                None => {
+                    self.chunks.insert(seq, Chunk { at: None, ..c });
+                    self.queue.push_front(seq);
+                }
+            }
+        }
+    }
+
+    /// Kills drones stuck in a task, and drones that do not start.
+    fn check_time_outs(&mut self) {
+        let now = Instant::now();
+        for slot in 0..self.slots.len() {
+            let s = &self.slots[slot];
+            match s.state {
+                State::Starting(at)
+                    if now.saturating_duration_since(at) >= self.cfg.start_timeout =>
+                {
+                    let generation = s.generation;
+                    self.keeper().kill(slot, generation);
+                    // Its death is counted as an early one when it comes.
+                    self.slots[slot].state = State::Starting(now);
+                }
+                State::Live if !s.inflight.is_empty() => {
+                    let Some(limit) = self.cfg.task_timeout else {
+                        continue;
+                    };
+                    let Some(w) = self.control.slot(slot) else {
+                        continue;
+                    };
+                    // Relaxed: advice (see `SlotWords`).
+                    let progress = w.progress.load(Ordering::Relaxed);
+                    if progress != s.watch.0 {
+                        self.slots[slot].watch = (progress, now);
+                        continue;
+                    }
+                    if now.saturating_duration_since(s.watch.1) < limit {
+                        continue;
+                    }
+                    let running = w.running.load(Ordering::Relaxed);
+                    let item = w.item.load(Ordering::Relaxed);
+                    let blamed = if running != 0 {
+                        (running - 1, item)
+                    } else {
+                        (s.inflight[0], 0)
+                    };
+                    let generation = s.generation;
+                    self.keeper().kill(slot, generation);
+                    let s = &mut self.slots[slot];
+                    s.state = State::Dying;
+                    s.killed_for = Some(blamed);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Hands queued chunks to live drones with room, the least loaded
+    /// first.
+    fn dispatch(&mut self) {
+        while let Some(&seq) = self.queue.front() {
+            let Some(slot) = (0..self.slots.len())
+                .filter(|&i| {
+                    let s = &self.slots[i];
+                    s.state == State::Live && s.inflight.len() < self.cfg.depth
+                })
+                .min_by_key(|&i| self.slots[i].inflight.len())
+            else {
+                return;
+            };
+            let Some(c) = self.chunks.get(&seq) else {
+                self.queue.pop_front();
+                continue;
+            };
+            if c.count == 0 {
+                self.chunks.remove(&seq);
+                self.queue.pop_front();
+                continue;
+            }
+            let s = &mut self.slots[slot];
+            let header = TaskHeader {
+                seq,
+                generation: s.generation,
+                task: c.task,
+                count: c.count,
+                place: match c.input {
+                    Input::Frame(_) => wire::IN_FRAME,
+                    Input::Arena(_) => wire::IN_ARENA,
+                },
+            };
+            let body: &[u8] = match &c.input {
+                Input::Frame(b) => b,
+                Input::Arena(r) => bytemuck::bytes_of(r),
+            };
+            match s.tx.try_claim(size_of::<TaskHeader>() + body.len()) {
+                Ok(mut claim) => {
+                    claim[..size_of::<TaskHeader>()].copy_from_slice(bytemuck::bytes_of(&header));
+                    claim[size_of::<TaskHeader>()..].copy_from_slice(body);
+                    claim.set_tag(wire::TAG_TASK);
+                    // An SPSC commit cannot fail.
+                    claim.commit();
+                }
+                Err(TryClaimError::Full) => {
+                    // Its ring is full (an old frame the new drone has not
+                    // skipped yet): try it again at the next pump.
+                    return;
+                }
+                Err(_) => {
+                    // Too large for the ring (cannot be: inputs beyond
+                    // `inline_max` go through the arena) or corrupted.
+                    let generation = s.generation;
+                    s.state = State::Dying;
+                    self.keeper().kill(slot, generation);
+                    continue;
+                }
+            }
+            self.queue.pop_front();
+            let generation = s.generation;
+            if s.inflight.is_empty() {
+                s.watch.1 = Instant::now();
+            }
+            s.inflight.push_back(seq);
+            if let Some(c) = self.chunks.get_mut(&seq) {
+                c.at = Some((slot, generation));
+            }
+        }
+    }
+
+    /// Stops the drones (a stop frame, then a kill after `grace`), reaps
+    /// them, and ends the keeper.
+    pub(crate) fn stop(&mut self, grace: Duration) {
+        if self.keeper.is_none() {
+            return;
+        }
+        for s in &mut self.slots {
+            if s.state == State::Live {
+                let _ = s.tx.try_claim(0).map(|mut c| {
+                    c.set_tag(wire::TAG_STOP);
+                    c.commit()
+                });
+            }
+        }
+        if let Some(k) = self.keeper.take() {
+            k.stop(grace);
+        }
+        for s in &mut self.slots {
+            s.state = State::Failed;
+        }
+        self.fatal
+            .get_or_insert_with(|| "the pool was shut down".into());
+        let jobs: Vec<u64> = self.jobs.keys().copied().collect();
+        for j in jobs {
+            self.end_job(j);
+        }
+        let _ = &self.region;
+    }
+
+    /// The drones' process ids (0 for a slot with none now).
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.slots
+            .iter()
+            .map(|s| if s.state == State::Live { s.pid } else { 0 })
+            .collect()
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        if self.keeper.is_some() {
+            self.stop(Duration::ZERO);
+        }
+    }
+}
+
+enum Msg {
+    Result(ResultHeader, Vec<u8>),
+    Hello(Hello),
+    Nothing,
+}
+
+/// Whether `bytes` holds exactly `count` well-formed entries.
+fn entries_ok(mut bytes: &[u8], count: usize) -> bool {
+    for _ in 0..count {
+        let Some((e, rest)) = wire::read_head::<Entry>(bytes) else {
+            return false;
+        };
+        let padded = (e.len as usize).next_multiple_of(8);
+        if e.status > wire::ITEM_UNKNOWN_TASK || rest.len() < padded {
+            return false;
+        }
+        bytes = &rest[padded..];
+    }
+    bytes.is_empty()
+}
+
+/// Walks the entries of a checked [`Body::Entries`].
+pub(crate) fn entries(mut bytes: &[u8]) -> impl Iterator<Item = (u32, &[u8])> {
+    core::iter::from_fn(move || {
+        let (e, rest) = wire::read_head::<Entry>(bytes)?;
+        let len = e.len as usize;
+        let padded = len.next_multiple_of(8);
+        let data = rest.get(..len)?;
+        bytes = rest.get(padded..)?;
+        Some((e.status, data))
+    })
+}
+
+/// `signal: 9 (SIGKILL)`, `exit status: 3`, with what our own codes mean.
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use super::drone::{EXIT_CANNOT_START, EXIT_NO_SERVE, EXIT_ORPHANED};
+    match status.code() {
+        Some(EXIT_NO_SERVE) => {
+            "it reached Pool::build without calling polycephaly::pool::serve first: make serve(&TASKS) the first line of main".into()
+        }
+        Some(EXIT_CANNOT_START) => format!("{status}: it could not attach to the pool (see its stderr)"),
+        Some(EXIT_ORPHANED) => format!("{status}: it lost its master"),
+        _ => status.to_string(),
+    }
+}

@@ -1,0 +1,810 @@
+//! The drone pool: a master hands work to drone processes, one per CPU,
+//! and survives them dying.
+//!
+//! The drones are this program started again: `main` begins with
+//! [`serve`], which returns at once in the master and never returns in a
+//! drone. Tasks are plain functions in `static`s ([`Task`], [`Task2`],
+//! [`SliceTask`]) listed in a [`Registry`]; the master calls them through
+//! those statics, so what it hands a task is what the task takes.
+//!
+//! ```no_run
+//! use polycephaly::pool::{Pool, Registry, Task2};
+//!
+//! static ADD: Task2<u64, u64, u64> = Task2::new("add", |a, b| a + b);
+//! static TASKS: Registry = Registry::new(&[&ADD]);
+//!
+//! fn main() -> Result<(), polycephaly::pool::PoolError> {
+//!     polycephaly::pool::serve(&TASKS);
+//!     let drones = Pool::builder().drones(4).build()?;
+//!     assert_eq!(drones.zip_map(&ADD, &[1, 2, 3, 4, 5], &[5, 4, 3, 2, 1])?, [6, 6, 6, 6, 6]);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # How work moves
+//!
+//! One shared region (a memfd: nothing in `/dev/shm`, nothing left by any
+//! crash) holds a task ring per drone, one results ring, and an arena.
+//! A call's items are cut into chunks; small inputs travel in the task
+//! frame, large ones are written once into the master's arena lane and
+//! read in place by the drones (a [`map_chunks`](Pool::map_chunks) over a
+//! big array writes it once for all its chunks). Each drone has up to two
+//! chunks in its ring, so a busy drone takes its next one without a system
+//! call; an idle drone sleeps on a futex.
+//!
+//! # When a drone dies
+//!
+//! A keeper thread starts the drones, watches them through pidfds and
+//! reaps them. A drone killed by a signal is noticed at once: its chunks
+//! run again on the other drones, each result is delivered once, and a new
+//! drone takes its place. The item it was running is charged a try; an
+//! item that kills `retries + 1` drones fails with
+//! [`TaskError::Crashed`]. A panicking task fails with
+//! [`TaskError::Panicked`] and the drone lives on. With a
+//! [`task_timeout`](PoolBuilder::task_timeout), a drone stuck in a task is
+//! killed and replaced. When the master dies, its drones die with it (the
+//! parent-death signal, armed in each drone before it runs any of our
+//! code, and a look at the parent on every idle quarter second).
+
+mod drone;
+mod error;
+mod keeper;
+mod master;
+mod task;
+mod wire;
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytemuck::Pod;
+
+use crate::arena::{ArenaReader, ArenaSpec, ArenaWriter};
+use crate::region::Region;
+use crate::region::layout::MAX_PEERS;
+use crate::ring::{mpsc, spsc};
+use crate::sync::clock::Instant;
+
+use self::master::{Body, Config, Core, Input, Part, Parts};
+pub use drone::serve;
+pub use error::{PoolError, TaskError};
+#[doc(hidden)]
+pub use task::Erased;
+pub use task::{AnyTask, Registry, SliceTask, Task, Task2};
+
+/// The most drones a pool holds (each is a peer of the pool's region, and
+/// a producer of its results ring).
+pub const MAX_DRONES: usize = {
+    let peers = MAX_PEERS as usize - 2;
+    let producers = mpsc::MAX_PRODUCERS - 2;
+    if peers < producers { peers } else { producers }
+};
+
+/// Settings for a [`Pool`]; [`build`](Self::build) starts it.
+#[derive(Debug, Clone)]
+pub struct PoolBuilder {
+    drones: Option<usize>,
+    retries: u32,
+    task_timeout: Option<Duration>,
+    start_timeout: Duration,
+    ring_len: usize,
+    arena_lane: usize,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        Self {
+            drones: None,
+            retries: 3,
+            task_timeout: None,
+            start_timeout: Duration::from_secs(10),
+            ring_len: 256 << 10,
+            arena_lane: 32 << 20,
+        }
+    }
+}
+
+impl PoolBuilder {
+    /// `n` drones (default: the CPUs this process may run on).
+    pub fn drones(mut self, n: usize) -> Self {
+        self.drones = Some(n);
+        self
+    }
+
+    /// How many times an item that killed its drone runs again before it
+    /// fails with [`TaskError::Crashed`] (default 3).
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = n;
+        self
+    }
+
+    /// Kills and replaces a drone that spends longer than `timeout` in one
+    /// item (default: no limit). The item is charged a try, as a crash.
+    pub fn task_timeout(mut self, timeout: Duration) -> Self {
+        self.task_timeout = Some(timeout);
+        self
+    }
+
+    /// How long `build` waits for the drones to start (default 10 s).
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
+        self
+    }
+
+    /// Bytes of each drone's task ring (default 256 KiB; a power of two).
+    /// Inputs up to a quarter of it travel in the ring, larger ones
+    /// through the arena.
+    pub fn ring_len(mut self, bytes: usize) -> Self {
+        self.ring_len = bytes;
+        self
+    }
+
+    /// Bytes of each arena lane (default 32 MiB): the master's holds the
+    /// large inputs of the calls in flight, each drone's its large outputs.
+    /// Memory is only used as it is touched.
+    pub fn arena_lane(mut self, bytes: usize) -> Self {
+        self.arena_lane = bytes;
+        self
+    }
+
+    /// Starts the drones and waits until each has said hello.
+    ///
+    /// # Errors
+    /// [`PoolError::NotServing`] if `main` did not call [`serve`];
+    /// [`PoolError::DuplicateTask`]; [`PoolError::DroneCount`];
+    /// [`PoolError::DroneStart`] if a drone could not start (with why:
+    /// its exit status, or that it reached `build` without `serve`);
+    /// [`PoolError::StartTimeout`]; region and arena errors.
+    pub fn build(self) -> Result<Pool, PoolError> {
+        if drone::is_drone_process() {
+            // A drone that got here did not call `serve` first: running on
+            // would build pools of pools.
+            eprintln!(
+                "polycephaly: this drone reached Pool::build without calling polycephaly::pool::serve first; exiting"
+            );
+            std::process::exit(drone::EXIT_NO_SERVE);
+        }
+        let registry = drone::registry().ok_or(PoolError::NotServing)?;
+        if let Some(name) = registry.duplicate() {
+            return Err(PoolError::DuplicateTask { name });
+        }
+        let n = match self.drones {
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        if n == 0 || n > MAX_DRONES {
+            return Err(PoolError::DroneCount {
+                asked: n,
+                max: MAX_DRONES,
+            });
+        }
+        let size = |e: &dyn std::fmt::Display| PoolError::Size(e.to_string());
+        let arena = ArenaSpec::new(n as u16 + 1, self.arena_lane);
+        let results_len = (self.ring_len * n)
+            .next_power_of_two()
+            .min(mpsc::MAX_CAPACITY);
+        let mut builder = Region::builder()
+            .memfd()
+            .section(wire::CONTROL_KIND, wire::control_len(n))
+            .with(mpsc::Spec::new(results_len).map_err(|e| size(&e))?)
+            .with(arena);
+        let task_spec = spsc::Spec::new(self.ring_len).map_err(|e| size(&e))?;
+        for _ in 0..n {
+            builder = builder.with(task_spec);
+        }
+        let region = builder.build()?;
+        let control = wire::Control::format(
+            &region,
+            wire::HeaderValues {
+                slots: n,
+                fingerprint: registry.fingerprint(),
+                master_pid: std::process::id(),
+                master_peer: region.peer_id().to_raw(),
+            },
+        )?;
+        arena.format(&region, wire::ARENA)?;
+        let results = mpsc::Consumer::attach(&region, wire::RESULTS)?;
+        let notices = mpsc::Producer::attach(&region, wire::RESULTS)?;
+        let writer = ArenaWriter::attach_lane(&region, wire::ARENA, 0)?;
+        let reader = ArenaReader::attach(&region, wire::ARENA)?;
+        let txs = (0..n)
+            .map(|i| spsc::Producer::attach(&region, wire::task_ring(i)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let keeper = {
+            let events = Arc::clone(&events);
+            let mut notices = notices;
+            keeper::KeeperHandle::start(region.clone(), move |e| {
+                events.lock().unwrap_or_else(|e| e.into_inner()).push(e);
+                // Wake the master if it sleeps on the ring; a full ring
+                // wakes it anyway.
+                if let Ok(mut c) = notices.try_claim(0) {
+                    c.set_tag(wire::TAG_NOTICE);
+                    let _ = c.commit();
+                }
+            })?
+        };
+        let cfg = Config {
+            drones: n,
+            retries: self.retries,
+            task_timeout: self.task_timeout,
+            start_timeout: self.start_timeout,
+            depth: 2,
+        };
+        let mut core = Core::new(Parts {
+            cfg,
+            registry,
+            region,
+            control,
+            results,
+            writer,
+            reader,
+            txs,
+            keeper,
+            events,
+        });
+        core.start_all()?;
+        Ok(Pool {
+            core: Mutex::new(core),
+            registry,
+            drones: n,
+        })
+    }
+}
+
+/// A pool of drone processes. See the [module](self) for how it works.
+///
+/// All calls take `&self`: a pool can be shared by threads (one of them at
+/// a time drives it; the others wait for it).
+#[derive(Debug)]
+pub struct Pool {
+    core: Mutex<Core>,
+    registry: &'static Registry,
+    drones: usize,
+}
+
+/// How many chunks a call is cut into, per drone, at least: enough that a
+/// drone that finishes early takes more.
+const CHUNKS_PER_DRONE: usize = 4;
+
+impl Pool {
+    /// A builder with the defaults.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    /// A pool of one drone per CPU, with the defaults.
+    ///
+    /// # Errors
+    /// As [`PoolBuilder::build`].
+    pub fn new() -> Result<Self, PoolError> {
+        Self::builder().build()
+    }
+
+    /// How many drones.
+    pub fn drones(&self) -> usize {
+        self.drones
+    }
+
+    /// The drones' process ids, by slot (0 for a slot whose drone is being
+    /// replaced).
+    pub fn pids(&self) -> Vec<u32> {
+        self.lock().pids()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        // A panic while driving the pool leaves its bookkeeping as it was
+        // between two steps: usable.
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `task` on each item of `items`, in drones; the outputs in order.
+    /// The items are cut into chunks handed out as drones ask for work.
+    ///
+    /// # Errors
+    /// The first item that failed ([`PoolError::Task`] with its index),
+    /// [`PoolError::UnknownTask`], [`PoolError::NoDrones`].
+    pub fn map<I: Pod, O: 'static>(
+        &self,
+        task: &Task<I, O>,
+        items: &[I],
+    ) -> Result<Vec<O>, PoolError> {
+        let index = self.registry.find(task)?;
+        let mut core = self.lock();
+        let job = chunked(
+            &mut core,
+            index,
+            task.erased().out_fixed,
+            items.len(),
+            size_of::<I>(),
+            |range| bytemuck::cast_slice(&items[range]).to_vec(),
+        );
+        finish_all(&mut core, job, task.name(), task.decode_fn())
+    }
+
+    /// `task` on each pair `(a[i], b[i])`, in drones; the outputs in order.
+    /// The seed's `drones do: [:a :b | a + b] with: ... with: ...`.
+    ///
+    /// # Errors
+    /// [`PoolError::LengthMismatch`], and as [`map`](Self::map).
+    pub fn zip_map<A: Pod, B: Pod, O: 'static>(
+        &self,
+        task: &Task2<A, B, O>,
+        a: &[A],
+        b: &[B],
+    ) -> Result<Vec<O>, PoolError> {
+        if a.len() != b.len() {
+            return Err(PoolError::LengthMismatch {
+                left: a.len(),
+                right: b.len(),
+            });
+        }
+        let index = self.registry.find(task)?;
+        let mut core = self.lock();
+        let per = size_of::<A>() + size_of::<B>();
+        let job = chunked(
+            &mut core,
+            index,
+            task.erased().out_fixed,
+            a.len(),
+            per,
+            |range| {
+                let mut v = bytemuck::cast_slice::<A, u8>(&a[range.clone()]).to_vec();
+                v.extend_from_slice(bytemuck::cast_slice(&b[range]));
+                v
+            },
+        );
+        finish_all(&mut core, job, task.name(), task.decode_fn())
+    }
+
+    /// `task` on each `chunk`-element piece of `data` (the last may be
+    /// shorter), in drones; the outputs in order. A large `data` is written
+    /// once into the arena and every drone reads its pieces in place.
+    ///
+    /// # Errors
+    /// [`PoolError::TooLarge`] if `data` does not fit an arena lane, and
+    /// as [`map`](Self::map).
+    pub fn map_chunks<T: Pod, O: 'static>(
+        &self,
+        task: &SliceTask<T, O>,
+        data: &[T],
+        chunk: usize,
+    ) -> Result<Vec<O>, PoolError> {
+        let index = self.registry.find(task)?;
+        let chunk = chunk.max(1);
+        let pieces = data.len().div_ceil(chunk);
+        let mut core = self.lock();
+        let job = core.new_job(pieces, task.erased().out_fixed);
+        let handle = if size_of_val(data) > core.inline_max {
+            match core.put_in_arena(job, data) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    core.end_job(job);
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
+        for p in 0..pieces {
+            let range = p * chunk..((p + 1) * chunk).min(data.len());
+            let input = match handle {
+                Some(handle) => Input::Arena(wire::ArenaRef {
+                    handle,
+                    offset: (range.start * size_of::<T>()) as u64,
+                    len: (range.len() * size_of::<T>()) as u64,
+                }),
+                None => Input::Frame(bytemuck::cast_slice(&data[range]).to_vec()),
+            };
+            core.add_chunk(job, index, p, 1, input);
+        }
+        finish_all(&mut core, job, task.name(), task.decode_fn())
+    }
+
+    /// Hands `task` one input; wait on the returned handle for the output.
+    ///
+    /// # Errors
+    /// [`PoolError::UnknownTask`], [`PoolError::NoDrones`].
+    pub fn submit<I: Pod, O: 'static>(
+        &self,
+        task: &Task<I, O>,
+        input: I,
+    ) -> Result<Pending<'_, O>, PoolError> {
+        let index = self.registry.find(task)?;
+        let mut core = self.lock();
+        let job = core.new_job(1, task.erased().out_fixed);
+        core.add_chunk(
+            job,
+            index,
+            0,
+            1,
+            Input::Frame(bytemuck::bytes_of(&input).to_vec()),
+        );
+        core.pump();
+        Ok(Pending::new(self, job, task.name(), task.decode_fn()))
+    }
+
+    /// As [`submit`](Self::submit), for a task of two inputs.
+    ///
+    /// # Errors
+    /// As [`submit`](Self::submit).
+    pub fn submit2<A: Pod, B: Pod, O: 'static>(
+        &self,
+        task: &Task2<A, B, O>,
+        a: A,
+        b: B,
+    ) -> Result<Pending<'_, O>, PoolError> {
+        let index = self.registry.find(task)?;
+        let mut core = self.lock();
+        let job = core.new_job(1, task.erased().out_fixed);
+        let mut bytes = bytemuck::bytes_of(&a).to_vec();
+        bytes.extend_from_slice(bytemuck::bytes_of(&b));
+        core.add_chunk(job, index, 0, 1, Input::Frame(bytes));
+        core.pump();
+        Ok(Pending::new(self, job, task.name(), task.decode_fn()))
+    }
+
+    /// Hands `task` the slice `data`: in the task frame when small, else
+    /// written once into the arena and read in place by the drone.
+    ///
+    /// # Errors
+    /// [`PoolError::TooLarge`], and as [`submit`](Self::submit).
+    pub fn submit_slice<T: Pod, O: 'static>(
+        &self,
+        task: &SliceTask<T, O>,
+        data: &[T],
+    ) -> Result<Pending<'_, O>, PoolError> {
+        let index = self.registry.find(task)?;
+        let mut core = self.lock();
+        let job = core.new_job(1, task.erased().out_fixed);
+        let input = if size_of_val(data) > core.inline_max {
+            match core.put_in_arena(job, data) {
+                Ok(handle) => Input::Arena(wire::ArenaRef {
+                    handle,
+                    offset: 0,
+                    len: size_of_val(data) as u64,
+                }),
+                Err(e) => {
+                    core.end_job(job);
+                    return Err(e);
+                }
+            }
+        } else {
+            Input::Frame(bytemuck::cast_slice(data).to_vec())
+        };
+        core.add_chunk(job, index, 0, 1, input);
+        core.pump();
+        Ok(Pending::new(self, job, task.name(), task.decode_fn()))
+    }
+
+    /// `task` on each input, yielding `(index, output)` as the outputs
+    /// come, in whatever order the drones finish them. Inputs are taken
+    /// from the iterator as drones have room, so a long (or endless)
+    /// iterator is fine.
+    ///
+    /// ```no_run
+    /// # use polycephaly::pool::{Pool, Registry, Task};
+    /// # static SQUARE: Task<u64, u64> = Task::new("square", |x| x * x);
+    /// # let pool = Pool::new()?;
+    /// let mut total = 0;
+    /// for result in pool.stream(&SQUARE, 0..1000u64)? {
+    ///     let (index, square) = result?;
+    ///     assert_eq!(square, (index as u64).pow(2));
+    ///     total += square;
+    /// }
+    /// # Ok::<(), polycephaly::pool::PoolError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`PoolError::UnknownTask`] at once; then each item yields its own
+    /// result, [`PoolError::Task`] for a failed one; a pool-level error
+    /// ([`PoolError::NoDrones`]) ends the stream.
+    pub fn stream<I: Pod, O: 'static, It: IntoIterator<Item = I>>(
+        &self,
+        task: &Task<I, O>,
+        inputs: It,
+    ) -> Result<Stream<'_, O, It::IntoIter>, PoolError> {
+        let index = self.registry.find(task)?;
+        let job = self.lock().new_job(0, task.erased().out_fixed);
+        Ok(Stream {
+            pool: self,
+            job,
+            task: index,
+            name: task.name(),
+            decode: task.decode_fn(),
+            inputs: inputs.into_iter(),
+            fed: 0,
+            outstanding: 0,
+            ready: std::collections::VecDeque::new(),
+            done: false,
+        })
+    }
+
+    /// Stops the drones (each finishes its current item), waits up to a
+    /// second for them to exit, kills what remains, and reaps them all.
+    /// Dropping the pool does the same without the wait.
+    pub fn shutdown(self) {
+        self.lock().stop(Duration::from_secs(1));
+    }
+}
+
+/// Cuts `total` items of `per` bytes into chunks for a new job.
+fn chunked(
+    core: &mut Core,
+    task: u32,
+    fixed: Option<usize>,
+    total: usize,
+    per: usize,
+    bytes_of: impl Fn(std::ops::Range<usize>) -> Vec<u8>,
+) -> u64 {
+    let job = core.new_job(total, fixed);
+    // Enough chunks to balance, each small enough for a frame (input and
+    // output alike).
+    let widest = per.max(fixed.unwrap_or(64)).max(1);
+    let fits = (core.inline_max / widest).max(1);
+    let balanced = total.div_ceil(core.cfg.drones * CHUNKS_PER_DRONE).max(1);
+    let size = balanced.min(fits).min(u32::MAX as usize);
+    let mut first = 0;
+    while first < total {
+        let end = (first + size).min(total);
+        core.add_chunk(
+            job,
+            task,
+            first,
+            (end - first) as u32,
+            Input::Frame(bytes_of(first..end)),
+        );
+        first = end;
+    }
+    job
+}
+
+/// Waits for every item of `job` and decodes the outputs in order.
+fn finish_all<O>(
+    core: &mut Core,
+    job: u64,
+    name: &'static str,
+    decode: fn(&[u8]) -> Option<O>,
+) -> Result<Vec<O>, PoolError> {
+    let waited = core.wait_job(job, None);
+    let mut parts = core.take_parts(job);
+    core.end_job(job);
+    waited?;
+    parts.sort_unstable_by_key(|p| p.first);
+    let total = parts.iter().map(|p| p.count).sum();
+    let mut out = Vec::with_capacity(total);
+    for part in &parts {
+        decode_part(part, name, decode, |_, r| {
+            out.push(r?);
+            Ok(())
+        })?;
+    }
+    Ok(out)
+}
+
+/// Decodes each item of `part`, handing `f` its index and output.
+fn decode_part<O>(
+    part: &Part,
+    name: &'static str,
+    decode: fn(&[u8]) -> Option<O>,
+    mut f: impl FnMut(usize, Result<O, PoolError>) -> Result<(), PoolError>,
+) -> Result<(), PoolError> {
+    let fail = |index, error| PoolError::Task {
+        task: name,
+        index,
+        error,
+    };
+    match &part.body {
+        Body::Dense(bytes) => {
+            let size = bytes.len().checked_div(part.count).unwrap_or(0);
+            for i in 0..part.count {
+                let index = part.first + i;
+                let r = decode(&bytes[i * size..(i + 1) * size])
+                    .ok_or_else(|| fail(index, TaskError::BadOutput));
+                f(index, r)?;
+            }
+        }
+        Body::Entries(bytes) => {
+            for (i, (status, data)) in master::entries(bytes).enumerate() {
+                let index = part.first + i;
+                let r = match status {
+                    wire::ITEM_OK => decode(data).ok_or_else(|| fail(index, TaskError::BadOutput)),
+                    wire::ITEM_PANICKED => Err(fail(
+                        index,
+                        TaskError::Panicked {
+                            message: String::from_utf8_lossy(data).into_owned(),
+                        },
+                    )),
+                    wire::ITEM_UNKNOWN_TASK => Err(fail(index, TaskError::UnknownToDrone)),
+                    _ => Err(fail(
+                        index,
+                        TaskError::BadInput {
+                            reason: String::from_utf8_lossy(data).into_owned(),
+                        },
+                    )),
+                };
+                f(index, r)?;
+            }
+        }
+        Body::Failed(e) => {
+            for i in 0..part.count {
+                f(part.first + i, Err(fail(part.first + i, e.clone())))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The output of one submitted task, to wait for. Dropping it cancels the
+/// task (its result is dropped when it comes).
+#[must_use = "a task's result is only had by waiting for it"]
+pub struct Pending<'p, O> {
+    pool: &'p Pool,
+    job: Option<u64>,
+    name: &'static str,
+    decode: fn(&[u8]) -> Option<O>,
+    _o: PhantomData<fn() -> O>,
+}
+
+impl<O> core::fmt::Debug for Pending<'_, O> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Pending")
+            .field("task", &self.name)
+            .field("job", &self.job)
+            .finish()
+    }
+}
+
+impl<'p, O> Pending<'p, O> {
+    fn new(pool: &'p Pool, job: u64, name: &'static str, decode: fn(&[u8]) -> Option<O>) -> Self {
+        Self {
+            pool,
+            job: Some(job),
+            name,
+            decode,
+            _o: PhantomData,
+        }
+    }
+
+    /// Waits for the output.
+    ///
+    /// # Errors
+    /// [`PoolError::Task`] if the task failed, [`PoolError::NoDrones`].
+    pub fn wait(mut self) -> Result<O, PoolError> {
+        self.wait_deadline(None)
+    }
+
+    /// Waits at most `timeout` for the output; after
+    /// [`PoolError::Timeout`] the task is still pending and can be waited
+    /// for again.
+    ///
+    /// # Errors
+    /// [`PoolError::Timeout`], [`PoolError::Taken`] once the output was
+    /// returned, and as [`wait`](Self::wait).
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<O, PoolError> {
+        self.wait_deadline(Instant::now().checked_add(timeout))
+    }
+
+    /// Whether the output is there (a wait would not block).
+    pub fn is_ready(&self) -> bool {
+        let Some(job) = self.job else {
+            return true;
+        };
+        let mut core = self.pool.lock();
+        core.pump();
+        core.job_done(job)
+    }
+
+    fn wait_deadline(&mut self, deadline: Option<Instant>) -> Result<O, PoolError> {
+        let job = self.job.ok_or(PoolError::Taken)?;
+        let mut core = self.pool.lock();
+        core.wait_job(job, deadline)?;
+        let parts = core.take_parts(job);
+        core.end_job(job);
+        self.job = None;
+        drop(core);
+        let mut out = None;
+        for part in &parts {
+            decode_part(part, self.name, self.decode, |_, r| {
+                out = Some(r?);
+                Ok(())
+            })?;
+        }
+        out.ok_or(PoolError::Taken)
+    }
+}
+
+impl<O> Drop for Pending<'_, O> {
+    fn drop(&mut self) {
+        if let Some(job) = self.job {
+            self.pool.lock().end_job(job);
+        }
+    }
+}
+
+/// The outputs of [`Pool::stream`], as they come: `(index, output)`.
+pub struct Stream<'p, O, It> {
+    pool: &'p Pool,
+    job: u64,
+    task: u32,
+    name: &'static str,
+    decode: fn(&[u8]) -> Option<O>,
+    inputs: It,
+    fed: usize,
+    outstanding: usize,
+    ready: std::collections::VecDeque<Result<(usize, O), PoolError>>,
+    done: bool,
+}
+
+impl<O, It> core::fmt::Debug for Stream<'_, O, It> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Stream")
+            .field("task", &self.name)
+            .field("fed", &self.fed)
+            .field("outstanding", &self.outstanding)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<O, I: Pod, It: Iterator<Item = I>> Iterator for Stream<'_, O, It> {
+    type Item = Result<(usize, O), PoolError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(r) = self.ready.pop_front() {
+                return Some(r);
+            }
+            if self.done {
+                return None;
+            }
+            let mut core = self.pool.lock();
+            // Keep every drone's ring full, and a chunk more each.
+            let room = core.cfg.drones * (core.cfg.depth + 1);
+            while self.outstanding < room {
+                let Some(input) = self.inputs.next() else {
+                    break;
+                };
+                core.grow_job(self.job, 1);
+                core.add_chunk(
+                    self.job,
+                    self.task,
+                    self.fed,
+                    1,
+                    Input::Frame(bytemuck::bytes_of(&input).to_vec()),
+                );
+                self.fed += 1;
+                self.outstanding += 1;
+            }
+            if self.outstanding == 0 {
+                self.done = true;
+                return None;
+            }
+            if let Err(e) = core.wait_part(self.job) {
+                self.done = true;
+                return Some(Err(e));
+            }
+            let parts = core.take_parts(self.job);
+            drop(core);
+            for part in &parts {
+                self.outstanding -= part.count.min(self.outstanding);
+                let ready = &mut self.ready;
+                let _ = decode_part(part, self.name, self.decode, |index, r| {
+                    ready.push_back(r.map(|o| (index, o)));
+                    Ok(())
+                });
+            }
+        }
+    }
+}
+
+impl<O, It> Drop for Stream<'_, O, It> {
+    fn drop(&mut self) {
+        self.pool.lock().end_job(self.job);
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.lock().stop(Duration::ZERO);
+    }
+}

@@ -1,0 +1,541 @@
+//! The drone pool with real drone processes: the seed's example, many
+//! tiny tasks, large arrays through the arena, streams, and every failure
+//! the pool promises to survive (panics, stuck tasks, crashing tasks,
+//! drones killed at random, the master killed).
+//!
+//! The drones are this test binary started again, so `main` calls `serve`
+//! first and the tests run under our own runner (`harness = false`).
+
+#[path = "common/runner.rs"]
+mod runner;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::os::fd::AsFd;
+use std::process::{Command, Stdio};
+use polycephaly::sync::shim::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use polycephaly::pool::{Pool, PoolError, Registry, SliceTask, Task, Task2, TaskError};
+
+static ADD: Task2<u64, u64, u64> = Task2::new("add", |a, b| a + b);
+static DOUBLE: Task<u64, u64> = Task::new("double", |x| 2 * x);
+static SUM: SliceTask<u64, u64> = SliceTask::new("sum", |xs| xs.iter().sum());
+static PID: Task<u64, u32> = Task::new("pid", |_| std::process::id());
+static RANGE: Task<u32, Vec<u32>> = Task::new_vec("range", |n| (0..n).collect());
+/// Panics on 7.
+static PICKY: Task<u64, u64> = Task::new("picky", |x| {
+    assert_ne!(x, 7, "seven is not allowed");
+    x
+});
+/// Never returns on 1.
+static STUCK: Task<u64, u64> = Task::new("stuck", |x| {
+    if x == 1 {
+        loop {
+            std::thread::park();
+        }
+    }
+    x
+});
+/// Kills the drone that runs it on 13.
+static CRASH: Task<u64, u64> = Task::new("crash", |x| {
+    if x == 13 {
+        std::process::abort();
+    }
+    x + 1
+});
+/// About 100 µs of work.
+static SPIN: Task<u64, u64> = Task::new("spin", |x| {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_micros(100) {
+        std::hint::spin_loop();
+    }
+    3 * x
+});
+
+static TASKS: Registry = Registry::new(&[
+    &ADD, &DOUBLE, &SUM, &PID, &RANGE, &PICKY, &STUCK, &CRASH, &SPIN,
+]);
+
+/// Not registered.
+static GHOST: Task<u64, u64> = Task::new("ghost", |x| x);
+/// Registered under this name is another function.
+static IMPOSTOR: Task<u64, u64> = Task::new("double", |x| 3 * x);
+
+/// What this process is, when started by a test as a helper process.
+const ROLE: &str = "POOL_TEST_ROLE";
+const MARKER: &str = "POOL_TEST_MARKER";
+
+fn main() {
+    let role = std::env::var(ROLE).ok();
+    let drone = std::env::var_os("POLYCEPHALY_DRONE").is_some();
+    // The helper whose drones forget `serve` (a drone then reaches
+    // `Pool::build`, which must exit it at once).
+    if !(drone && role.as_deref() == Some("drone_skips_serve")) {
+        polycephaly::pool::serve(&TASKS);
+    }
+    // Only the master gets here (a drone never runs code after `serve`):
+    // the marker test counts who does.
+    if let Some(path) = std::env::var_os(MARKER) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        writeln!(f, "{}", std::process::id()).unwrap();
+    }
+    match role.as_deref() {
+        Some("doomed_master") => doomed_master(),
+        Some("marker") => marker_master(),
+        Some("drone_skips_serve") => drone_skips_serve_master(),
+        _ => runner::run(&[
+            ("the_seeds_example", the_seeds_example),
+            (
+                "many_tiny_tasks_each_once_in_order",
+                many_tiny_tasks_each_once_in_order,
+            ),
+            (
+                "a_large_array_is_read_in_place",
+                a_large_array_is_read_in_place,
+            ),
+            ("map_chunks_over_an_array", map_chunks_over_an_array),
+            ("large_outputs_come_back", large_outputs_come_back),
+            ("submit_and_wait", submit_and_wait),
+            (
+                "stream_yields_every_index_once",
+                stream_yields_every_index_once,
+            ),
+            ("a_panicking_task_fails_alone", a_panicking_task_fails_alone),
+            ("unknown_and_mismatched_tasks", unknown_and_mismatched_tasks),
+            ("a_stuck_task_times_out", a_stuck_task_times_out),
+            (
+                "a_crashing_task_fails_after_its_retries",
+                a_crashing_task_fails_after_its_retries,
+            ),
+            ("drones_killed_at_random", drones_killed_at_random),
+            (
+                "the_masters_death_takes_its_drones",
+                the_masters_death_takes_its_drones,
+            ),
+            (
+                "drones_run_nothing_before_serve",
+                drones_run_nothing_before_serve,
+            ),
+            (
+                "a_drone_without_serve_is_reported",
+                a_drone_without_serve_is_reported,
+            ),
+            ("shutdown_leaves_nothing", shutdown_leaves_nothing),
+            ("a_master_with_other_threads", a_master_with_other_threads),
+        ]),
+    }
+}
+
+fn pool(drones: usize) -> Pool {
+    Pool::builder().drones(drones).build().expect("pool")
+}
+
+fn the_seeds_example() {
+    let drones = pool(4);
+    let sums = drones
+        .zip_map(&ADD, &[1, 2, 3, 4, 5], &[5, 4, 3, 2, 1])
+        .unwrap();
+    assert_eq!(sums, [6, 6, 6, 6, 6]);
+    assert!(matches!(
+        drones.zip_map(&ADD, &[1, 2], &[1]),
+        Err(PoolError::LengthMismatch { left: 2, right: 1 })
+    ));
+    assert_eq!(drones.zip_map(&ADD, &[], &[]).unwrap(), Vec::<u64>::new());
+}
+
+fn many_tiny_tasks_each_once_in_order() {
+    let drones = pool(2);
+    let items: Vec<u64> = (0..100_000).collect();
+    let doubled = drones.map(&DOUBLE, &items).unwrap();
+    assert_eq!(doubled.len(), items.len());
+    for (i, d) in doubled.iter().enumerate() {
+        assert_eq!(*d, 2 * i as u64, "item {i}");
+    }
+    // Both drones took part.
+    let pids: BTreeSet<u32> = drones
+        .map(&PID, &vec![0; 1000])
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+}
+
+fn a_large_array_is_read_in_place() {
+    let drones = pool(2);
+    for n in [10u64, 10_000, 1_000_000] {
+        let data: Vec<u64> = (0..n).collect();
+        let sum = drones.submit_slice(&SUM, &data).unwrap().wait().unwrap();
+        assert_eq!(sum, n * (n - 1) / 2);
+    }
+    // Larger than the arena's lane: a typed error, not a hang.
+    let small = Pool::builder()
+        .drones(1)
+        .arena_lane(1 << 20)
+        .build()
+        .unwrap();
+    let big = vec![1u64; 1 << 18];
+    assert!(matches!(
+        small.submit_slice(&SUM, &big),
+        Err(PoolError::TooLarge { .. })
+    ));
+}
+
+fn map_chunks_over_an_array() {
+    let drones = pool(2);
+    let data: Vec<u64> = (0..1_000_003).collect();
+    let sums = drones.map_chunks(&SUM, &data, 100_000).unwrap();
+    assert_eq!(sums.len(), 11);
+    let expect: Vec<u64> = data.chunks(100_000).map(|c| c.iter().sum()).collect();
+    assert_eq!(sums, expect);
+    // Small: in the frames.
+    assert_eq!(
+        drones.map_chunks(&SUM, &[1, 2, 3, 4, 5], 2).unwrap(),
+        [3, 7, 5]
+    );
+}
+
+fn large_outputs_come_back() {
+    let drones = pool(2);
+    let ns = [0u32, 1, 1000, 300_000];
+    let out = drones.map(&RANGE, &ns).unwrap();
+    for (n, v) in ns.iter().zip(&out) {
+        assert_eq!(v.len(), *n as usize);
+        assert!(v.iter().enumerate().all(|(i, x)| *x == i as u32));
+    }
+}
+
+fn submit_and_wait() {
+    let drones = pool(2);
+    let a = drones.submit(&DOUBLE, 21).unwrap();
+    let b = drones.submit2(&ADD, 40, 2).unwrap();
+    assert_eq!(b.wait().unwrap(), 42);
+    let mut a = a;
+    assert_eq!(a.wait_timeout(Duration::from_secs(10)).unwrap(), 42);
+    assert!(matches!(
+        a.wait_timeout(Duration::from_secs(1)),
+        Err(PoolError::Taken)
+    ));
+    // A task that cannot finish: the wait times out, the task stays.
+    let stuck = Pool::builder().drones(1).build().unwrap();
+    let mut p = stuck.submit(&STUCK, 1).unwrap();
+    assert!(matches!(
+        p.wait_timeout(Duration::from_millis(50)),
+        Err(PoolError::Timeout)
+    ));
+    assert!(!p.is_ready());
+    drop(p);
+}
+
+fn stream_yields_every_index_once() {
+    let drones = pool(2);
+    let mut seen = vec![false; 5000];
+    for r in drones.stream(&DOUBLE, 0..5000u64).unwrap() {
+        let (i, d) = r.unwrap();
+        assert_eq!(d, 2 * i as u64);
+        assert!(!seen[i], "index {i} twice");
+        seen[i] = true;
+    }
+    assert!(seen.iter().all(|s| *s));
+    // A failing item is reported with its index; the rest go on.
+    let results: Vec<_> = drones.stream(&PICKY, 5..10u64).unwrap().collect();
+    assert_eq!(results.len(), 5);
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(failed.len(), 1);
+    assert!(
+        matches!(failed[0], PoolError::Task { index: 2, .. }),
+        "{:?}",
+        failed[0]
+    );
+}
+
+fn a_panicking_task_fails_alone() {
+    let drones = pool(2);
+    let before = drones.pids();
+    let err = drones
+        .map(&PICKY, &(0..20).collect::<Vec<_>>())
+        .unwrap_err();
+    match &err {
+        PoolError::Task {
+            task: "picky",
+            index: 7,
+            error: TaskError::Panicked { message },
+        } => assert!(message.contains("seven is not allowed"), "{message}"),
+        e => panic!("unexpected {e}"),
+    }
+    // The drones live on.
+    assert_eq!(drones.pids(), before);
+    assert_eq!(drones.map(&PICKY, &[1, 2, 3]).unwrap(), [1, 2, 3]);
+}
+
+fn unknown_and_mismatched_tasks() {
+    let drones = pool(1);
+    assert!(matches!(
+        drones.submit(&GHOST, 1),
+        Err(PoolError::UnknownTask { name: "ghost" })
+    ));
+    match drones.map(&IMPOSTOR, &[1]) {
+        Err(PoolError::TaskMismatch { name: "double", .. }) => {}
+        r => panic!("unexpected {r:?}"),
+    }
+}
+
+fn a_stuck_task_times_out() {
+    let drones = Pool::builder()
+        .drones(2)
+        .retries(1)
+        .task_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let err = drones.map(&STUCK, &[0, 1, 2, 3]).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            PoolError::Task {
+                index: 1,
+                error: TaskError::TimedOut { drones: 2, .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Replaced: the pool still works.
+    assert_eq!(drones.map(&STUCK, &[0, 2, 3]).unwrap(), [0, 2, 3]);
+}
+
+fn a_crashing_task_fails_after_its_retries() {
+    let drones = Pool::builder().drones(2).retries(2).build().unwrap();
+    let items: Vec<u64> = (0..100).collect();
+    let err = drones.map(&CRASH, &items).unwrap_err();
+    match &err {
+        PoolError::Task {
+            index: 13,
+            error:
+                TaskError::Crashed {
+                    drones: 3,
+                    last_exit,
+                },
+            ..
+        } => assert!(last_exit.contains("signal"), "{last_exit}"),
+        e => panic!("unexpected {e}"),
+    }
+    // The others still run, on replacement drones.
+    let ok: Vec<u64> = (0..100).filter(|&x| x != 13).collect();
+    let out = drones.map(&CRASH, &ok).unwrap();
+    assert!(out.iter().zip(&ok).all(|(o, i)| *o == i + 1));
+}
+
+/// This process's children (the drones: the keeper thread forks them).
+fn children() -> BTreeSet<u32> {
+    let mut out = BTreeSet::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    out
+}
+
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn shm_listing() -> BTreeSet<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn drones_killed_at_random() {
+    let (fds, shm) = (fd_count(), shm_listing());
+    let drones = Pool::builder().drones(2).retries(1000).build().unwrap();
+    let items: Vec<u64> = (0..10_000).collect();
+    let stop = AtomicBool::new(false);
+    let kills = std::thread::scope(|s| {
+        let killer = s.spawn(|| {
+            let mut kills = 0;
+            let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(std::process::id());
+            while !stop.load(Ordering::Relaxed) {
+                // Pacing, not synchronization: a kill every ~50 ms.
+                std::thread::sleep(Duration::from_millis(50));
+                let kids: Vec<u32> = children().into_iter().collect();
+                if kids.is_empty() {
+                    continue;
+                }
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let victim = kids[(seed % kids.len() as u64) as usize];
+                if rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(victim as i32).unwrap(),
+                    rustix::process::Signal::KILL,
+                )
+                .is_ok()
+                {
+                    kills += 1;
+                }
+            }
+            kills
+        });
+        let out = drones.map(&SPIN, &items);
+        stop.store(true, Ordering::Relaxed);
+        let kills = killer.join().unwrap();
+        let out = out.unwrap();
+        assert_eq!(out.len(), items.len());
+        for (i, o) in out.iter().enumerate() {
+            assert_eq!(*o, 3 * i as u64, "item {i}");
+        }
+        kills
+    });
+    assert!(kills > 0, "the job ended before any kill");
+    println!("    ({kills} drones killed during the job)");
+    drones.shutdown();
+    assert!(children().is_empty(), "children left: {:?}", children());
+    assert_eq!(fd_count(), fds);
+    assert_eq!(shm_listing(), shm);
+}
+
+/// A helper process: builds a pool, prints its drones' pids, waits to be
+/// killed.
+fn doomed_master() {
+    let drones = pool(2);
+    // The drones are started; make them busy with nothing to show they
+    // serve.
+    assert_eq!(drones.map(&DOUBLE, &[1, 2]).unwrap(), [2, 4]);
+    let pids: Vec<String> = drones.pids().iter().map(u32::to_string).collect();
+    println!("{}", pids.join(" "));
+    let mut line = String::new();
+    // Until the test kills us.
+    let _ = std::io::stdin().read_line(&mut line);
+    std::process::exit(0);
+}
+
+fn helper(role: &str) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.env(ROLE, role);
+    c
+}
+
+fn the_masters_death_takes_its_drones() {
+    let mut master = helper("doomed_master")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(master.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let pids: Vec<i32> = line
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 2, "{line:?}");
+    // Opened while the drones surely live, so the pidfds are theirs.
+    let fds: Vec<_> = pids
+        .iter()
+        .map(|&p| {
+            rustix::process::pidfd_open(
+                rustix::process::Pid::from_raw(p).unwrap(),
+                rustix::process::PidfdFlags::empty(),
+            )
+            .unwrap()
+        })
+        .collect();
+    master.kill().unwrap();
+    master.wait().unwrap();
+    let killed = Instant::now();
+    for fd in &fds {
+        let left = Duration::from_secs(1).saturating_sub(killed.elapsed());
+        let mut pfd = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+        let ts = rustix::time::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let n = rustix::event::poll(&mut pfd, Some(&ts)).unwrap();
+        assert_eq!(n, 1, "a drone outlived its master by a second");
+    }
+    let _ = fds.iter().map(AsFd::as_fd).count();
+}
+
+/// A helper process: a pool that runs a few tasks, with the marker set.
+fn marker_master() {
+    let drones = pool(2);
+    assert_eq!(drones.map(&DOUBLE, &[1, 2, 3, 4]).unwrap(), [2, 4, 6, 8]);
+    drones.shutdown();
+}
+
+fn drones_run_nothing_before_serve() {
+    let path = std::env::temp_dir().join(format!("polycephaly-marker-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let status = helper("marker").env(MARKER, &path).status().unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    // One line: the helper's own pid. Its two drones wrote nothing.
+    assert_eq!(text.lines().count(), 1, "{text:?}");
+}
+
+/// A helper process whose drones skip `serve`: building fails, saying why.
+fn drone_skips_serve_master() {
+    match Pool::builder().drones(2).build() {
+        Err(e) => println!("{e}"),
+        Ok(_) => println!("built"),
+    }
+}
+
+fn a_drone_without_serve_is_reported() {
+    let out = helper("drone_skips_serve").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains("did not start") && text.contains("serve"),
+        "{text}"
+    );
+}
+
+fn shutdown_leaves_nothing() {
+    let (fds, shm) = (fd_count(), shm_listing());
+    let drones = pool(2);
+    assert_eq!(children().len(), 2);
+    assert_eq!(drones.map(&DOUBLE, &[5]).unwrap(), [10]);
+    assert_eq!(shm_listing(), shm, "a pool puts nothing in /dev/shm");
+    drones.shutdown();
+    assert!(children().is_empty());
+    assert_eq!(fd_count(), fds);
+    // Dropped without shutdown: the same.
+    let drones = pool(2);
+    let p = drones.submit(&STUCK, 1).unwrap();
+    drop(p);
+    drop(drones);
+    assert!(children().is_empty());
+    assert_eq!(fd_count(), fds);
+}
+
+fn a_master_with_other_threads() {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            });
+        }
+        let drones = pool(2);
+        let r = drones.zip_map(&ADD, &[1, 2, 3], &[3, 2, 1]);
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(r.unwrap(), [4, 4, 4]);
+    });
+}
