@@ -26,6 +26,10 @@
 //!   drones);
 //! - [`Region::open`] by name, for a named segment.
 //!
+//! Liveness: [`Region::peer_alive`] keeps a pidfd per peer slot (verified
+//! against the peer's start time when opened), so a check is one `poll`;
+//! `/proc` where pidfds are refused.
+//!
 //! Limits of the trust model: a memfd is sealed against growing and
 //! shrinking, but a named segment is a plain tmpfs file; a peer of the same
 //! user that truncates it makes our accesses past the new end fault
@@ -173,6 +177,8 @@ struct Inner {
     /// its peer slot. A copy inherited through `fork` keeps it, and is
     /// told apart by comparing it with the caller's pid.
     pid: u32,
+    /// A pidfd per peer slot, for [`Region::peer_alive`].
+    liveness: peers::Liveness,
 }
 
 impl Inner {
@@ -392,15 +398,21 @@ impl Region {
 
     /// Whether `id` still holds its slot and its process is alive (its pid
     /// exists with the start time it registered, and one of its threads has
-    /// not exited: see [`ProcessId::is_alive`](crate::sync::ProcessId::is_alive)). Reads `/proc`: for slow
-    /// paths.
+    /// not exited: see [`ProcessId::is_alive`](crate::sync::ProcessId::is_alive)).
+    ///
+    /// The handle keeps a pidfd per peer slot
+    /// ([`ProcessWatch`](crate::sync::ProcessWatch)): the first check of a
+    /// peer opens it and reads `/proc` once to verify the start time; later
+    /// checks poll it (about 0.15 us, against about 3 us for a read of
+    /// `/proc`). When the slot changes hands, the old pidfd is closed at the
+    /// next check. Where pidfds are refused, every check reads `/proc`.
     pub fn peer_alive(&self, id: PeerId) -> bool {
-        peers::alive(self.inner.slots(), id)
+        peers::alive(self.inner.slots(), id, &self.inner.liveness)
     }
 
     /// Every held slot of the peer table.
     pub fn peers(&self) -> Vec<PeerInfo> {
-        peers::list(self.inner.slots())
+        peers::list(self.inner.slots(), &self.inner.liveness)
     }
 
     /// Records a heartbeat (CLOCK_MONOTONIC ns) in this handle's slot. Does
@@ -497,6 +509,7 @@ impl Region {
         peer: PeerId,
         pid: u32,
     ) -> Region {
+        let liveness = peers::Liveness::new(layout.max_peers);
         Region {
             inner: Arc::new(Inner {
                 map,
@@ -506,6 +519,7 @@ impl Region {
                 layout,
                 peer,
                 pid,
+                liveness,
             }),
         }
     }
