@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use polycephaly::region::layout::{HEADER_LEN, INIT_OFFSET, SECTION_TABLE_OFFSET};
 use polycephaly::region::{
-    CreateError, OpenError, OpenOptions, PeerId, Region, SectionError, SectionId, SectionKind,
+    Backing, CreateError, OpenError, OpenOptions, PeerId, Region, SectionError, SectionId,
+    SectionKind,
 };
 use rustix::fs::SealFlags;
 
@@ -112,20 +113,42 @@ fn open_bytes(tag: &str, bytes: &[u8]) -> Result<Region, OpenError> {
     Region::open_with(&name, &short())
 }
 
+/// Both named forms: the socket form (the default) never has a file under
+/// /dev/shm; the file form has one, unlinked when the creator drops.
 #[test]
 fn named_round_trip_shares_bytes_and_unlinks_on_drop() {
-    let name = unique("roundtrip");
+    for shm_file in [false, true] {
+        named_round_trip(shm_file);
+    }
+}
+
+fn named_round_trip(shm_file: bool) {
+    let name = unique(if shm_file {
+        "roundtrip-file"
+    } else {
+        "roundtrip"
+    });
     let _cleanup = Cleanup(name.clone());
     let creator = Region::builder()
         .named(&name)
+        .shm_file(shm_file)
         .role(7)
         .section(SectionKind::Raw, 100)
         .section(SectionKind::SpscRing, 4096)
         .build()
         .unwrap();
+    let backing = if shm_file {
+        Backing::ShmFile
+    } else {
+        Backing::Socket
+    };
     assert_eq!(creator.name(), Some(name.as_str()));
-    assert!(shm_path(&name).exists());
+    assert_eq!(creator.backing(), backing);
+    assert_eq!(creator.serves_name(), !shm_file);
+    assert_eq!(shm_path(&name).exists(), shm_file);
     let opener = Region::open_with(&name, &OpenOptions { role: 9, ..short() }).unwrap();
+    assert_eq!(opener.backing(), backing);
+    assert!(!opener.serves_name());
     assert_eq!(opener.len(), creator.len());
     assert_eq!(opener.len() % 4096, 0);
     let sections = opener.sections();
@@ -176,6 +199,7 @@ fn keep_leaves_the_segment_and_random_names_are_unique() {
         .section(SectionKind::Raw, 10)
         .build()
         .unwrap();
+    assert_eq!(kept.backing(), Backing::ShmFile, "only a file outlives us");
     drop(kept);
     assert!(shm_path(&name).exists());
     let again = Region::open_with(&name, &short()).unwrap();
@@ -183,15 +207,25 @@ fn keep_leaves_the_segment_and_random_names_are_unique() {
     drop(again);
     std::fs::remove_file(shm_path(&name)).unwrap();
 
-    let prefix = unique("rand-");
-    let a = Region::builder().named_random(&prefix).build().unwrap();
-    let b = Region::builder().named_random(&prefix).build().unwrap();
-    let (na, nb) = (a.name().unwrap().to_owned(), b.name().unwrap().to_owned());
-    assert_ne!(na, nb);
-    assert!(na.starts_with(&prefix) && na.len() == prefix.len() + 16);
-    assert!(shm_path(&na).exists());
-    drop((a, b));
-    assert!(!shm_path(&na).exists() && !shm_path(&nb).exists());
+    for shm_file in [false, true] {
+        let prefix = unique("rand-");
+        let build = || {
+            Region::builder()
+                .named_random(&prefix)
+                .shm_file(shm_file)
+                .build()
+                .unwrap()
+        };
+        let (a, b) = (build(), build());
+        let (na, nb) = (a.name().unwrap().to_owned(), b.name().unwrap().to_owned());
+        assert_ne!(na, nb);
+        assert!(na.starts_with(&prefix) && na.len() == prefix.len() + 16);
+        assert_eq!(shm_path(&na).exists(), shm_file);
+        assert_eq!(Region::open(&nb).unwrap().len(), b.len());
+        drop((a, b));
+        assert!(!shm_path(&na).exists() && !shm_path(&nb).exists());
+        assert!(matches!(Region::open(&na), Err(OpenError::NotFound { .. })));
+    }
 }
 
 #[test]
@@ -401,13 +435,24 @@ fn a_symlink_planted_at_the_name_is_refused() {
     let link = unique("symlink");
     let _c1 = Cleanup(target.clone());
     let _c2 = Cleanup(link.clone());
-    let real = Region::builder().named(&target).build().unwrap();
+    let real = Region::builder()
+        .named(&target)
+        .shm_file(true)
+        .build()
+        .unwrap();
     std::os::unix::fs::symlink(shm_path(&target), shm_path(&link)).unwrap();
     let e = Region::open_with(&link, &short()).unwrap_err();
     assert!(matches!(e, OpenError::Symlink { .. }), "{e:?}");
-    // Creating at a planted link never follows it either.
-    let e = Region::builder().named(&link).build().unwrap_err();
-    assert!(matches!(e, CreateError::NameTaken { .. }), "{e:?}");
+    // Creating at a planted link never follows it either, in either form
+    // (the socket form refuses a name that exists under /dev/shm).
+    for shm_file in [true, false] {
+        let e = Region::builder()
+            .named(&link)
+            .shm_file(shm_file)
+            .build()
+            .unwrap_err();
+        assert!(matches!(e, CreateError::NameTaken { .. }), "{e:?}");
+    }
     drop(real);
 }
 

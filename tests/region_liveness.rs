@@ -38,6 +38,10 @@ const TESTS: &[(&str, fn())] = &[
         "a_forked_copy_of_a_handle_is_inert",
         a_forked_copy_of_a_handle_is_inert,
     ),
+    (
+        "a_forked_copy_of_a_serving_handle_stops_nothing",
+        a_forked_copy_of_a_serving_handle_stops_nothing,
+    ),
 ];
 
 /// The role of the child whose main thread exits first.
@@ -333,8 +337,10 @@ fn a_forked_copy_of_a_handle_is_inert() {
     );
     let name = format!("polyc-test-{}-fork", std::process::id());
     let _cleanup = Cleanup(name.clone());
+    // The file form: the unlinking is what is checked.
     let region = Region::builder()
         .named(&name)
+        .shm_file(true)
         .section(SectionKind::Raw, 64)
         .with(spsc::Spec::new(4096).expect("ring size"))
         .max_peers(4)
@@ -437,4 +443,87 @@ fn forked_child(copy: Region, name: &str, parent_id: PeerId) {
     // The point: the last clone of the copy drops here. The parent checks
     // its slot and its segment once we have exited.
     drop(copy);
+}
+
+/// Handshake words of the serving-handle fork test.
+const FORK_DROPPED: usize = 0;
+const FORK_GO: usize = 1;
+
+/// A `fork` child holds a copy of the creator's handle of a socket-served
+/// region, and so copies of its listening socket and of the eventfd that
+/// stops its accept thread. Dropping the copy must neither stop the
+/// parent's server (the eventfd is shared) nor keep the name bound after the
+/// parent stops serving (the child closes its copy of the socket).
+fn a_forked_copy_of_a_serving_handle_stops_nothing() {
+    let threads = proc_state(std::process::id()).expect("our stat").1;
+    assert_eq!(
+        threads, 1,
+        "fork needs a single-threaded process; run alone"
+    );
+    let name = format!("polyc-test-{}-fork-serving", std::process::id());
+    let region = Region::builder()
+        .named(&name)
+        .section(SectionKind::Raw, 64)
+        .max_peers(8)
+        .build()
+        .expect("create region");
+    assert!(region.serves_name());
+    // The words, through a handle that does not serve.
+    let words = region.reopen(&OpenOptions::default()).expect("reopen");
+
+    // SAFETY: besides this thread, the process runs only the region's
+    // accept thread, blocked in poll(2) and holding no lock (it allocates
+    // nothing while idle); the child ends with `_exit` and never returns
+    // into the runner.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let run = move || {
+            assert!(!region.serves_name(), "the copy serves nothing");
+            let own = region.reopen(&OpenOptions::default()).expect("reopen");
+            // The parent's thread serves the child too.
+            drop(Region::open(&name).expect("open by name through the parent"));
+            drop(region);
+            drop(words);
+            // Release: pairs with the parent's Acquire load.
+            word(&own, FORK_DROPPED).store(1, Ordering::Release);
+            wait_for("the parent's go", || {
+                // Relaxed: a plain signal.
+                word(&own, FORK_GO).load(Ordering::Relaxed) == 1
+            });
+        };
+        let code = match std::panic::catch_unwind(AssertUnwindSafe(run)) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        };
+        // SAFETY: ends the forked child without running the parent's exit
+        // handlers or returning into the test runner.
+        unsafe { libc::_exit(code) }
+    }
+    let child = rustix::process::Pid::from_raw(pid).expect("a child pid");
+    wait_for("the child to drop its copy", || {
+        // Acquire: pairs with the child's Release store.
+        word(&words, FORK_DROPPED).load(Ordering::Acquire) == 1
+    });
+    // Still served: the child's drop did not stop our thread.
+    let opener = Region::open(&name).expect("still served after the child's drop");
+    drop(opener);
+    drop(region);
+    // Free at once, though the child (which had a copy of the socket) runs.
+    let e = Region::open(&name).expect_err("the name outlived its server");
+    assert!(
+        matches!(e, polycephaly::region::OpenError::NotFound { .. }),
+        "{e:?}"
+    );
+    let again = Region::builder()
+        .named(&name)
+        .build()
+        .expect("the name is free for a new creator");
+    drop(again);
+    // Relaxed: a plain signal.
+    word(&words, FORK_GO).store(1, Ordering::Relaxed);
+    let (_, status) = rustix::process::waitpid(Some(child), rustix::process::WaitOptions::empty())
+        .expect("waitpid")
+        .expect("a status");
+    assert_eq!(status.exit_status(), Some(0), "the child's checks failed");
 }

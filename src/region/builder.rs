@@ -1,4 +1,16 @@
 //! Creating a region: the builder, segment names, the layout plan.
+//!
+//! A named region has one of two forms, chosen here:
+//! - the socket form (the default): an anonymous memfd, sealed against
+//!   resizing, that the creator hands out over an abstract Unix socket named
+//!   after the region (see `socket.rs`). No file exists at any point, so
+//!   nothing is left behind by a creator killed with SIGKILL, and nothing
+//!   can truncate what openers map.
+//! - the file form ([`RegionBuilder::shm_file`], or [`RegionBuilder::keep`]):
+//!   a file under `/dev/shm`. It outlives its processes (if kept), and it
+//!   can be truncated by any process of its user, which makes every peer's
+//!   next access to the lost pages fault (SIGBUS; see
+//!   [`install_sigbus_handler`](super::install_sigbus_handler)).
 
 use std::hash::{BuildHasher, Hasher};
 use std::os::fd::OwnedFd;
@@ -11,8 +23,9 @@ use super::layout::{
     HEADER_LEN, HeaderFixed, INIT_READY, LAYOUT_VERSION, MAGIC, MAX_PEERS, MAX_SECTIONS,
     MAX_TOTAL_LEN, SECTION_ALIGN, SECTION_TABLE_OFFSET, SectionEntry, align_up, encode_kind,
 };
+use super::socket::{Admission, MAX_SOCKET_NAME_LEN, Server};
 use super::validate::{ValidLayout, ValidSection};
-use super::{Region, SectionKind, SectionSpec, init_word, peers, slots_of};
+use super::{Backing, Region, SectionKind, SectionSpec, init_word, peers, slots_of};
 use crate::sync::ProcessId;
 use crate::sync::shim::Ordering;
 
@@ -46,8 +59,8 @@ pub(crate) fn check_name(name: &str) -> Result<(), &'static str> {
 }
 
 #[derive(Debug, Clone)]
-enum Backing {
-    Memfd,
+enum Naming {
+    Anonymous,
     Named(String),
     NamedRandom(String),
 }
@@ -56,10 +69,31 @@ enum Backing {
 ///
 /// Nothing is checked or created until [`build`](Self::build), which reports
 /// every bad request as a [`CreateError`].
+///
+/// A named region is served over an abstract Unix socket by default (see
+/// [`named`](Self::named)); [`shm_file`](Self::shm_file) selects a file
+/// under `/dev/shm` instead.
+///
+/// ```
+/// use polycephaly::region::{Backing, Region, SectionKind};
+///
+/// let name = format!("doc-builder-{}", std::process::id());
+/// let region = Region::builder()
+///     .named(&name)
+///     .section(SectionKind::Raw, 4096)
+///     .build()?;
+/// assert_eq!(region.backing(), Backing::Socket);
+/// assert!(!std::path::Path::new("/dev/shm").join(&name).exists());
+/// let peer = Region::open(&name)?; // what an unrelated process does
+/// assert_eq!(peer.backing(), Backing::Socket);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct RegionBuilder {
-    backing: Backing,
+    naming: Naming,
     keep: bool,
+    shm_file: bool,
+    group: Option<u32>,
     sections: Vec<(SectionKind, usize)>,
     max_peers: u32,
     role: u32,
@@ -68,39 +102,102 @@ pub struct RegionBuilder {
 impl RegionBuilder {
     pub(super) fn new() -> Self {
         Self {
-            backing: Backing::Memfd,
+            naming: Naming::Anonymous,
             keep: false,
+            shm_file: false,
+            group: None,
             sections: Vec::new(),
             max_peers: MAX_PEERS,
             role: 0,
         }
     }
 
-    /// Back the region with an anonymous memfd (the default). A child
-    /// process gets it through [`Region::share_with`].
+    /// Back the region with an anonymous memfd and no name (the default). A
+    /// child process gets it through [`Region::share_with`].
     pub fn memfd(mut self) -> Self {
-        self.backing = Backing::Memfd;
+        self.naming = Naming::Anonymous;
         self
     }
 
-    /// Back the region with `/dev/shm/NAME`, exactly this name (checked by
-    /// [`build`](Self::build): 1 to 200 bytes of `[A-Za-z0-9._-]`).
+    /// Name the region `NAME` (checked by [`build`](Self::build): 1 to 200
+    /// bytes of `[A-Za-z0-9._-]`, at most
+    /// [`MAX_SOCKET_NAME_LEN`](super::MAX_SOCKET_NAME_LEN) = 95 for the socket
+    /// form), so that unrelated processes open it with [`Region::open`].
+    ///
+    /// By default the region is a sealed memfd that this handle serves over
+    /// the abstract Unix socket `@polycephaly:NAME`, to processes of the same
+    /// user (and of the [`group`](Self::group), if set): a small thread
+    /// accepts there until the last clone of this handle drops. Nothing is
+    /// created under `/dev/shm`, nothing is left behind if this process is
+    /// killed, and nothing can truncate the memory. Openers keep their
+    /// mapping when the creator goes; new openers then find no region of
+    /// that name, until a surviving peer takes the name over with
+    /// [`Region::serve_name`].
+    ///
+    /// With [`shm_file`](Self::shm_file) (or [`keep`](Self::keep)) the region
+    /// is the file `/dev/shm/NAME` instead.
     pub fn named(mut self, name: &str) -> Self {
-        self.backing = Backing::Named(name.to_owned());
+        self.naming = Naming::Named(name.to_owned());
         self
     }
 
-    /// Back the region with `/dev/shm/PREFIX` followed by 16 random hex
-    /// digits, retried with a new suffix if taken.
+    /// As [`named`](Self::named), with the name `PREFIX` followed by 16
+    /// random hex digits, retried with a new suffix if taken.
     pub fn named_random(mut self, prefix: &str) -> Self {
-        self.backing = Backing::NamedRandom(prefix.to_owned());
+        self.naming = Naming::NamedRandom(prefix.to_owned());
         self
     }
 
-    /// Keep the named segment when the last handle drops (default: unlink
-    /// it). No effect on a memfd.
+    /// Keep the named region when the last handle drops (default: remove
+    /// it). Only a file can outlive every process, so `keep(true)` gives a
+    /// named region the `/dev/shm` form, with its risk (see
+    /// [`shm_file`](Self::shm_file)). No effect on an anonymous memfd.
     pub fn keep(mut self, keep: bool) -> Self {
         self.keep = keep;
+        self
+    }
+
+    /// Give a named region the `/dev/shm` form: the file `/dev/shm/NAME`
+    /// (mode 0600, or 0660 with a [`group`](Self::group)), created with
+    /// `O_EXCL`, removed when the last handle drops unless
+    /// [`keep`](Self::keep) is set.
+    ///
+    /// For those who need a file: peers that cannot reach the creator's
+    /// socket (another network namespace), a region that outlives its
+    /// creator, tools that read the file. The risk: any process of the user
+    /// can truncate the file (a file cannot be sealed), and every process
+    /// that maps it then dies of SIGBUS at its next access to the lost pages.
+    /// Openers check the file's length against the header before they use
+    /// it; [`install_sigbus_handler`](super::install_sigbus_handler) turns a
+    /// later truncation into a one-line report naming the region. A file
+    /// left by a process killed with SIGKILL stays until someone removes it.
+    ///
+    /// ```
+    /// use polycephaly::region::{Backing, Region};
+    ///
+    /// let name = format!("doc-shm-file-{}", std::process::id());
+    /// let region = Region::builder().named(&name).shm_file(true).build()?;
+    /// assert_eq!(region.backing(), Backing::ShmFile);
+    /// assert!(std::path::Path::new("/dev/shm").join(&name).exists());
+    /// drop(region);
+    /// assert!(!std::path::Path::new("/dev/shm").join(&name).exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn shm_file(mut self, yes: bool) -> Self {
+        self.shm_file = yes;
+        self
+    }
+
+    /// Share a named region with the members of group `gid` as well, for a
+    /// deliberate multi-user set-up: the socket form admits a client whose
+    /// effective or supplementary groups (as the kernel reports them,
+    /// `SO_PEERCRED` and `SO_PEERGROUPS`) include `gid`; the file form gets
+    /// mode 0660 and group `gid` (the user must be a member of it, unless
+    /// root). Openers of another user open it with
+    /// [`Region::open_owned_by`], naming this user's uid. No effect on an
+    /// anonymous memfd.
+    pub fn group(mut self, gid: u32) -> Self {
+        self.group = Some(gid);
         self
     }
 
@@ -134,12 +231,19 @@ impl RegionBuilder {
     /// Creates the region: the file, its size, the header; the creator's
     /// handle joins the peer table; `init_state` is release-stored last.
     ///
+    /// A named region in the socket form is served from the moment it is
+    /// ready (the name appears last).
+    ///
     /// # Errors
     /// [`CreateError::TooManySections`], [`CreateError::TooManyPeers`],
     /// [`CreateError::InvalidSize`] (a zero section length, zero peers, or a
-    /// total that overflows or exceeds 1 TiB), [`CreateError::InvalidName`],
-    /// [`CreateError::NameTaken`], [`CreateError::PermissionDenied`],
-    /// [`CreateError::Io`] (memfd_create, ftruncate, mmap).
+    /// total that overflows or exceeds 1 TiB), [`CreateError::InvalidName`]
+    /// (including a name longer than 95 bytes in the socket form),
+    /// [`CreateError::NameTaken`] (a live process serves the name, or
+    /// `/dev/shm/NAME` exists: both forms check both),
+    /// [`CreateError::PermissionDenied`] (including a [`group`](Self::group)
+    /// the user may not give), [`CreateError::Io`] (memfd_create, ftruncate,
+    /// mmap, the socket, the server thread).
     pub fn build(self) -> Result<Region, CreateError> {
         if self.max_peers > MAX_PEERS {
             return Err(CreateError::TooManyPeers {
@@ -154,43 +258,160 @@ impl RegionBuilder {
         }
         let page = rustix::param::page_size() as u64;
         let layout = plan(&self.sections, self.max_peers, page)?;
-        let (fd, name) = match &self.backing {
-            Backing::Memfd => (create_memfd()?, None),
-            Backing::Named(name) => {
+        let file_form = self.shm_file || self.keep;
+        match (&self.naming, file_form) {
+            (Naming::Anonymous, _) => self.build_memfd(layout, None),
+            (Naming::Named(name), false) => {
+                check_socket_name(name)?;
+                if shm_file_exists(name) {
+                    return Err(CreateError::NameTaken { name: name.clone() });
+                }
+                self.build_memfd(layout, Some(name.clone()))
+            }
+            (Naming::NamedRandom(prefix), false) => {
+                // The region first, then names tried until one binds.
+                let mut last = None;
+                for attempt in 0..8u32 {
+                    let name = random_name(prefix, attempt)?;
+                    check_socket_name(&name)?;
+                    if shm_file_exists(&name) {
+                        last = Some(CreateError::NameTaken { name });
+                        continue;
+                    }
+                    match self.build_memfd(layout.clone(), Some(name)) {
+                        Err(e @ CreateError::NameTaken { .. }) => last = Some(e),
+                        other => return other,
+                    }
+                }
+                Err(last.unwrap_or(CreateError::NameTaken {
+                    name: prefix.clone(),
+                }))
+            }
+            (Naming::Named(name), true) => {
                 check_name(name).map_err(|reason| CreateError::InvalidName {
                     name: name.clone(),
                     reason,
                 })?;
-                (create_named(name)?, Some(name.clone()))
+                let fd = create_named(name, self.group)?;
+                self.build_file(layout, fd, name.clone())
             }
-            Backing::NamedRandom(prefix) => {
-                let (fd, name) = create_random(prefix)?;
-                (fd, Some(name))
+            (Naming::NamedRandom(prefix), true) => {
+                let (fd, name) = create_random(prefix, self.group)?;
+                self.build_file(layout, fd, name)
+            }
+        }
+    }
+
+    /// A memfd region; served under `name` if there is one.
+    fn build_memfd(
+        &self,
+        layout: ValidLayout,
+        name: Option<String>,
+    ) -> Result<Region, CreateError> {
+        let fd = create_memfd()?;
+        let map = size_and_map(&fd, &layout, true)?;
+        let (peer, pid) = self.initialize(&map, &layout)?;
+        let (backing, server) = match &name {
+            None => (Backing::Memfd, None),
+            Some(name) => {
+                let admission = Admission {
+                    uid: rustix::process::geteuid().as_raw(),
+                    gid: self.group,
+                };
+                // The region is ready: the name appears last. NameTaken if
+                // another process holds it; the region is dropped then.
+                (Backing::Socket, Some(Server::start(name, &fd, admission)?))
             }
         };
+        Ok(Region::from_parts(super::Parts {
+            map,
+            fd,
+            name,
+            backing,
+            unlink_on_drop: false,
+            server,
+            layout,
+            peer,
+            pid,
+        }))
+    }
+
+    /// A region in the file `/dev/shm/NAME`, just created (empty) as `fd`.
+    fn build_file(
+        &self,
+        layout: ValidLayout,
+        fd: OwnedFd,
+        name: String,
+    ) -> Result<Region, CreateError> {
         // From here on, a failure must not leave the name behind.
-        let mut guard = UnlinkGuard(name.clone());
-        let map = size_and_map(&fd, &layout, name.is_none())?;
-        write_header(&map, &layout);
+        let mut guard = UnlinkGuard(Some(name.clone()));
+        let map = size_and_map(&fd, &layout, false)?;
+        let (peer, pid) = self.initialize(&map, &layout)?;
+        guard.0 = None;
+        Ok(Region::from_parts(super::Parts {
+            map,
+            fd,
+            name: Some(name),
+            backing: Backing::ShmFile,
+            unlink_on_drop: !self.keep,
+            server: None,
+            layout,
+            peer,
+            pid,
+        }))
+    }
+
+    /// Writes the header, claims the creator's slot and marks the region
+    /// ready. Returns the slot and our pid.
+    fn initialize(
+        &self,
+        map: &MmapRaw,
+        layout: &ValidLayout,
+    ) -> Result<(super::PeerId, u32), CreateError> {
+        write_header(map, layout);
         let me = ProcessId::current();
-        let peer = peers::claim(slots_of(&map, layout.max_peers), me, self.role).ok_or(
+        let peer = peers::claim(slots_of(map, layout.max_peers), me, self.role).ok_or(
             CreateError::InvalidSize {
                 reason: "the peer table has no slot",
             },
         )?;
         // SAFETY: the mapping is page aligned, at least HEADER_LEN bytes
-        // (plan), and outlives `init` (moved into the Region after).
+        // (plan), and outlives `init` (it is borrowed for this call).
         let init = unsafe { init_word(map.as_mut_ptr()) };
         // Release: the last write; pairs with the openers' Acquire load, so
         // an opener that sees READY sees the whole header.
         init.word().store(INIT_READY, Ordering::Release);
         init.wake_all();
-        guard.0 = None;
-        let unlink = name.is_some() && !self.keep;
-        Ok(Region::from_parts(
-            map, fd, name, unlink, layout, peer, me.pid,
-        ))
+        Ok((peer, me.pid))
     }
+}
+
+/// Checks a name for the socket form: a valid name that fits an abstract
+/// socket address.
+fn check_socket_name(name: &str) -> Result<(), CreateError> {
+    check_name(name).map_err(|reason| CreateError::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })?;
+    if name.len() > MAX_SOCKET_NAME_LEN {
+        return Err(CreateError::InvalidName {
+            name: name.to_owned(),
+            reason: "longer than 95 bytes, the limit of a socket-served name (the /dev/shm \
+                     form, RegionBuilder::shm_file, takes 200)",
+        });
+    }
+    Ok(())
+}
+
+/// Whether anything (a file, a link...) is at `/dev/shm/NAME`.
+fn shm_file_exists(name: &str) -> bool {
+    let path = format!("/dev/shm/{name}");
+    rustix::fs::statat(
+        rustix::fs::CWD,
+        path.as_str(),
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .is_ok()
 }
 
 /// Unlinks a half-created named segment when creation fails.
@@ -263,32 +484,64 @@ fn create_memfd() -> Result<OwnedFd, CreateError> {
     Ok(fd)
 }
 
-fn create_named(name: &str) -> Result<OwnedFd, CreateError> {
+/// Creates `/dev/shm/NAME` (empty), mode 0600, or 0660 with group `group`.
+fn create_named(name: &str, group: Option<u32>) -> Result<OwnedFd, CreateError> {
     use rustix::fs::{Mode, OFlags};
     use rustix::io::Errno;
+    // A live server of the socket form holds the name: `Region::open` would
+    // find it first. (A check, not a lock: a server that binds between it
+    // and our create is not seen.)
+    if super::socket::in_use(name) {
+        return Err(CreateError::NameTaken {
+            name: name.to_owned(),
+        });
+    }
     let path = format!("/dev/shm/{name}");
     // EXCL: never reuse an existing file; NOFOLLOW: never through a link
     // (with EXCL a planted link gives EEXIST anyway).
     let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    rustix::fs::open(path.as_str(), flags, Mode::RUSR | Mode::WUSR).map_err(|e| match e {
-        Errno::EXIST | Errno::LOOP => CreateError::NameTaken {
-            name: name.to_owned(),
-        },
-        Errno::ACCESS | Errno::PERM => CreateError::PermissionDenied,
-        e => CreateError::Io(e.into()),
-    })
+    let fd =
+        rustix::fs::open(path.as_str(), flags, Mode::RUSR | Mode::WUSR).map_err(|e| match e {
+            Errno::EXIST | Errno::LOOP => CreateError::NameTaken {
+                name: name.to_owned(),
+            },
+            Errno::ACCESS | Errno::PERM => CreateError::PermissionDenied,
+            e => CreateError::Io(e.into()),
+        })?;
+    if let Some(gid) = group {
+        let shared = (|| {
+            let gid = rustix::fs::Gid::from_raw(gid);
+            rustix::fs::fchown(&fd, None, Some(gid))?;
+            // Exactly 0660, whatever the umask made of the mode.
+            rustix::fs::fchmod(&fd, Mode::RUSR | Mode::WUSR | Mode::RGRP | Mode::WGRP)
+        })();
+        if let Err(e) = shared {
+            let _ = rustix::shm::unlink(name);
+            return Err(match e {
+                Errno::ACCESS | Errno::PERM => CreateError::PermissionDenied,
+                e => CreateError::Io(e.into()),
+            });
+        }
+    }
+    Ok(fd)
 }
 
-fn create_random(prefix: &str) -> Result<(OwnedFd, String), CreateError> {
+/// `PREFIX` and 16 random hex digits.
+fn random_name(prefix: &str, attempt: u32) -> Result<String, CreateError> {
+    let name = format!("{prefix}{:016x}", random_suffix(attempt));
+    debug_assert_eq!(name.len(), prefix.len() + SUFFIX_LEN);
+    check_name(&name).map_err(|reason| CreateError::InvalidName {
+        name: prefix.to_owned(),
+        reason,
+    })?;
+    Ok(name)
+}
+
+fn create_random(prefix: &str, group: Option<u32>) -> Result<(OwnedFd, String), CreateError> {
     let mut last = None;
     for attempt in 0..8u32 {
-        let name = format!("{prefix}{:016x}", random_suffix(attempt));
-        debug_assert_eq!(name.len(), prefix.len() + SUFFIX_LEN);
-        check_name(&name).map_err(|reason| CreateError::InvalidName {
-            name: prefix.to_owned(),
-            reason,
-        })?;
-        match create_named(&name) {
+        let name = random_name(prefix, attempt)?;
+        match create_named(&name, group) {
             Ok(fd) => return Ok((fd, name)),
             Err(e @ CreateError::NameTaken { .. }) => last = Some(e),
             Err(e) => return Err(e),

@@ -15,9 +15,15 @@ pub enum CreateError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// A segment of that name already exists under /dev/shm (or, for a
-    /// random name, every suffix tried was taken).
-    #[error("a shared memory segment named {name:?} already exists")]
+    /// The name is in use: a live process serves a region under it (its
+    /// abstract socket is bound: the socket form), or a file of that name
+    /// exists under /dev/shm (the file form); for a random name, every
+    /// suffix tried was taken. A name whose server died is free again: the
+    /// kernel releases an abstract socket with its last descriptor.
+    #[error(
+        "the region name {name:?} is already in use (a live process serves it, or \
+         /dev/shm/{name} exists)"
+    )]
     NameTaken {
         /// The name that was taken.
         name: String,
@@ -45,7 +51,10 @@ pub enum CreateError {
         /// The table's capacity.
         max: u32,
     },
-    /// The kernel refused to create the segment (EACCES/EPERM).
+    /// The kernel refused to create the segment (EACCES/EPERM), or to give
+    /// it the group asked for with
+    /// [`RegionBuilder::group`](super::RegionBuilder::group) (a group the
+    /// user is not a member of).
     #[error("permission denied creating the shared memory segment")]
     PermissionDenied,
     /// Any other system call failure (memfd_create, ftruncate, mmap...).
@@ -55,6 +64,7 @@ pub enum CreateError {
 
 /// Why opening a region ([`Region::open`](super::Region::open),
 /// [`Region::open_with`](super::Region::open_with),
+/// [`Region::open_owned_by`](super::Region::open_owned_by),
 /// [`Region::from_fd`](super::Region::from_fd)) failed.
 ///
 /// Every check on the header, the section table and the file happens before
@@ -88,13 +98,45 @@ pub enum OpenError {
     /// The file is not a regular file (a directory, a FIFO...).
     #[error("the segment is not a regular file")]
     NotARegularFile,
-    /// The file belongs to another user.
-    #[error("the segment belongs to uid {owner}, not to us ({us})")]
+    /// The file, or the process serving the region's socket, belongs to
+    /// another user than the one expected: ours (refused by default), or the
+    /// one given to [`Region::open_owned_by`](super::Region::open_owned_by).
+    #[error("the region belongs to uid {owner}, not to uid {us}")]
     NotOwner {
-        /// The file's owner.
+        /// The owner found: the file's, or the serving process's uid.
         owner: u32,
-        /// Our effective uid.
+        /// The uid expected: our effective uid unless another was given.
         us: u32,
+    },
+    /// The process serving the region's socket refused our credentials
+    /// (we are not its user, nor in the group it admits: see
+    /// [`RegionBuilder::group`](super::RegionBuilder::group)).
+    #[error("the process serving region {name:?} refused our credentials")]
+    Refused {
+        /// The region's name.
+        name: String,
+    },
+    /// The process holding the region's socket did not answer in time:
+    /// its backlog stayed full, or it accepted and sent nothing (a hung or
+    /// hostile process, or a child made by `fork` holding a copy of the
+    /// socket of a creator that died). The bound is
+    /// [`OpenOptions::init_timeout`](super::OpenOptions::init_timeout),
+    /// between 1 ms and 10 s.
+    #[error("the process holding region {name:?} did not answer within {waited:?}")]
+    TimedOut {
+        /// The region's name.
+        name: String,
+        /// The bound that passed.
+        waited: core::time::Duration,
+    },
+    /// The answer on the region's socket is not a region server's (wrong
+    /// length or magic, no descriptor or several, truncated).
+    #[error("bad reply from the socket of region {name:?}: {what}")]
+    BadReply {
+        /// The region's name.
+        name: String,
+        /// What was wrong with it.
+        what: &'static str,
     },
     /// The file is shorter than the header page.
     #[error("the file is {len} bytes, shorter than the {min}-byte header")]
@@ -198,9 +240,11 @@ pub enum OpenError {
     /// did not seal, a `/dev/shm` file, a file on disk. Any process holding
     /// it could truncate it under our mapping and make our accesses fault
     /// (SIGBUS), so it is refused. Descriptors from
-    /// [`Region::share_with`](super::Region::share_with) are sealed;
-    /// a named segment is opened with [`Region::open`](super::Region::open),
-    /// which accepts that risk by design.
+    /// [`Region::share_with`](super::Region::share_with) are sealed, and so
+    /// are those of socket-served named regions; a `/dev/shm` file is
+    /// opened by name with [`Region::open`](super::Region::open), which
+    /// accepts that risk by design (see
+    /// [`install_sigbus_handler`](super::install_sigbus_handler)).
     #[error(
         "the file is not sealed against shrinking (F_SEAL_SHRINK missing, seals {seals:#x}): a \
          peer could truncate it and make our accesses fault (SIGBUS); pass a sealed memfd \

@@ -1,9 +1,16 @@
 //! One shared mapping: create, open and validate, header, sections, peers.
 //!
-//! A [`Region`] is a file mapped `MAP_SHARED` by every process that uses it:
-//! an anonymous memfd (the default: inherited by child processes, gone with
-//! the last process holding it) or a named segment under `/dev/shm` for
-//! unrelated processes. It starts with a 4096-byte header page (layout in
+//! A [`Region`] is a file mapped `MAP_SHARED` by every process that uses it,
+//! in one of three forms ([`Backing`]):
+//! - an anonymous memfd (the default: inherited by child processes, gone
+//!   with the last process holding it);
+//! - a named region for unrelated processes, in the socket form (the
+//!   default for a name): a memfd that its creator hands out over an
+//!   abstract Unix socket named after the region, to processes of its user;
+//! - a named region in the file form: a file under `/dev/shm`
+//!   ([`RegionBuilder::shm_file`]).
+//!
+//! It starts with a 4096-byte header page (layout in
 //! [`layout`]) followed by the sections asked for at creation, each 64-byte
 //! aligned and zero-filled. Nothing grows at run time.
 //!
@@ -24,14 +31,20 @@
 //! - [`Region::inherited`] in a child its parent started after
 //!   [`Region::share_with`] (the descriptor survives `exec`: the pool's
 //!   drones);
-//! - [`Region::open`] by name, for a named segment.
+//! - [`Region::open`] by name, for a named region.
 //!
 //! Limits of the trust model: a memfd is sealed against growing and
-//! shrinking, but a named segment is a plain tmpfs file; a peer of the same
-//! user that truncates it makes our accesses past the new end fault
-//! (SIGBUS). Use a memfd when peers are not trusted that far:
-//! [`Region::from_fd`] accepts only a file sealed against shrinking, so
-//! that protection does not depend on whoever sent the descriptor.
+//! shrinking (the anonymous and the socket forms), but a `/dev/shm` file is
+//! a plain tmpfs file; a peer of the same user that truncates it makes our
+//! accesses past the new end fault (SIGBUS), which
+//! [`install_sigbus_handler`] turns into a one-line report naming the region.
+//! [`Region::from_fd`] accepts only a file sealed against shrinking, so that
+//! protection does not depend on whoever sent the descriptor. A region of
+//! another user is refused unless asked for ([`Region::open_owned_by`]).
+//!
+//! Liveness: [`Region::peer_alive`] keeps a pidfd per peer slot (verified
+//! against the peer's start time when opened), so a check is one `poll`;
+//! `/proc` where pidfds are refused.
 //!
 //! ```
 //! use polycephaly::region::{Region, SectionKind};
@@ -53,27 +66,30 @@ mod builder;
 mod error;
 mod handoff;
 pub mod layout;
+mod open;
 mod peer_id;
 mod peers;
+mod sigbus;
+mod socket;
 mod validate;
 
-use crate::sync::clock::Instant;
 use core::ptr::NonNull;
 use core::time::Duration;
-use std::os::fd::OwnedFd;
-use std::sync::Arc;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
 
-use memmap2::{MmapOptions, MmapRaw};
+use memmap2::MmapRaw;
 
 pub use builder::RegionBuilder;
 pub use error::{CreateError, OpenError, SectionError};
 pub use handoff::REGION_FD_VAR;
-use layout::{HEADER_LEN, INIT_OFFSET, INIT_READY, PEER_TABLE_OFFSET, PLAIN_LEN, PeerSlot};
+use layout::{HEADER_LEN, INIT_OFFSET, PEER_TABLE_OFFSET, PeerSlot};
 pub use peers::{PeerId, PeerInfo};
+pub use sigbus::install_sigbus_handler;
+pub use socket::{MAX_SOCKET_NAME_LEN, SOCKET_NAME_PREFIX};
 use validate::ValidLayout;
 
 use crate::sync::Futex;
-use crate::sync::shim::Ordering;
 
 /// The index of a section in the section table, in the order the sections
 /// were added to the builder.
@@ -112,6 +128,23 @@ pub trait SectionSpec {
     fn section_len(&self) -> usize;
 }
 
+/// What a region is backed by (see [`Region::backing`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backing {
+    /// An anonymous memfd, sealed, without a name: handed to child
+    /// processes ([`Region::share_with`]) or over a socket of one's own
+    /// ([`Region::from_fd`]).
+    Memfd,
+    /// A named region in the socket form: a sealed memfd, handed out over
+    /// the abstract Unix socket `@polycephaly:NAME` by its creator (or by
+    /// a peer that took the name over, [`Region::serve_name`]).
+    Socket,
+    /// A named region in the file form: the file `/dev/shm/NAME`, which
+    /// cannot be sealed ([`RegionBuilder::shm_file`]).
+    ShmFile,
+}
+
 /// One section of a mapped region.
 ///
 /// `ptr` is valid for reads and writes of `len` bytes while any clone of the
@@ -135,7 +168,9 @@ pub struct Section {
 pub struct OpenOptions {
     /// How long to wait for the creator to finish initializing (the file is
     /// empty or `init_state` is not ready yet) before
-    /// [`OpenError::NotInitialized`].
+    /// [`OpenError::NotInitialized`]. It also bounds the exchange with the
+    /// process serving a named region's socket (connect and reply), kept
+    /// between 1 ms and 10 s, before [`OpenError::TimedOut`].
     pub init_timeout: Duration,
     /// The role to record in this handle's peer slot.
     pub role: u32,
@@ -152,9 +187,10 @@ impl Default for OpenOptions {
 }
 
 /// A mapped region. Cloning shares the mapping and the peer slot (an `Arc`
-/// inside); the slot is released, and a named segment created without
-/// [`RegionBuilder::keep`] is unlinked, when the last clone drops in the
-/// process that opened the handle. A copy that a child made by `fork`
+/// inside); when the last clone drops in the process that opened the
+/// handle, the slot is released, a socket-served region stops being served
+/// by this handle, and a `/dev/shm` file created without
+/// [`RegionBuilder::keep`] is unlinked. A copy that a child made by `fork`
 /// inherited is inert (see the [module docs](self) and
 /// [`Region::opened_by_current_process`]).
 #[derive(Clone)]
@@ -162,16 +198,42 @@ pub struct Region {
     inner: Arc<Inner>,
 }
 
+/// Field order matters for the drops after `Inner::drop`: the server stops
+/// and the SIGBUS registration goes before the mapping is unmapped and the
+/// descriptor closed.
 struct Inner {
+    /// The accept thread serving the region's name, if this handle serves
+    /// it (the creator's, or [`Region::serve_name`]).
+    server: Mutex<Option<socket::Server>>,
+    /// This mapping's entry in the SIGBUS handler's table (a `/dev/shm`
+    /// file only), removed when it drops.
+    #[expect(dead_code, reason = "held for its drop")]
+    sigbus: Option<sigbus::Registration>,
     map: MmapRaw,
     fd: OwnedFd,
     name: Option<String>,
+    backing: Backing,
     unlink_on_drop: bool,
     layout: ValidLayout,
     peer: PeerId,
     /// The pid of the process that opened the handle, the one recorded in
     /// its peer slot. A copy inherited through `fork` keeps it, and is
     /// told apart by comparing it with the caller's pid.
+    pid: u32,
+    /// A pidfd per peer slot, for [`Region::peer_alive`].
+    liveness: peers::Liveness,
+}
+
+/// What [`Region::from_parts`] assembles.
+struct Parts {
+    map: MmapRaw,
+    fd: OwnedFd,
+    name: Option<String>,
+    backing: Backing,
+    unlink_on_drop: bool,
+    server: Option<socket::Server>,
+    layout: ValidLayout,
+    peer: PeerId,
     pid: u32,
 }
 
@@ -229,6 +291,7 @@ impl core::fmt::Debug for Region {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Region")
             .field("name", &self.inner.name)
+            .field("backing", &self.inner.backing)
             .field("len", &self.len())
             .field("peer_id", &self.inner.peer)
             .field("sections", &self.inner.layout.sections.len())
@@ -258,7 +321,17 @@ impl Region {
         RegionBuilder::new()
     }
 
-    /// Opens the named segment `/dev/shm/NAME` with default options.
+    /// Opens the region named `NAME` with default options.
+    ///
+    /// ```
+    /// use polycephaly::region::Region;
+    ///
+    /// let name = format!("doc-open-{}", std::process::id());
+    /// let creator = Region::builder().named(&name).build()?;
+    /// let opener = Region::open(&name)?;
+    /// assert_eq!(opener.len(), creator.len());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// See [`Region::open_with`].
@@ -266,35 +339,53 @@ impl Region {
         Self::open_with(name, &OpenOptions::default())
     }
 
-    /// Opens the named segment `/dev/shm/NAME` (never following a symbolic
-    /// link), waits up to `opts.init_timeout` for its creator to finish,
-    /// validates it and joins its peer table.
+    /// Opens the region named `NAME`, of our own user: its socket form if a
+    /// process serves the name (it hands us its sealed memfd), else the file
+    /// `/dev/shm/NAME` (never following a symbolic link); waits up to
+    /// `opts.init_timeout` for its creator to finish, validates it and
+    /// joins its peer table.
+    ///
+    /// The exchange with the serving process is bounded by
+    /// `opts.init_timeout` (kept between 1 ms and 10 s): a process that
+    /// holds the name and never answers gives [`OpenError::TimedOut`], never
+    /// a hang. A file's length is checked against its header before
+    /// anything past the header is used.
     ///
     /// # Errors
-    /// [`OpenError::InvalidName`], [`OpenError::NotFound`],
-    /// [`OpenError::PermissionDenied`], [`OpenError::Symlink`], then any
-    /// error of [`Region::from_fd`].
+    /// [`OpenError::InvalidName`]; from the socket:
+    /// [`OpenError::NotOwner`] (the serving process is another user's),
+    /// [`OpenError::Refused`] (it refused our credentials),
+    /// [`OpenError::TimedOut`], [`OpenError::BadReply`]; from the file:
+    /// [`OpenError::NotFound`] (neither exists), [`OpenError::PermissionDenied`],
+    /// [`OpenError::Symlink`], [`OpenError::NotOwner`] (the file is another
+    /// user's); then any error of [`Region::from_fd`].
     pub fn open_with(name: &str, opts: &OpenOptions) -> Result<Region, OpenError> {
-        use rustix::fs::{Mode, OFlags};
-        use rustix::io::Errno;
-        builder::check_name(name).map_err(|reason| OpenError::InvalidName {
-            name: name.to_owned(),
-            reason,
-        })?;
-        let path = format!("/dev/shm/{name}");
-        let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rustix::fs::open(path.as_str(), flags, Mode::empty()).map_err(|e| match e {
-            Errno::NOENT => OpenError::NotFound {
-                name: name.to_owned(),
-            },
-            Errno::ACCESS | Errno::PERM => OpenError::PermissionDenied,
-            Errno::LOOP => OpenError::Symlink {
-                name: name.to_owned(),
-            },
-            e => OpenError::Io(e.into()),
-        })?;
-        // A /dev/shm file cannot carry seals: see the module docs.
-        attach(fd, Some(name.to_owned()), opts, Seals::NotRequired)
+        open::open_named(name, rustix::process::geteuid().as_raw(), opts)
+    }
+
+    /// As [`Region::open_with`], for a region of the user `owner`, which may
+    /// be another user: a deliberate multi-user set-up, where the creator
+    /// shares the region with a group ([`RegionBuilder::group`]). The
+    /// serving process (socket form) or the file (file form), and the
+    /// memory object itself, must belong to `owner`; anything else gives
+    /// [`OpenError::NotOwner`]. `open_owned_by(name, our_uid, opts)` is
+    /// `open_with(name, opts)`.
+    ///
+    /// Trust: the peers then include another user's processes, which can
+    /// make the data wrong like any peer (see the trust model), and no more.
+    ///
+    /// ```no_run
+    /// use polycephaly::region::{OpenOptions, Region};
+    ///
+    /// // User 1000 built `.named("jobs").group(2000)`; we are in group 2000.
+    /// let region = Region::open_owned_by("jobs", 1000, &OpenOptions::default())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Region::open_with`].
+    pub fn open_owned_by(name: &str, owner: u32, opts: &OpenOptions) -> Result<Region, OpenError> {
+        open::open_named(name, owner, opts)
     }
 
     /// Opens the region behind `fd` (e.g. a memfd inherited from the parent,
@@ -303,8 +394,8 @@ impl Region {
     /// The file must be sealed against shrinking (`F_SEAL_SHRINK`), as the
     /// memfds of [`RegionBuilder`] are: otherwise whoever else holds it
     /// could truncate it and make our accesses fault (SIGBUS), and that
-    /// must not depend on the sender. A named segment, which cannot be
-    /// sealed, is opened with [`Region::open`] instead.
+    /// must not depend on the sender. A `/dev/shm` file, which cannot be
+    /// sealed, is opened by name with [`Region::open`] instead.
     ///
     /// # Errors
     /// [`OpenError::NotARegularFile`], [`OpenError::NotOwner`],
@@ -313,7 +404,8 @@ impl Region {
     /// time), every validation error (see [`OpenError`]),
     /// [`OpenError::PeerTableFull`], [`OpenError::Io`].
     pub fn from_fd(fd: OwnedFd, opts: &OpenOptions) -> Result<Region, OpenError> {
-        attach(fd, None, opts, Seals::Required)
+        let us = rustix::process::geteuid().as_raw();
+        open::attach(fd, None, Backing::Memfd, us, opts)
     }
 
     /// A duplicate of the region's descriptor (with `FD_CLOEXEC`), to hand
@@ -327,9 +419,89 @@ impl Region {
         Ok(rustix::io::fcntl_dupfd_cloexec(&self.inner.fd, 0)?)
     }
 
-    /// The segment's name under `/dev/shm`, `None` for a memfd.
+    /// The region's name (either named form), `None` for an anonymous
+    /// memfd.
     pub fn name(&self) -> Option<&str> {
         self.inner.name.as_deref()
+    }
+
+    /// What the region is backed by: an anonymous memfd, a named memfd
+    /// served over a socket, or a `/dev/shm` file.
+    pub fn backing(&self) -> Backing {
+        self.inner.backing
+    }
+
+    /// Whether this handle serves the region's name now (the creator's
+    /// handle of a socket-served region, or one that called
+    /// [`Region::serve_name`]); false for a copy inherited through `fork`,
+    /// whose parent serves.
+    pub fn serves_name(&self) -> bool {
+        self.inner.opened_here()
+            && self
+                .inner
+                .server
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some()
+    }
+
+    /// Serves the region's name from this handle: a surviving peer takes
+    /// the name over after the process that served it died (or dropped its
+    /// handle), so that new processes can open the region by name again. It
+    /// serves until the last clone of this handle drops. `group` admits a
+    /// group as [`RegionBuilder::group`] does (the creator's choice is not
+    /// recorded in the region).
+    ///
+    /// Nothing does this by itself: when the creator dies the name simply
+    /// disappears (the kernel frees it), which its peers may want to notice
+    /// rather than have hidden; and several survivors would race for it.
+    /// Whoever calls this first gets the name; the others get
+    /// [`CreateError::NameTaken`].
+    ///
+    /// ```
+    /// use polycephaly::region::{CreateError, OpenError, Region};
+    ///
+    /// let name = format!("doc-serve-{}", std::process::id());
+    /// let creator = Region::builder().named(&name).build()?;
+    /// let survivor = Region::open(&name)?;
+    /// assert!(matches!(survivor.serve_name(None), Err(CreateError::NameTaken { .. })));
+    /// drop(creator); // the name goes with the last handle that served it
+    /// assert!(matches!(Region::open(&name), Err(OpenError::NotFound { .. })));
+    /// survivor.serve_name(None)?;
+    /// assert!(survivor.serves_name());
+    /// let newcomer = Region::open(&name)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`CreateError::NameTaken`] when a live process holds the name;
+    /// [`CreateError::InvalidName`] when the region is not in the socket
+    /// form (an anonymous memfd has no name, a `/dev/shm` file needs no
+    /// server) or the handle is a copy inherited through `fork`;
+    /// [`CreateError::Io`].
+    pub fn serve_name(&self, group: Option<u32>) -> Result<(), CreateError> {
+        let not = |reason| CreateError::InvalidName {
+            name: self.inner.name.clone().unwrap_or_default(),
+            reason,
+        };
+        let (Backing::Socket, Some(name)) = (self.inner.backing, &self.inner.name) else {
+            return Err(not("the region is not socket-served: nothing to serve"));
+        };
+        if !self.inner.opened_here() {
+            return Err(not(
+                "a copy of a handle inherited through fork cannot serve",
+            ));
+        }
+        let mut server = self.inner.server.lock().unwrap_or_else(|e| e.into_inner());
+        if server.is_some() {
+            return Ok(());
+        }
+        let admission = socket::Admission {
+            uid: rustix::process::geteuid().as_raw(),
+            gid: group,
+        };
+        *server = Some(socket::Server::start(name, &self.inner.fd, admission)?);
+        Ok(())
     }
 
     /// The mapping's total length, header included.
@@ -392,15 +564,21 @@ impl Region {
 
     /// Whether `id` still holds its slot and its process is alive (its pid
     /// exists with the start time it registered, and one of its threads has
-    /// not exited: see [`ProcessId::is_alive`](crate::sync::ProcessId::is_alive)). Reads `/proc`: for slow
-    /// paths.
+    /// not exited: see [`ProcessId::is_alive`](crate::sync::ProcessId::is_alive)).
+    ///
+    /// The handle keeps a pidfd per peer slot
+    /// ([`ProcessWatch`](crate::sync::ProcessWatch)): the first check of a
+    /// peer opens it and reads `/proc` once to verify the start time; later
+    /// checks poll it (about 0.15 us, against about 3 us for a read of
+    /// `/proc`). When the slot changes hands, the old pidfd is closed at the
+    /// next check. Where pidfds are refused, every check reads `/proc`.
     pub fn peer_alive(&self, id: PeerId) -> bool {
-        peers::alive(self.inner.slots(), id)
+        peers::alive(self.inner.slots(), id, &self.inner.liveness)
     }
 
     /// Every held slot of the peer table.
     pub fn peers(&self) -> Vec<PeerInfo> {
-        peers::list(self.inner.slots())
+        peers::list(self.inner.slots(), &self.inner.liveness)
     }
 
     /// Records a heartbeat (CLOCK_MONOTONIC ns) in this handle's slot. Does
@@ -454,9 +632,9 @@ impl Region {
     /// A new handle on the same region for the calling process, with a peer
     /// slot of its own: how a child made by `fork` gets a usable handle
     /// from the copy of its parent's that it inherited. It works from any
-    /// process, even after a named segment was unlinked (it goes through
-    /// this handle's descriptor, not the name), and never unlinks the
-    /// segment itself.
+    /// process, even after a `/dev/shm` file was unlinked or the name's server
+    /// stopped (it goes through this handle's descriptor, not the name),
+    /// and never unlinks or serves anything itself.
     ///
     /// ```
     /// use polycephaly::region::{OpenOptions, Region};
@@ -476,184 +654,45 @@ impl Region {
     pub fn reopen(&self, opts: &OpenOptions) -> Result<Region, OpenError> {
         let fd =
             rustix::io::fcntl_dupfd_cloexec(&self.inner.fd, 0).map_err(std::io::Error::from)?;
-        // The same rule as the way this handle's file came in: a memfd is
-        // sealed (built here, or checked by from_fd), a named file cannot be.
-        let seals = if self.inner.name.is_some() {
-            Seals::NotRequired
-        } else {
-            Seals::Required
-        };
-        attach(fd, self.inner.name.clone(), opts, seals)
+        // The same rules as the way this handle's file came in (a memfd is
+        // sealed, a /dev/shm file cannot be), and the same owner: it is the
+        // same file.
+        let owner = rustix::fs::fstat(&fd).map_err(std::io::Error::from)?.st_uid;
+        open::attach(fd, self.inner.name.clone(), self.inner.backing, owner, opts)
     }
 
-    /// The creator's side: wraps a mapping it initialized and a slot it
-    /// claimed.
-    fn from_parts(
-        map: MmapRaw,
-        fd: OwnedFd,
-        name: Option<String>,
-        unlink_on_drop: bool,
-        layout: ValidLayout,
-        peer: PeerId,
-        pid: u32,
-    ) -> Region {
+    /// Wraps a mapping that is initialized and a slot that is claimed.
+    fn from_parts(parts: Parts) -> Region {
+        let Parts {
+            map,
+            fd,
+            name,
+            backing,
+            unlink_on_drop,
+            server,
+            layout,
+            peer,
+            pid,
+        } = parts;
+        // Only a file can be truncated under the mapping: memfds are sealed.
+        let sigbus = (backing == Backing::ShmFile)
+            .then(|| sigbus::register(map.as_ptr(), map.len(), fd.as_raw_fd(), name.as_deref()))
+            .flatten();
+        let liveness = peers::Liveness::new(layout.max_peers);
         Region {
             inner: Arc::new(Inner {
+                server: Mutex::new(server),
+                sigbus,
                 map,
                 fd,
                 name,
+                backing,
                 unlink_on_drop,
                 layout,
                 peer,
                 pid,
+                liveness,
             }),
         }
     }
-}
-
-/// Whether [`attach`] requires the file to be sealed against shrinking.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Seals {
-    /// A descriptor handed to us: refused without `F_SEAL_SHRINK`.
-    Required,
-    /// A `/dev/shm` file opened by name, which cannot carry seals.
-    NotRequired,
-}
-
-/// Refuses a file that is not sealed against shrinking: truncated under our
-/// mapping, it would make our accesses fault (SIGBUS). Seals can be added
-/// but never removed, so a seal seen once holds for the file's life.
-fn check_sealed(fd: &OwnedFd) -> Result<(), OpenError> {
-    use rustix::fs::SealFlags;
-    let seals = match rustix::fs::fcntl_get_seals(fd) {
-        Ok(seals) => seals,
-        // Not a shmem file (memfd, tmpfs, hugetlbfs): it has no seals.
-        Err(rustix::io::Errno::INVAL) => SealFlags::empty(),
-        Err(e) => return Err(OpenError::Io(e.into())),
-    };
-    if seals.contains(SealFlags::SHRINK) {
-        Ok(())
-    } else {
-        Err(OpenError::NotSealed {
-            seals: seals.bits(),
-        })
-    }
-}
-
-/// The opener's side, for named segments and inherited descriptors alike.
-fn attach(
-    fd: OwnedFd,
-    name: Option<String>,
-    opts: &OpenOptions,
-    seals: Seals,
-) -> Result<Region, OpenError> {
-    // `None`: a timeout too large to represent, i.e. no deadline.
-    let deadline = Instant::now().checked_add(opts.init_timeout);
-    let expired = || deadline.is_some_and(|d| Instant::now() >= d);
-    // The longest single pause: polls are sliced so a missed wake-up or an
-    // unsignalled change (ftruncate) costs at most one slice.
-    let slice = |cap: Duration| {
-        deadline.map_or(cap, |d| {
-            d.saturating_duration_since(Instant::now()).min(cap)
-        })
-    };
-    // 1. The file: a regular file of ours, sealed against shrinking when it
-    //    was handed to us, not empty (a creator between O_CREAT and
-    //    ftruncate leaves it empty for a moment).
-    let mut pause = Duration::from_micros(50);
-    let mut seal_checked = seals == Seals::NotRequired;
-    let file_len = loop {
-        let st = rustix::fs::fstat(&fd).map_err(std::io::Error::from)?;
-        if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
-            return Err(OpenError::NotARegularFile);
-        }
-        let us = rustix::process::geteuid().as_raw();
-        if st.st_uid != us {
-            return Err(OpenError::NotOwner {
-                owner: st.st_uid,
-                us,
-            });
-        }
-        if !seal_checked {
-            // Before the mapping exists, so nothing of it is ever touched
-            // unprotected.
-            check_sealed(&fd)?;
-            seal_checked = true;
-        }
-        let len = u64::try_from(st.st_size).unwrap_or(0);
-        if len > 0 {
-            break len;
-        }
-        if expired() {
-            return Err(OpenError::NotInitialized);
-        }
-        // A bounded poll: the creator does not signal its ftruncate.
-        std::thread::sleep(slice(pause));
-        pause = (pause * 2).min(Duration::from_millis(10));
-    };
-    validate::check_file_len(file_len)?;
-    let map_len = usize::try_from(file_len).map_err(|_| OpenError::TooLarge {
-        len: file_len,
-        max: layout::MAX_TOTAL_LEN,
-    })?;
-    // Never more than the file: a mapping past its end faults on access.
-    let map = MmapOptions::new().len(map_len).map_raw(&fd)?;
-    let base = map.as_mut_ptr();
-    // 2. Wait for the creator's release-store of READY.
-    // SAFETY: the mapping is page aligned and at least HEADER_LEN bytes
-    // (check_file_len), and outlives `init` (dropped at the end of scope or
-    // moved into the Region, which keeps it).
-    let init = unsafe { init_word(base) };
-    loop {
-        // Acquire: pairs with the creator's Release store of INIT_READY,
-        // which it makes after writing the header.
-        let state = init.word().load(Ordering::Acquire);
-        if state == INIT_READY {
-            break;
-        }
-        if expired() {
-            // Say why, if the header is recognizably wrong.
-            let plain = copy_plain(base);
-            return Err(match validate::validate(&plain, file_len) {
-                Err(e @ (OpenError::BadMagic | OpenError::VersionMismatch { .. }))
-                    if plain[..8] != [0; 8] =>
-                {
-                    e
-                }
-                _ => OpenError::NotInitialized,
-            });
-        }
-        init.wait(state, Some(slice(Duration::from_millis(10))));
-    }
-    // 3. Validate a private copy of the plain header.
-    let plain = copy_plain(base);
-    let layout = validate::validate(&plain, file_len)?;
-    // 4. Join the peer table.
-    let me = crate::sync::ProcessId::current();
-    let peer = peers::claim(slots_of(&map, layout.max_peers), me, opts.role)
-        .ok_or(OpenError::PeerTableFull)?;
-    Ok(Region::from_parts(
-        map, fd, name, false, layout, peer, me.pid,
-    ))
-}
-
-/// A copy of the header's plain bytes: the fixed part and the section
-/// table. The init line (written atomically) is left zero in the copy.
-fn copy_plain(base: *const u8) -> [u8; PLAIN_LEN] {
-    let mut plain = [0u8; PLAIN_LEN];
-    let table = layout::SECTION_TABLE_OFFSET;
-    // SAFETY: `base` is valid for HEADER_LEN >= PLAIN_LEN bytes (callers
-    // map at least that much); `plain` is a local buffer. These bytes are
-    // written only by the creator before READY; a hostile peer writing them
-    // now can only make the copy wrong, and the copy is what gets validated.
-    unsafe {
-        core::ptr::copy_nonoverlapping(base, plain.as_mut_ptr(), size_of::<layout::HeaderFixed>());
-        core::ptr::copy_nonoverlapping(
-            base.add(table),
-            plain.as_mut_ptr().add(table),
-            PLAIN_LEN - table,
-        );
-    }
-    const _: () = assert!(PLAIN_LEN <= HEADER_LEN);
-    plain
 }

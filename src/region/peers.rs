@@ -21,12 +21,22 @@
 //! the reads (behind an Acquire fence) detects a slot that changed hands
 //! meanwhile. A hostile peer can make any slot look taken or free; at worst
 //! that makes the table look full or a peer look dead, never a crash.
+//!
+//! Liveness: each region handle keeps a [`Liveness`] cache, one
+//! [`ProcessWatch`] (a pidfd verified against the start time) per slot,
+//! keyed by the slot's word and the holder's start time. A check polls the
+//! pidfd; a slot that changed hands (another word, another start time)
+//! closes the old pidfd and opens one for the new holder. So a handle holds
+//! at most one pidfd per slot of the table, and a reused pid is never
+//! mistaken for the peer that registered.
+
+use std::sync::Mutex;
 
 use super::layout::PeerSlot;
 pub use super::peer_id::PeerId;
-use crate::sync::ProcessId;
 use crate::sync::clock::monotonic_ns;
 use crate::sync::shim::{Ordering, fence};
+use crate::sync::{ProcessId, ProcessWatch};
 
 /// One row of [`Region::peers`](super::Region::peers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,15 +79,95 @@ struct View {
 }
 
 impl View {
-    fn alive(&self) -> bool {
-        match self.start_time {
-            Some(start_time) => ProcessId {
+    /// Whether the holder runs, by `/proc` (`cache` is `None`) or by the
+    /// pidfd `cache` keeps for `slot`.
+    fn alive(&self, cache: Option<(&Liveness, usize)>) -> bool {
+        match (self.start_time, cache) {
+            (Some(start_time), Some((cache, slot))) => cache.alive(
+                slot,
+                self.word,
+                ProcessId {
+                    pid: self.pid,
+                    start_time,
+                },
+            ),
+            (Some(start_time), None) => ProcessId {
                 pid: self.pid,
                 start_time,
             }
             .is_alive(),
-            None => ProcessId::of(self.pid).is_some(),
+            // Between its CAS and its publish: the pid alone tells.
+            (None, _) => ProcessId::of(self.pid).is_some(),
         }
+    }
+}
+
+/// A handle's pidfds, one per slot of the peer table at most.
+#[derive(Debug)]
+pub(crate) struct Liveness {
+    watches: Mutex<Vec<Option<Watched>>>,
+}
+
+/// The holder a watch was opened for: the slot's word (pid and id) and the
+/// start time it published.
+#[derive(Debug)]
+struct Watched {
+    word: u64,
+    watch: ProcessWatch,
+}
+
+impl Liveness {
+    /// A cache for a table of `max_peers` slots (nothing is opened yet).
+    pub(crate) fn new(max_peers: u32) -> Liveness {
+        let slots = (max_peers as usize).min(super::layout::MAX_PEERS as usize);
+        Liveness {
+            watches: Mutex::new((0..slots).map(|_| None).collect()),
+        }
+    }
+
+    /// Whether `holder`, which holds `slot` with `word`, runs: the pidfd
+    /// kept for that holder, opened (and verified) on first need.
+    fn alive(&self, slot: usize, word: u64, holder: ProcessId) -> bool {
+        // Poisoning cannot leave the cache inconsistent (each entry is
+        // replaced whole); nothing in here panics anyway.
+        let mut watches = self.watches.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(entry) = watches.get_mut(slot) else {
+            return holder.is_alive();
+        };
+        let same = entry
+            .as_ref()
+            .is_some_and(|w| w.word == word && w.watch.process() == holder);
+        if !same {
+            // The slot changed hands (or was never watched): the old
+            // holder's pidfd is closed here.
+            *entry = Some(Watched {
+                word,
+                watch: ProcessWatch::new(holder),
+            });
+        }
+        entry.as_mut().is_some_and(|w| w.watch.is_alive())
+    }
+
+    /// Closes the watch kept for `slot` unless it is for the holder whose
+    /// word is `word` (`None`: the slot is free).
+    fn forget_unless(&self, slot: usize, word: Option<u64>) {
+        let mut watches = self.watches.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = watches.get_mut(slot)
+            && entry.as_ref().is_some_and(|w| Some(w.word) != word)
+        {
+            *entry = None;
+        }
+    }
+
+    /// How many pidfds are open (for tests).
+    #[cfg(test)]
+    fn open_pidfds(&self) -> usize {
+        let watches = self.watches.lock().unwrap_or_else(|e| e.into_inner());
+        watches
+            .iter()
+            .flatten()
+            .filter(|w| w.watch.uses_pidfd())
+            .count()
     }
 }
 
@@ -149,7 +239,7 @@ pub(crate) fn claim(slots: &[PeerSlot], me: ProcessId, role: u32) -> Option<Peer
                 let take = if is_free(word) {
                     true
                 } else {
-                    reclaim && view(slot).is_some_and(|v| v.word == word && !v.alive())
+                    reclaim && view(slot).is_some_and(|v| v.word == word && !v.alive(None))
                 };
                 if !take {
                     continue;
@@ -197,27 +287,44 @@ pub(crate) fn heartbeat(slots: &[PeerSlot], id: PeerId) {
     }
 }
 
-/// Whether `id` still holds its slot and its process runs.
-pub(crate) fn alive(slots: &[PeerSlot], id: PeerId) -> bool {
-    slots
-        .get(id.slot())
-        .and_then(view)
-        .is_some_and(|v| v.id == Some(id) && v.alive())
+/// Whether `id` still holds its slot and its process runs (by the pidfds
+/// of `cache`).
+pub(crate) fn alive(slots: &[PeerSlot], id: PeerId, cache: &Liveness) -> bool {
+    let Some(slot) = slots.get(id.slot()) else {
+        return false;
+    };
+    match view(slot) {
+        Some(v) if v.id == Some(id) => v.alive(Some((cache, id.slot()))),
+        // `id` left its slot: a pidfd kept for it (or for any holder but
+        // the current one) is closed now.
+        other => {
+            cache.forget_unless(id.slot(), other.map(|v| v.word));
+            false
+        }
+    }
 }
 
 /// Every held slot.
-pub(crate) fn list(slots: &[PeerSlot]) -> Vec<PeerInfo> {
+pub(crate) fn list(slots: &[PeerSlot], cache: &Liveness) -> Vec<PeerInfo> {
     slots
         .iter()
-        .filter_map(view)
-        .filter_map(|v| {
+        .enumerate()
+        .filter_map(|(i, slot)| {
+            let v = view(slot);
+            if v.is_none() {
+                // A free slot: whatever was kept for it is closed.
+                cache.forget_unless(i, None);
+            }
+            Some((i, v?))
+        })
+        .filter_map(|(i, v)| {
             Some(PeerInfo {
                 id: v.id?,
                 pid: v.pid,
                 start_time: v.start_time.unwrap_or(0),
                 role: v.role,
                 heartbeat: v.heartbeat,
-                alive: v.alive(),
+                alive: v.alive(Some((cache, i))),
             })
         })
         .collect()
@@ -243,6 +350,7 @@ mod tests {
     #[test]
     fn claim_list_release_and_generation() {
         let t = table(2);
+        let cache = Liveness::new(2);
         let me = ProcessId::current();
         let a = claim(&t, me, 5).unwrap();
         let b = claim(&t, me, 6).unwrap();
@@ -251,12 +359,14 @@ mod tests {
             claim(&t, me, 7).is_none(),
             "both slots held by a live process"
         );
-        let peers = list(&t);
+        let peers = list(&t, &cache);
         assert_eq!(peers.len(), 2);
         assert!(peers.iter().all(|p| p.alive && p.pid == me.pid));
-        assert!(alive(&t, a));
+        assert!(alive(&t, a, &cache));
+        assert_eq!(cache.open_pidfds(), 2, "one pidfd per slot");
         release(&t, a, me.pid);
-        assert!(!alive(&t, a));
+        assert!(!alive(&t, a, &cache));
+        assert_eq!(cache.open_pidfds(), 1, "closed once its slot is free");
         let c = claim(&t, me, 8).unwrap();
         assert_eq!(c.slot(), a.slot());
         assert_ne!(c, a, "a reused slot gives a new id");
@@ -265,15 +375,18 @@ mod tests {
     #[test]
     fn a_dead_holder_is_reclaimed() {
         let t = table(1);
+        let cache = Liveness::new(1);
         let ghost = ProcessId {
             pid: ProcessId::current().pid,
             start_time: 1, // our pid, but not our start time: another process
         };
         let old = claim(&t, ghost, 0).unwrap();
-        assert!(!alive(&t, old));
+        assert!(!alive(&t, old, &cache));
+        assert_eq!(cache.open_pidfds(), 0, "a reused pid keeps no pidfd");
         let new = claim(&t, ProcessId::current(), 0).unwrap();
         assert_ne!(new, old);
-        assert!(alive(&t, new));
+        assert!(alive(&t, new, &cache));
+        assert_eq!(cache.open_pidfds(), 1);
     }
 
     #[test]
@@ -282,8 +395,9 @@ mod tests {
         t[0].word.store(u64::MAX, Ordering::Relaxed);
         t[1].word.store(0xFFFF_FFFF_0000_0001, Ordering::Relaxed);
         t[2].word.store(0x0000_0000_FFFF_FF00, Ordering::Relaxed);
-        let _ = list(&t);
+        let cache = Liveness::new(3);
+        let _ = list(&t, &cache);
         let id = claim(&t, ProcessId::current(), 0).unwrap();
-        assert!(alive(&t, id));
+        assert!(alive(&t, id, &cache));
     }
 }

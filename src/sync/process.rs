@@ -15,16 +15,24 @@
 //! | every thread exited, not reaped (zombie) | `Z` | 1 | leader `Z` | readable |
 //! | reaped | no such file | | | (`pidfd_open`: ESRCH) |
 //!
-//! A process is judged dead when `/proc/PID/stat` is gone, or its state is
-//! `X`, or its state is `Z` with at most one thread counted (the exited
-//! leader itself; 0 when the kernel could not count them). The count comes
-//! from the same read as the state and the start time, so the check costs
-//! what it did before (one read of one file) and its three fields describe
-//! one process. A pidfd would tell the same (it polls readable once the
-//! whole thread group exited), but opening one by pid races with pid reuse
-//! until the start time is checked in `/proc` anyway, so it would add two
-//! system calls to every check; [`ProcessId::pidfd`] is there for callers
-//! that watch one process for long.
+//! [`ProcessId::is_alive`] judges a process dead when `/proc/PID/stat` is
+//! gone, or its state is `X`, or its state is `Z` with at most one thread
+//! counted (the exited leader itself; 0 when the kernel could not count
+//! them). The count comes from the same read as the state and the start
+//! time, so its three fields describe one process. It costs one read of one
+//! file (about 3 us).
+//!
+//! [`ProcessWatch`] is for a process checked again and again (a region's
+//! peers): it opens a pidfd once, checks the start time in `/proc` right
+//! after (so the pidfd refers to this very process, not to a later one that
+//! reused its pid), and from then on a check is one `poll` of the pidfd
+//! with a zero timeout (about 0.15 us), readable once the whole thread group
+//! has exited, as in the table above. Where `pidfd_open` is refused (a
+//! kernel before 5.3, a seccomp filter) it falls back to `/proc`.
+
+use std::os::fd::OwnedFd;
+
+use crate::sync::shim::{AtomicU32, Ordering};
 
 /// A process, identified by its pid and its start time.
 ///
@@ -93,6 +101,191 @@ impl ProcessId {
     /// timed out), not for every operation.
     pub fn is_alive(&self) -> bool {
         Self::of(self.pid).is_some_and(|now| now.start_time == self.start_time)
+    }
+}
+
+/// Whether `pidfd_open` works here: [`PIDFD_UNKNOWN`] until the first
+/// attempt, then [`PIDFD_WORKS`] or [`PIDFD_REFUSED`] (ENOSYS: a kernel
+/// before 5.3; EPERM/EACCES: a seccomp filter). Relaxed everywhere: a
+/// hint read and written whole, nothing is published with it; a stale
+/// read costs one more refused system call.
+static PIDFD_STATE: AtomicU32 = AtomicU32::new(PIDFD_UNKNOWN);
+const PIDFD_UNKNOWN: u32 = 0;
+const PIDFD_WORKS: u32 = 1;
+const PIDFD_REFUSED: u32 = 2;
+
+/// Whether [`ProcessWatch`] uses pidfds (false once `pidfd_open` was
+/// refused in this process, or after `set_pidfds_disabled(true)`, a test
+/// hook of the `testing` feature).
+pub fn pidfds_available() -> bool {
+    // Relaxed: see PIDFD_STATE.
+    PIDFD_STATE.load(Ordering::Relaxed) != PIDFD_REFUSED
+}
+
+/// Makes every [`ProcessWatch`] opened from now on use `/proc` (`true`) as
+/// where `pidfd_open` is refused, or pidfds again (`false`): the fallback
+/// path, testable on a kernel that has pidfds.
+#[cfg(feature = "testing")]
+pub fn set_pidfds_disabled(disabled: bool) {
+    let state = if disabled {
+        PIDFD_REFUSED
+    } else {
+        PIDFD_UNKNOWN
+    };
+    // Relaxed: see PIDFD_STATE.
+    PIDFD_STATE.store(state, Ordering::Relaxed);
+}
+
+/// A process watched for its exit: what a region keeps per peer slot, so
+/// that a liveness check costs a `poll` instead of a read of `/proc`.
+///
+/// Made by [`ProcessWatch::new`]: a pidfd opened and then verified against
+/// the start time (see the [module docs](self)); `/proc` when pidfds are
+/// refused or the descriptor could not be opened (too many open files).
+/// Once the process is seen dead the pidfd is closed and the verdict kept:
+/// a process never comes back.
+///
+/// ```
+/// use polycephaly::sync::{ProcessId, ProcessWatch};
+///
+/// let mut me = ProcessWatch::new(ProcessId::current());
+/// assert!(me.is_alive());
+/// let reused = ProcessId { start_time: 1, ..ProcessId::current() };
+/// assert!(!ProcessWatch::new(reused).is_alive(), "same pid, another process");
+/// ```
+#[derive(Debug)]
+pub struct ProcessWatch {
+    id: ProcessId,
+    how: Watch,
+}
+
+#[derive(Debug)]
+enum Watch {
+    /// A pidfd that referred to `id` when it was opened.
+    Pidfd(OwnedFd),
+    /// No pidfd: each check reads `/proc`.
+    Proc,
+    /// Seen dead: for good.
+    Exited,
+}
+
+impl ProcessWatch {
+    /// Starts watching `id`: opens a pidfd for its pid, then checks in
+    /// `/proc` that the pid still has `id`'s start time (otherwise the pid
+    /// was reused, or the process is gone: it is dead). One `pidfd_open`
+    /// and one read of `/proc`; `/proc` alone where pidfds are refused.
+    pub fn new(id: ProcessId) -> ProcessWatch {
+        let how = match open_pidfd(id.pid) {
+            Opened::Fd(fd) => {
+                // After the open: a pid reused before it would show another
+                // start time here, and ours cannot come back.
+                if id.is_alive() {
+                    Watch::Pidfd(fd)
+                } else {
+                    Watch::Exited
+                }
+            }
+            Opened::NoSuchProcess => Watch::Exited,
+            Opened::Unavailable => Watch::Proc,
+        };
+        ProcessWatch { id, how }
+    }
+
+    /// The process watched.
+    pub fn process(&self) -> ProcessId {
+        self.id
+    }
+
+    /// Whether the pidfd is in use (false: `/proc` is read on each check,
+    /// or the process is known dead).
+    pub fn uses_pidfd(&self) -> bool {
+        matches!(self.how, Watch::Pidfd(_))
+    }
+
+    /// Whether the process still runs (one of its threads has not exited).
+    /// A `poll` with a zero timeout on its pidfd; a read of `/proc` where
+    /// there is none.
+    pub fn is_alive(&mut self) -> bool {
+        let alive = match &self.how {
+            Watch::Exited => return false,
+            Watch::Proc => self.id.is_alive(),
+            Watch::Pidfd(fd) => match poll_exited(fd) {
+                Some(exited) => !exited,
+                // The poll failed (EINTR, ENOMEM): ask /proc this time.
+                None => self.id.is_alive(),
+            },
+        };
+        if !alive {
+            // Closes the pidfd: the verdict is final.
+            self.how = Watch::Exited;
+        }
+        alive
+    }
+}
+
+enum Opened {
+    Fd(OwnedFd),
+    NoSuchProcess,
+    Unavailable,
+}
+
+fn open_pidfd(pid: u32) -> Opened {
+    use rustix::io::Errno;
+    if !pidfds_available() {
+        return Opened::Unavailable;
+    }
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return Opened::NoSuchProcess;
+    };
+    match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => {
+            // Relaxed: see PIDFD_STATE.
+            PIDFD_STATE.store(PIDFD_WORKS, Ordering::Relaxed);
+            Opened::Fd(fd)
+        }
+        Err(Errno::SRCH) => Opened::NoSuchProcess,
+        Err(Errno::NOSYS | Errno::PERM | Errno::ACCESS) => {
+            // Never again in this process: the kernel or a filter refuses.
+            // Relaxed: see PIDFD_STATE.
+            let _ = PIDFD_STATE.compare_exchange(
+                PIDFD_UNKNOWN,
+                PIDFD_REFUSED,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            Opened::Unavailable
+        }
+        // EMFILE/ENFILE/ENOMEM, or EINVAL (a thread id, not a process):
+        // /proc for this watch.
+        Err(_) => Opened::Unavailable,
+    }
+}
+
+/// Whether the process behind `pidfd` has exited (its whole thread group):
+/// `Some(true)` when the pidfd polls readable or hung up, `None` when the
+/// poll itself failed.
+fn poll_exited(pidfd: &OwnedFd) -> Option<bool> {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    match poll(&mut fds, Some(&zero)) {
+        Ok(0) => Some(false),
+        Ok(_) => {
+            let got = fds[0].revents();
+            if got.intersects(PollFlags::IN | PollFlags::HUP) {
+                Some(true)
+            } else {
+                // POLLERR/POLLNVAL: not an answer.
+                None
+            }
+        }
+        Err(_) => None,
     }
 }
 
@@ -237,5 +430,28 @@ mod tests {
         assert!(reused.pidfd().is_none());
         assert_eq!(ProcessId::of(0), None);
         assert_eq!(ProcessId::of(u32::MAX), None);
+    }
+
+    #[test]
+    fn a_watch_sees_us_alive_and_a_reused_pid_dead() {
+        let me = ProcessId::current();
+        let mut watch = ProcessWatch::new(me);
+        assert!(watch.uses_pidfd(), "pidfd_open works on this kernel");
+        assert!(watch.is_alive());
+        assert!(watch.is_alive(), "the pidfd stays usable");
+        let mut reused = ProcessWatch::new(ProcessId {
+            start_time: me.start_time + 1,
+            ..me
+        });
+        assert!(
+            !reused.uses_pidfd(),
+            "the pidfd of another process is closed"
+        );
+        assert!(!reused.is_alive());
+        let mut nobody = ProcessWatch::new(ProcessId {
+            pid: u32::MAX,
+            start_time: 1,
+        });
+        assert!(!nobody.is_alive());
     }
 }
