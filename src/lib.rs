@@ -6,11 +6,13 @@
 //!
 //! ## Layers
 //!
-//! Each layer uses only the ones below it; [`ring`], [`arena`] and [`lock`] are
+//! Each layer uses only the ones below it; [`pool`] is built on [`ring`] and
+//! [`arena`]; [`ring`], [`arena`] and [`lock`] are
 //! siblings on [`region`] and [`sync`].
 //!
 //! | layer | what it holds |
 //! | --- | --- |
+//! | [`pool`] | drone processes: typed tasks run on every CPU, surviving drones that die |
 //! | [`ring`] · [`arena`] · [`lock`] | SPSC and MPSC rings of variable-length frames in a shared section · writer-owned lanes of bulk memory, arrays built in place and read in place by other processes, snapshot cells · a cross-process event, and a mutex that survives its owner's death |
 //! | [`region`] | one shared mapping: create, open and validate, header, sections, peers; handing it to a child process |
 //! | [`sync`] | a futex shared across processes, the spin-then-sleep wait protocol, process identity and liveness, the clock, the loom shim |

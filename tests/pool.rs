@@ -9,11 +9,11 @@
 #[path = "common/runner.rs"]
 mod runner;
 
+use polycephaly::sync::shim::{AtomicBool, Ordering};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
-use polycephaly::sync::shim::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use polycephaly::pool::{Pool, PoolError, Registry, SliceTask, Task, Task2, TaskError};

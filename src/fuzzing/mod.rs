@@ -6,12 +6,14 @@
 
 mod handle_validate;
 mod mpsc_consume;
+mod pool_frames;
 mod region_open;
 mod snapshot_read;
 mod spsc_consume;
 
 pub use handle_validate::handle_validate;
 pub use mpsc_consume::mpsc_consume;
+pub use pool_frames::pool_frames;
 pub use region_open::region_open;
 pub use snapshot_read::snapshot_read;
 pub use spsc_consume::spsc_consume;
@@ -27,6 +29,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("mpsc_consume", mpsc_consume),
     ("handle_validate", handle_validate),
     ("snapshot_read", snapshot_read),
+    ("pool_frames", pool_frames),
 ];
 
 /// A cursor over a fuzz input: each read takes bytes from the front, `None`

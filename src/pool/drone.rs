@@ -385,6 +385,10 @@ fn run_chunk(
 ) -> u32 {
     out.clear();
     let count = head.count as usize;
+    if count > wire::MAX_CHUNK_ITEMS {
+        // No master sends this many: an empty answer, which it rejects.
+        return wire::ENTRIES;
+    }
     let Some(task) = registry.get(head.task) else {
         return all_failed(
             out,
@@ -426,6 +430,27 @@ fn run_chunk(
         }
         _ => return all_failed(out, count, wire::ITEM_BAD_INPUT, b"unknown input place"),
     };
+    run_items(
+        task,
+        count,
+        input,
+        out,
+        control.slot(slot).map(|w| (w, head.seq)),
+    )
+}
+
+/// Runs the `count` items of a chunk of `task` whose input is `input`,
+/// leaving the result in `out`; returns its form. `words`, when given,
+/// gets the progress reports for chunk `seq`: `(words, seq)`.
+pub(crate) fn run_items(
+    task: super::task::Erased<'_>,
+    count: usize,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    words: Option<(&wire::SlotWords, u64)>,
+) -> u32 {
+    let (words, seq) = (words.map(|(w, _)| w), words.map_or(0, |(_, s)| s));
+    out.clear();
     let input_ok = match task.shape {
         Shape::Slice { .. } => count == 1,
         shape => shape.input_len(count) == Some(input.len()),
@@ -438,12 +463,11 @@ fn run_chunk(
             b"the input does not fit the task",
         );
     }
-    let words = control.slot(slot);
     if let Some(w) = words {
         // Relaxed (all three): advice for the master's time-outs and
         // blame, read after our death (when the exit orders everything) or
         // for a time-out (a stale value only delays it by a look).
-        w.running.store(head.seq.wrapping_add(1), Ordering::Relaxed);
+        w.running.store(seq.wrapping_add(1), Ordering::Relaxed);
     }
     // Dense while every item succeeds with the fixed size; entries from
     // the first that does not.

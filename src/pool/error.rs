@@ -103,6 +103,17 @@ pub enum PoolError {
         /// The lane's size.
         max: u64,
     },
+    /// The master's arena lane is held by calls whose results were not
+    /// taken yet; this input would fit once they are.
+    #[error(
+        "an input of {bytes} bytes does not fit the free part of the arena's lane of {max}: take the results of earlier calls first, or raise PoolBuilder::arena_lane"
+    )]
+    ArenaFull {
+        /// The input's size.
+        bytes: u64,
+        /// The lane's size.
+        max: u64,
+    },
     /// A task failed.
     #[error("task {task:?}, item {index}: {error}")]
     Task {

@@ -260,11 +260,12 @@ impl Core {
         }
     }
 
-    fn keeper(&self) -> &KeeperHandle {
-        // Taken only by `stop`, after which nothing calls this.
-        self.keeper
-            .as_ref()
-            .expect("the keeper lives until the pool stops")
+    /// Asks the keeper to kill drone `slot` of `generation` (nothing once
+    /// the pool stopped).
+    fn kill(&self, slot: usize, generation: u32) {
+        if let Some(k) = &self.keeper {
+            k.kill(slot, generation);
+        }
     }
 
     fn respawn(&mut self, slot: usize) {
@@ -279,7 +280,9 @@ impl Core {
             // after the fork that follows, which orders this before it.
             w.running.store(0, Ordering::Relaxed);
         }
-        self.keeper().spawn(slot, generation);
+        if let Some(k) = &self.keeper {
+            k.spawn(slot, generation);
+        }
     }
 
     // ----- jobs -------------------------------------------------------
@@ -358,14 +361,16 @@ impl Core {
                 }
                 Ok(Err(())) => return Err(PoolError::Size("arena block length".into())),
                 Err(TryAllocError::Full) => {
-                    // Room comes back as jobs end; none will if nothing
-                    // else holds the lane.
-                    let others = self
+                    // Room comes back as calls end. Wait while a call that
+                    // holds some is still running; calls that are done but
+                    // whose results were not taken yet will not give it
+                    // back while we wait.
+                    let running = self
                         .jobs
                         .iter()
-                        .any(|(&id, j)| id != job && !j.blocks.is_empty());
-                    if !others {
-                        return Err(PoolError::TooLarge {
+                        .any(|(&id, j)| id != job && !j.blocks.is_empty() && j.remaining > 0);
+                    if !running {
+                        return Err(PoolError::ArenaFull {
                             bytes: size_of_val(data) as u64,
                             max: self.writer.capacity(),
                         });
@@ -592,17 +597,11 @@ impl Core {
         } else {
             body
         };
-        let body = match h.form {
-            wire::DENSE
-                if h.count as usize == count
-                    && fixed.is_some_and(|f| Some(bytes.len()) == f.checked_mul(count)) =>
-            {
-                Body::Dense(bytes)
-            }
-            wire::ENTRIES if h.count as usize == count && entries_ok(&bytes, count) => {
-                Body::Entries(bytes)
-            }
-            _ => return self.reject(from, h.seq),
+        if h.count as usize != count {
+            return self.reject(from, h.seq);
+        }
+        let Some(body) = check_body(h.form, count, fixed, bytes) else {
+            return self.reject(from, h.seq);
         };
         let Some(chunk) = self.chunks.remove(&h.seq) else {
             return;
@@ -648,7 +647,7 @@ impl Core {
             .get(slot)
             .is_some_and(|s| s.generation == generation)
         {
-            self.keeper().kill(slot, generation);
+            self.kill(slot, generation);
             self.slots[slot].state = State::Dying;
         }
     }
@@ -900,7 +899,7 @@ impl Core {
                     if now.saturating_duration_since(at) >= self.cfg.start_timeout =>
                 {
                     let generation = s.generation;
-                    self.keeper().kill(slot, generation);
+                    self.kill(slot, generation);
                     // Its death is counted as an early one when it comes.
                     self.slots[slot].state = State::Starting(now);
                 }
@@ -928,7 +927,7 @@ impl Core {
                         (s.inflight[0], 0)
                     };
                     let generation = s.generation;
-                    self.keeper().kill(slot, generation);
+                    self.kill(slot, generation);
                     let s = &mut self.slots[slot];
                     s.state = State::Dying;
                     s.killed_for = Some(blamed);
@@ -993,7 +992,7 @@ impl Core {
                     // `inline_max` go through the arena) or corrupted.
                     let generation = s.generation;
                     s.state = State::Dying;
-                    self.keeper().kill(slot, generation);
+                    self.kill(slot, generation);
                     continue;
                 }
             }
@@ -1059,6 +1058,24 @@ enum Msg {
     Result(ResultHeader, Vec<u8>),
     Hello(Hello),
     Nothing,
+}
+
+/// A chunk's result as a drone sent it, checked: `None` unless it is
+/// exactly `count` outputs of the fixed size (dense), or exactly `count`
+/// well-formed entries.
+pub(crate) fn check_body(
+    form: u32,
+    count: usize,
+    fixed: Option<usize>,
+    bytes: Vec<u8>,
+) -> Option<Body> {
+    match form {
+        wire::DENSE if fixed.and_then(|f| f.checked_mul(count)) == Some(bytes.len()) => {
+            Some(Body::Dense(bytes))
+        }
+        wire::ENTRIES if entries_ok(&bytes, count) => Some(Body::Entries(bytes)),
+        _ => None,
+    }
 }
 
 /// Whether `bytes` holds exactly `count` well-formed entries.

@@ -46,12 +46,12 @@
 //! parent-death signal, armed in each drone before it runs any of our
 //! code, and a look at the parent on every idle quarter second).
 
-mod drone;
+pub(crate) mod drone;
 mod error;
 mod keeper;
-mod master;
-mod task;
-mod wire;
+pub(crate) mod master;
+pub(crate) mod task;
+pub(crate) mod wire;
 
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -583,7 +583,7 @@ fn finish_all<O>(
 }
 
 /// Decodes each item of `part`, handing `f` its index and output.
-fn decode_part<O>(
+pub(crate) fn decode_part<O>(
     part: &Part,
     name: &'static str,
     decode: fn(&[u8]) -> Option<O>,

@@ -578,3 +578,76 @@ impl Registry {
         h
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::PoolError;
+
+    static ADD: Task2<u64, u64, u64> = Task2::new("add", |a, b| a + b);
+    static NEG: Task<i32, i32> = Task::new("neg", |x| -x);
+    static LEN: SliceTask<u8, u64> = SliceTask::new("len", |xs| xs.len() as u64);
+    static ADD_AGAIN: Task2<u64, u64, u64> = Task2::new("add", |a, b| a * b);
+    static ADD_F: Task2<f64, f64, f64> = Task2::new("add", |a, b| a + b);
+    static GHOST: Task<i32, i32> = Task::new("ghost", |x| x);
+
+    static TASKS: Registry = Registry::new(&[&ADD, &NEG, &LEN]);
+    static TWICE: Registry = Registry::new(&[&ADD, &NEG, &ADD_AGAIN]);
+
+    #[test]
+    fn tasks_are_found_by_name_and_checked() {
+        assert_eq!(TASKS.find(&NEG).unwrap(), 1);
+        assert_eq!(TASKS.find(&LEN).unwrap(), 2);
+        assert!(matches!(
+            TASKS.find(&GHOST),
+            Err(PoolError::UnknownTask { name: "ghost" })
+        ));
+        // Same name, other function; same name, other types.
+        for other in [&ADD_AGAIN as &dyn AnyTask, &ADD_F] {
+            match TASKS.find(other) {
+                Err(PoolError::TaskMismatch {
+                    name: "add",
+                    registered,
+                    called,
+                }) => {
+                    assert_eq!(registered, "fn(u64, u64) -> u64");
+                    assert_ne!(called, "");
+                }
+                r => panic!("unexpected {r:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn duplicates_and_fingerprints() {
+        assert_eq!(TASKS.duplicate(), None);
+        assert_eq!(TWICE.duplicate(), Some("add"));
+        assert_eq!(TASKS.fingerprint(), TASKS.fingerprint());
+        assert_ne!(TASKS.fingerprint(), TWICE.fingerprint());
+        assert_eq!(LEN.signature(), "fn(&[u8]) -> u64");
+    }
+
+    #[test]
+    fn items_run_from_bytes() {
+        let mut out = Vec::new();
+        let input: Vec<u8> = [1u64, 2, 10, 20]
+            .iter()
+            .flat_map(|x| x.to_ne_bytes())
+            .collect();
+        let e = ADD.erased();
+        assert!(matches!(
+            e.run.call_item(&input, 2, 1, &mut out),
+            ItemOutcome::Done
+        ));
+        assert_eq!(out, 22u64.to_ne_bytes());
+        // Short input: refused, not sliced out of bounds.
+        assert!(matches!(
+            e.run.call_item(&input[..20], 2, 1, &mut out),
+            ItemOutcome::BadInput(_)
+        ));
+        assert!(matches!(
+            LEN.erased().run.call_item(&[1, 2, 3], 1, 0, &mut out),
+            ItemOutcome::Done
+        ));
+    }
+}

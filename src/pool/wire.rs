@@ -223,6 +223,10 @@ pub(crate) fn read_head<T: Pod>(bytes: &[u8]) -> Option<(T, &[u8])> {
     Some((bytemuck::pod_read_unaligned(head), &bytes[size_of::<T>()..]))
 }
 
+/// The most items a chunk has (the master cuts chunks to fit a frame, so
+/// far fewer); a drone refuses more.
+pub(crate) const MAX_CHUNK_ITEMS: usize = 1 << 20;
+
 /// Where a frame's payload is.
 pub(crate) const IN_FRAME: u32 = 0;
 /// The payload is a range of an arena block: an [`ArenaRef`] follows.
