@@ -53,8 +53,14 @@ static SPIN: Task<u64, u64> = Task::new("spin", |x| {
     3 * x
 });
 
+/// Sleeps `ms` milliseconds.
+static NAP: Task<u64, u64> = Task::new("nap", |ms| {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+});
+
 static TASKS: Registry = Registry::new(&[
-    &ADD, &DOUBLE, &SUM, &PID, &RANGE, &PICKY, &STUCK, &CRASH, &SPIN,
+    &ADD, &DOUBLE, &SUM, &PID, &RANGE, &PICKY, &STUCK, &CRASH, &SPIN, &NAP,
 ]);
 
 /// Not registered.
@@ -128,6 +134,7 @@ fn main() {
             ),
             ("shutdown_leaves_nothing", shutdown_leaves_nothing),
             ("a_master_with_other_threads", a_master_with_other_threads),
+            ("threads_share_a_pool", threads_share_a_pool),
         ]),
     }
 }
@@ -537,5 +544,28 @@ fn a_master_with_other_threads() {
         let r = drones.zip_map(&ADD, &[1, 2, 3], &[3, 2, 1]);
         stop.store(true, Ordering::Relaxed);
         assert_eq!(r.unwrap(), [4, 4, 4]);
+    });
+}
+
+fn threads_share_a_pool() {
+    let drones = pool(2);
+    let slow_done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let slow = drones.submit(&NAP, 3000).unwrap();
+        let waiter = s.spawn(|| {
+            let r = slow.wait();
+            slow_done.store(true, Ordering::SeqCst);
+            r
+        });
+        // While that thread waits (and sleeps on the results ring), this
+        // one hands out and gathers work of its own on the other drone.
+        for _ in 0..50 {
+            assert_eq!(drones.map(&DOUBLE, &[1, 2, 3]).unwrap(), [2, 4, 6]);
+        }
+        assert!(
+            !slow_done.load(Ordering::SeqCst),
+            "the calls waited for the slow one"
+        );
+        assert_eq!(waiter.join().unwrap().unwrap(), 3000);
     });
 }

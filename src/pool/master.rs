@@ -72,8 +72,10 @@ struct Chunk {
     /// Whether its last charge was a time-out.
     timed_out: bool,
     input: Input,
-    /// In flight at (slot, generation).
+    /// In flight at (slot, generation) (the last drone it was sent to).
     at: Option<(usize, u32)>,
+    /// A copy was sent to an idle drone (see `dispatch`).
+    copied: bool,
 }
 
 /// One chunk's outcome, as the job keeps it until the call decodes it.
@@ -141,7 +143,9 @@ pub(crate) struct Core {
     building: bool,
     region: Region,
     control: Control,
-    results: mpsc::Consumer,
+    /// The results ring's consumer; lent to the thread that sleeps on it
+    /// (see [`lend_results`](Self::lend_results)).
+    results: Option<mpsc::Consumer>,
     writer: ArenaWriter,
     reader: ArenaReader,
     me: PeerId,
@@ -218,7 +222,7 @@ impl Core {
             building: false,
             region: p.region,
             control: p.control,
-            results: p.results,
+            results: Some(p.results),
             writer: p.writer,
             reader: p.reader,
             me,
@@ -332,57 +336,55 @@ impl Core {
                 timed_out: false,
                 input,
                 at: None,
+                copied: false,
             },
         );
         self.queue.push_back(seq);
     }
 
-    /// Copies `bytes` (elements of `T`) into a block of the master's lane,
-    /// kept until job `job` ends; waits for room while results come.
-    pub(crate) fn put_in_arena<T: bytemuck::Pod>(
+    /// Copies `data` into a block of the master's lane, kept until job
+    /// `job` ends. `Ok(None)`: no room now, but a running call holds some
+    /// and will give it back (drive the pool, then try again).
+    pub(crate) fn try_put_in_arena<T: bytemuck::Pod>(
         &mut self,
         job: u64,
         data: &[T],
-    ) -> Result<BlockHandle, PoolError> {
-        loop {
-            let me = self.me;
-            let tried = self.writer.try_alloc_uninit::<T>(data.len()).map(|block| {
-                block
-                    .copy_from_slice(data)
-                    .map(|block| block.publish_to(me))
-                    .map_err(drop)
-            });
-            match tried {
-                Ok(Ok(handle)) => {
-                    if let Some(j) = self.jobs.get_mut(&job) {
-                        j.blocks.push(handle);
-                    }
-                    return Ok(handle);
+    ) -> Result<Option<BlockHandle>, PoolError> {
+        let me = self.me;
+        let tried = self.writer.try_alloc_uninit::<T>(data.len()).map(|block| {
+            block
+                .copy_from_slice(data)
+                .map(|block| block.publish_to(me))
+                .map_err(drop)
+        });
+        match tried {
+            Ok(Ok(handle)) => {
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    j.blocks.push(handle);
                 }
-                Ok(Err(())) => return Err(PoolError::Size("arena block length".into())),
-                Err(TryAllocError::Full) => {
-                    // Room comes back as calls end. Wait while a call that
-                    // holds some is still running; calls that are done but
-                    // whose results were not taken yet will not give it
-                    // back while we wait.
-                    let running = self
-                        .jobs
-                        .iter()
-                        .any(|(&id, j)| id != job && !j.blocks.is_empty() && j.remaining > 0);
-                    if !running {
-                        return Err(PoolError::ArenaFull {
-                            bytes: size_of_val(data) as u64,
-                            max: self.writer.capacity(),
-                        });
-                    }
-                    self.pump();
-                    self.wait_for_frame(Instant::now().checked_add(Duration::from_millis(10)));
-                }
-                Err(TryAllocError::TooLarge { bytes, max }) => {
-                    return Err(PoolError::TooLarge { bytes, max });
-                }
-                Err(e) => return Err(PoolError::Size(e.to_string())),
+                Ok(Some(handle))
             }
+            Ok(Err(())) => Err(PoolError::Size("arena block length".into())),
+            Err(TryAllocError::Full) => {
+                // Room comes back as calls end. Wait while a call that
+                // holds some is still running; calls that are done but
+                // whose results were not taken yet will not give it back
+                // while we wait.
+                let running = self
+                    .jobs
+                    .iter()
+                    .any(|(&id, j)| id != job && !j.blocks.is_empty() && j.remaining > 0);
+                if running {
+                    Ok(None)
+                } else {
+                    Err(PoolError::ArenaFull {
+                        bytes: size_of_val(data) as u64,
+                        max: self.writer.capacity(),
+                    })
+                }
+            }
+            Err(TryAllocError::TooLarge { bytes, max }) => Err(PoolError::TooLarge { bytes, max }),
+            Err(e) => Err(PoolError::Size(e.to_string())),
         }
     }
 
@@ -426,40 +428,11 @@ impl Core {
         })
     }
 
-    /// Drives the pool until job `job` is done or `deadline` passes.
-    pub(crate) fn wait_job(
-        &mut self,
-        job: u64,
-        deadline: Option<Instant>,
-    ) -> Result<(), PoolError> {
-        loop {
-            self.pump();
-            if self.job_done(job) {
-                return Ok(());
-            }
-            if let Some(e) = self.fatal() {
-                return Err(e);
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(PoolError::Timeout);
-            }
-            self.wait_for_frame(deadline);
-        }
-    }
-
-    /// Drives the pool until job `job` has a part to take, or is done.
-    pub(crate) fn wait_part(&mut self, job: u64) -> Result<(), PoolError> {
-        loop {
-            self.pump();
-            let j = self.jobs.get(&job);
-            if j.is_none_or(|j| !j.parts.is_empty() || j.remaining == 0) {
-                return Ok(());
-            }
-            if let Some(e) = self.fatal() {
-                return Err(e);
-            }
-            self.wait_for_frame(None);
-        }
+    /// Whether job `job` has a part to take, or is done.
+    pub(crate) fn has_news(&self, job: u64) -> bool {
+        self.jobs
+            .get(&job)
+            .is_none_or(|j| !j.parts.is_empty() || j.remaining == 0)
     }
 
     // ----- the pump ---------------------------------------------------
@@ -491,11 +464,7 @@ impl Core {
 
     /// Sleeps until a frame comes (handled) or `deadline` (or a nap).
     fn wait_for_frame(&mut self, deadline: Option<Instant>) {
-        let nap = Instant::now().checked_add(self.next_timer());
-        let until = match (deadline, nap) {
-            (Some(d), Some(n)) => Some(d.min(n)),
-            (d, n) => d.or(n),
-        };
+        let until = self.wake_by(deadline);
         let msg = self.next_msg(until);
         // We were looking while we slept.
         self.last_pump = Instant::now();
@@ -525,30 +494,47 @@ impl Core {
         t
     }
 
-    /// Reads one frame (waiting until `deadline`) and makes it a message.
+    /// Reads one frame (waiting until `deadline`) and makes it a message;
+    /// `None` when nothing came, or the consumer is lent out.
     fn next_msg(&mut self, deadline: Option<Instant>) -> Option<Msg> {
-        let frame = match self.results.read_deadline(deadline) {
-            Ok(frame) => frame,
-            Err(RecvError::TimedOut) => return None,
-            // The ring is unusable (a hostile drone): nothing will come.
-            Err(e) => {
-                self.fatal
-                    .get_or_insert_with(|| format!("the results ring: {e}"));
-                return None;
+        let rx = self.results.as_mut()?;
+        match read_msg(rx, deadline) {
+            Ok(msg) => msg,
+            Err(fatal) => {
+                self.fatal.get_or_insert(fatal);
+                None
             }
-        };
-        let msg = match frame.tag() {
-            wire::TAG_RESULT => match wire::read_head::<ResultHeader>(&frame) {
-                Some((h, body)) => Msg::Result(h, body.to_vec()),
-                None => Msg::Nothing,
-            },
-            wire::TAG_HELLO => match wire::read_head::<Hello>(&frame) {
-                Some((h, _)) => Msg::Hello(h),
-                None => Msg::Nothing,
-            },
-            _ => Msg::Nothing,
-        };
-        Some(msg)
+        }
+    }
+
+    /// Lends the results consumer to a thread that sleeps on it without
+    /// holding the pool's lock (`None` if another thread has it).
+    pub(crate) fn lend_results(&mut self) -> Option<mpsc::Consumer> {
+        self.results.take()
+    }
+
+    /// Takes the consumer back, with what the borrower read.
+    pub(crate) fn return_results(&mut self, rx: mpsc::Consumer, got: Result<Option<Msg>, String>) {
+        self.results = Some(rx);
+        // The borrower was looking while it slept.
+        self.last_pump = Instant::now();
+        match got {
+            Ok(Some(msg)) => self.handle(msg),
+            Ok(None) => {}
+            Err(fatal) => {
+                self.fatal.get_or_insert(fatal);
+            }
+        }
+    }
+
+    /// When the driving thread should wake at the latest to look at
+    /// time-outs, given its own `deadline`.
+    pub(crate) fn wake_by(&self, deadline: Option<Instant>) -> Option<Instant> {
+        let nap = Instant::now().checked_add(self.next_timer());
+        match (deadline, nap) {
+            (Some(d), Some(n)) => Some(d.min(n)),
+            (d, n) => d.or(n),
+        }
     }
 
     fn handle(&mut self, msg: Msg) {
@@ -583,8 +569,13 @@ impl Core {
     fn on_result(&mut self, h: ResultHeader, body: Vec<u8>) {
         let from = (h.slot as usize, h.generation);
         let Some(chunk) = self.chunks.get(&h.seq) else {
-            // Taken already, or its job ended: only its block to release.
+            // Taken already (from a copy), cut up after a death, or its job
+            // ended: only its block to release, and its place in the
+            // sender's list.
             self.release_result_block(&h, &body);
+            for s in &mut self.slots {
+                s.inflight.retain(|&q| q != h.seq);
+            }
             return;
         };
         let (first, count, job) = (chunk.first, chunk.count as usize, chunk.job);
@@ -606,12 +597,13 @@ impl Core {
         let Some(chunk) = self.chunks.remove(&h.seq) else {
             return;
         };
-        if let Some((slot, _)) = chunk.at {
-            let s = &mut self.slots[slot];
+        // In flight at one drone, or two (a copy).
+        drop(chunk);
+        for s in &mut self.slots {
             if let Some(i) = s.inflight.iter().position(|&q| q == h.seq) {
                 s.inflight.remove(i);
+                s.watch.1 = Instant::now();
             }
-            s.watch.1 = Instant::now();
         }
         if let Some(j) = self.jobs.get_mut(&job) {
             j.remaining = j.remaining.saturating_sub(count);
@@ -853,6 +845,7 @@ impl Core {
                     timed_out: c.timed_out,
                     input: Input::Frame(input),
                     at: None,
+                    copied: false,
                 },
             ));
             a = b;
@@ -867,6 +860,10 @@ impl Core {
     fn requeue_all(&mut self, slot: usize) {
         let inflight = std::mem::take(&mut self.slots[slot].inflight);
         for seq in inflight.into_iter().rev() {
+            // Still in flight at another drone (a copy): it will answer.
+            if self.slots.iter().any(|s| s.inflight.contains(&seq)) {
+                continue;
+            }
             let Some(c) = self.chunks.remove(&seq) else {
                 continue;
             };
@@ -882,7 +879,14 @@ impl Core {
                     }
                 }
                 None => {
-                    self.chunks.insert(seq, Chunk { at: None, ..c });
+                    self.chunks.insert(
+                        seq,
+                        Chunk {
+                            at: None,
+                            copied: false,
+                            ..c
+                        },
+                    );
                     self.queue.push_front(seq);
                 }
             }
@@ -938,7 +942,10 @@ impl Core {
     }
 
     /// Hands queued chunks to live drones with room, the least loaded
-    /// first.
+    /// first. Then, when the queue is empty and a drone is idle while
+    /// another has a chunk waiting behind the one it runs, sends the idle
+    /// drone a copy of that chunk (once): a long task does not hold up the
+    /// chunk queued behind it. The first result is taken, as always.
     fn dispatch(&mut self) {
         while let Some(&seq) = self.queue.front() {
             let Some(slot) = (0..self.slots.len())
@@ -950,62 +957,94 @@ impl Core {
             else {
                 return;
             };
-            let Some(c) = self.chunks.get(&seq) else {
-                self.queue.pop_front();
-                continue;
-            };
-            if c.count == 0 {
-                self.chunks.remove(&seq);
-                self.queue.pop_front();
-                continue;
-            }
-            let s = &mut self.slots[slot];
-            let header = TaskHeader {
-                seq,
-                generation: s.generation,
-                task: c.task,
-                count: c.count,
-                place: match c.input {
-                    Input::Frame(_) => wire::IN_FRAME,
-                    Input::Arena(_) => wire::IN_ARENA,
-                },
-            };
-            let body: &[u8] = match &c.input {
-                Input::Frame(b) => b,
-                Input::Arena(r) => bytemuck::bytes_of(r),
-            };
-            match s.tx.try_claim(size_of::<TaskHeader>() + body.len()) {
-                Ok(mut claim) => {
-                    claim[..size_of::<TaskHeader>()].copy_from_slice(bytemuck::bytes_of(&header));
-                    claim[size_of::<TaskHeader>()..].copy_from_slice(body);
-                    claim.set_tag(wire::TAG_TASK);
-                    // An SPSC commit cannot fail.
-                    claim.commit();
-                }
-                Err(TryClaimError::Full) => {
-                    // Its ring is full (an old frame the new drone has not
-                    // skipped yet): try it again at the next pump.
-                    return;
-                }
-                Err(_) => {
-                    // Too large for the ring (cannot be: inputs beyond
-                    // `inline_max` go through the arena) or corrupted.
-                    let generation = s.generation;
-                    s.state = State::Dying;
-                    self.kill(slot, generation);
+            match self.chunks.get(&seq) {
+                Some(c) if c.count > 0 => {}
+                _ => {
+                    self.chunks.remove(&seq);
+                    self.queue.pop_front();
                     continue;
                 }
             }
-            self.queue.pop_front();
-            let generation = s.generation;
-            if s.inflight.is_empty() {
-                s.watch.1 = Instant::now();
-            }
-            s.inflight.push_back(seq);
-            if let Some(c) = self.chunks.get_mut(&seq) {
-                c.at = Some((slot, generation));
+            match self.send(slot, seq) {
+                Sent::Yes => {
+                    self.queue.pop_front();
+                }
+                Sent::Full => return,
+                Sent::Broken => {}
             }
         }
+        for idle in 0..self.slots.len() {
+            if self.slots[idle].state != State::Live || !self.slots[idle].inflight.is_empty() {
+                continue;
+            }
+            let waiting = self.slots.iter().find_map(|s| {
+                s.inflight
+                    .iter()
+                    .skip(1)
+                    .copied()
+                    .find(|q| self.chunks.get(q).is_some_and(|c| !c.copied && c.count > 0))
+            });
+            let Some(seq) = waiting else {
+                return;
+            };
+            if let Some(c) = self.chunks.get_mut(&seq) {
+                c.copied = true;
+            }
+            if let Sent::Full = self.send(idle, seq) {
+                return;
+            }
+        }
+    }
+
+    /// Writes chunk `seq` into drone `slot`'s ring and records it there.
+    fn send(&mut self, slot: usize, seq: u64) -> Sent {
+        let Some(c) = self.chunks.get(&seq) else {
+            return Sent::Broken;
+        };
+        let s = &mut self.slots[slot];
+        let header = TaskHeader {
+            seq,
+            generation: s.generation,
+            task: c.task,
+            count: c.count,
+            place: match c.input {
+                Input::Frame(_) => wire::IN_FRAME,
+                Input::Arena(_) => wire::IN_ARENA,
+            },
+        };
+        let body: &[u8] = match &c.input {
+            Input::Frame(b) => b,
+            Input::Arena(r) => bytemuck::bytes_of(r),
+        };
+        match s.tx.try_claim(size_of::<TaskHeader>() + body.len()) {
+            Ok(mut claim) => {
+                claim[..size_of::<TaskHeader>()].copy_from_slice(bytemuck::bytes_of(&header));
+                claim[size_of::<TaskHeader>()..].copy_from_slice(body);
+                claim.set_tag(wire::TAG_TASK);
+                // An SPSC commit cannot fail.
+                claim.commit();
+            }
+            // Its ring is full (an old frame the new drone has not skipped
+            // yet): try again at the next pump.
+            Err(TryClaimError::Full) => return Sent::Full,
+            Err(_) => {
+                // Too large for the ring (cannot be: inputs beyond
+                // `inline_max` go through the arena) or corrupted.
+                let generation = s.generation;
+                s.state = State::Dying;
+                self.kill(slot, generation);
+                return Sent::Broken;
+            }
+        }
+        let generation = s.generation;
+        if s.inflight.is_empty() {
+            s.watch.1 = Instant::now();
+        }
+        s.inflight.push_back(seq);
+        if let Some(c) = self.chunks.get_mut(&seq) {
+            c.at = Some((slot, generation));
+        }
+        Sent::Yes
     }
 
     /// Stops the drones (a stop frame, then a kill after `grace`), reaps
@@ -1054,10 +1093,47 @@ impl Drop for Core {
     }
 }
 
-enum Msg {
+/// What became of a chunk handed to a drone.
+enum Sent {
+    Yes,
+    /// The drone's ring is full.
+    Full,
+    /// The drone cannot take it (it is being killed), or the chunk is gone.
+    Broken,
+}
+
+/// A frame of the results ring, copied out.
+#[derive(Debug)]
+pub(crate) enum Msg {
     Result(ResultHeader, Vec<u8>),
     Hello(Hello),
     Nothing,
+}
+
+/// Reads one frame from the results ring, waiting until `deadline`:
+/// `Ok(None)` when none came, `Err` when the ring is unusable (a hostile
+/// drone broke it: nothing more will come).
+pub(crate) fn read_msg(
+    rx: &mut mpsc::Consumer,
+    deadline: Option<Instant>,
+) -> Result<Option<Msg>, String> {
+    let frame = match rx.read_deadline(deadline) {
+        Ok(frame) => frame,
+        Err(RecvError::TimedOut) => return Ok(None),
+        Err(e) => return Err(format!("the results ring: {e}")),
+    };
+    let msg = match frame.tag() {
+        wire::TAG_RESULT => match wire::read_head::<ResultHeader>(&frame) {
+            Some((h, body)) => Msg::Result(h, body.to_vec()),
+            None => Msg::Nothing,
+        },
+        wire::TAG_HELLO => match wire::read_head::<Hello>(&frame) {
+            Some((h, _)) => Msg::Hello(h),
+            None => Msg::Nothing,
+        },
+        _ => Msg::Nothing,
+    };
+    Ok(Some(msg))
 }
 
 /// A chunk's result as a drone sent it, checked: `None` unless it is

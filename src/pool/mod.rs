@@ -54,7 +54,7 @@ pub(crate) mod task;
 pub(crate) mod wire;
 
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytemuck::Pod;
@@ -246,6 +246,7 @@ impl PoolBuilder {
         core.start_all()?;
         Ok(Pool {
             core: Mutex::new(core),
+            turn: Condvar::new(),
             registry,
             drones: n,
         })
@@ -259,6 +260,9 @@ impl PoolBuilder {
 #[derive(Debug)]
 pub struct Pool {
     core: Mutex<Core>,
+    /// Signalled by the thread that slept on the results ring when it has
+    /// handled what it read: the others look at their calls again.
+    turn: Condvar,
     registry: &'static Registry,
     drones: usize,
 }
@@ -298,6 +302,105 @@ impl Pool {
         self.core.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Drives the pool until `done` says so, or `deadline` passes
+    /// ([`PoolError::Timeout`]), or no drone is left. One thread at a time
+    /// sleeps on the results ring, without the lock, so that other threads
+    /// can hand out work meanwhile; the others wait for its turn to end.
+    fn drive<'a>(
+        &'a self,
+        mut core: MutexGuard<'a, Core>,
+        deadline: Option<Instant>,
+        mut done: impl FnMut(&mut Core) -> bool,
+    ) -> Result<MutexGuard<'a, Core>, PoolError> {
+        loop {
+            core.pump();
+            if done(&mut core) {
+                return Ok(core);
+            }
+            if let Some(e) = core.fatal() {
+                return Err(e);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(PoolError::Timeout);
+            }
+            let until = core.wake_by(deadline);
+            match core.lend_results() {
+                Some(mut rx) => {
+                    drop(core);
+                    let got = master::read_msg(&mut rx, until);
+                    core = self.lock();
+                    core.return_results(rx, got);
+                    self.turn.notify_all();
+                }
+                None => {
+                    let nap = until.map_or(Duration::from_millis(100), |u| {
+                        u.saturating_duration_since(Instant::now())
+                    });
+                    core = self
+                        .turn
+                        .wait_timeout(core, nap.min(Duration::from_millis(100)))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+    }
+
+    /// Writes `data` into the master's arena lane for job `job`, waiting
+    /// while running calls hold the room.
+    fn put_in_arena<'a, T: Pod>(
+        &'a self,
+        mut core: MutexGuard<'a, Core>,
+        job: u64,
+        data: &[T],
+    ) -> (
+        MutexGuard<'a, Core>,
+        Result<crate::arena::BlockHandle, PoolError>,
+    ) {
+        loop {
+            match core.try_put_in_arena(job, data) {
+                Ok(Some(h)) => return (core, Ok(h)),
+                Ok(None) => {}
+                Err(e) => return (core, Err(e)),
+            }
+            // Wait a little for a call to end, then try again.
+            let soon = Instant::now().checked_add(Duration::from_millis(10));
+            core = match self.drive(core, soon, |_| false) {
+                Ok(core) => core,
+                Err(PoolError::Timeout) => self.lock(),
+                Err(e) => return (self.lock(), Err(e)),
+            };
+        }
+    }
+
+    /// Waits for every item of `job` and decodes the outputs in order.
+    fn finish_all<O>(
+        &self,
+        core: MutexGuard<'_, Core>,
+        job: u64,
+        name: &'static str,
+        decode: fn(&[u8]) -> Option<O>,
+    ) -> Result<Vec<O>, PoolError> {
+        let (mut core, waited) = match self.drive(core, None, |c| c.job_done(job)) {
+            Ok(core) => (core, Ok(())),
+            Err(e) => (self.lock(), Err(e)),
+        };
+        let mut parts = core.take_parts(job);
+        core.end_job(job);
+        drop(core);
+        waited?;
+        parts.sort_unstable_by_key(|p| p.first);
+        let total = parts.iter().map(|p| p.count).sum();
+        let mut out = Vec::with_capacity(total);
+        for part in &parts {
+            decode_part(part, name, decode, |_, r| {
+                out.push(r?);
+                Ok(())
+            })?;
+        }
+        Ok(out)
+    }
+
     /// `task` on each item of `items`, in drones; the outputs in order.
     /// The items are cut into chunks handed out as drones ask for work.
     ///
@@ -319,7 +422,7 @@ impl Pool {
             size_of::<I>(),
             |range| bytemuck::cast_slice(&items[range]).to_vec(),
         );
-        finish_all(&mut core, job, task.name(), task.decode_fn())
+        self.finish_all(core, job, task.name(), task.decode_fn())
     }
 
     /// `task` on each pair `(a[i], b[i])`, in drones; the outputs in order.
@@ -354,7 +457,7 @@ impl Pool {
                 v
             },
         );
-        finish_all(&mut core, job, task.name(), task.decode_fn())
+        self.finish_all(core, job, task.name(), task.decode_fn())
     }
 
     /// `task` on each `chunk`-element piece of `data` (the last may be
@@ -376,10 +479,14 @@ impl Pool {
         let mut core = self.lock();
         let job = core.new_job(pieces, task.erased().out_fixed);
         let handle = if size_of_val(data) > core.inline_max {
-            match core.put_in_arena(job, data) {
-                Ok(h) => Some(h),
+            let (mut back, put) = self.put_in_arena(core, job, data);
+            match put {
+                Ok(h) => {
+                    core = back;
+                    Some(h)
+                }
                 Err(e) => {
-                    core.end_job(job);
+                    back.end_job(job);
                     return Err(e);
                 }
             }
@@ -398,7 +505,7 @@ impl Pool {
             };
             core.add_chunk(job, index, p, 1, input);
         }
-        finish_all(&mut core, job, task.name(), task.decode_fn())
+        self.finish_all(core, job, task.name(), task.decode_fn())
     }
 
     /// Hands `task` one input; wait on the returned handle for the output.
@@ -458,14 +565,18 @@ impl Pool {
         let mut core = self.lock();
         let job = core.new_job(1, task.erased().out_fixed);
         let input = if size_of_val(data) > core.inline_max {
-            match core.put_in_arena(job, data) {
-                Ok(handle) => Input::Arena(wire::ArenaRef {
-                    handle,
-                    offset: 0,
-                    len: size_of_val(data) as u64,
-                }),
+            let (mut back, put) = self.put_in_arena(core, job, data);
+            match put {
+                Ok(handle) => {
+                    core = back;
+                    Input::Arena(wire::ArenaRef {
+                        handle,
+                        offset: 0,
+                        len: size_of_val(data) as u64,
+                    })
+                }
                 Err(e) => {
-                    core.end_job(job);
+                    back.end_job(job);
                     return Err(e);
                 }
             }
@@ -557,29 +668,6 @@ fn chunked(
         first = end;
     }
     job
-}
-
-/// Waits for every item of `job` and decodes the outputs in order.
-fn finish_all<O>(
-    core: &mut Core,
-    job: u64,
-    name: &'static str,
-    decode: fn(&[u8]) -> Option<O>,
-) -> Result<Vec<O>, PoolError> {
-    let waited = core.wait_job(job, None);
-    let mut parts = core.take_parts(job);
-    core.end_job(job);
-    waited?;
-    parts.sort_unstable_by_key(|p| p.first);
-    let total = parts.iter().map(|p| p.count).sum();
-    let mut out = Vec::with_capacity(total);
-    for part in &parts {
-        decode_part(part, name, decode, |_, r| {
-            out.push(r?);
-            Ok(())
-        })?;
-    }
-    Ok(out)
 }
 
 /// Decodes each item of `part`, handing `f` its index and output.
@@ -697,8 +785,8 @@ impl<'p, O> Pending<'p, O> {
 
     fn wait_deadline(&mut self, deadline: Option<Instant>) -> Result<O, PoolError> {
         let job = self.job.ok_or(PoolError::Taken)?;
-        let mut core = self.pool.lock();
-        core.wait_job(job, deadline)?;
+        let core = self.pool.lock();
+        let mut core = self.pool.drive(core, deadline, |c| c.job_done(job))?;
         let parts = core.take_parts(job);
         core.end_job(job);
         self.job = None;
@@ -779,10 +867,14 @@ impl<O, I: Pod, It: Iterator<Item = I>> Iterator for Stream<'_, O, It> {
                 self.done = true;
                 return None;
             }
-            if let Err(e) = core.wait_part(self.job) {
-                self.done = true;
-                return Some(Err(e));
-            }
+            let job = self.job;
+            let mut core = match self.pool.drive(core, None, |c| c.has_news(job)) {
+                Ok(core) => core,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            };
             let parts = core.take_parts(self.job);
             drop(core);
             for part in &parts {
