@@ -135,6 +135,11 @@ fn main() {
             ("shutdown_leaves_nothing", shutdown_leaves_nothing),
             ("a_master_with_other_threads", a_master_with_other_threads),
             ("threads_share_a_pool", threads_share_a_pool),
+            (
+                "stream_slices_recycles_the_arena",
+                stream_slices_recycles_the_arena,
+            ),
+            ("stats_count_what_happened", stats_count_what_happened),
         ]),
     }
 }
@@ -568,4 +573,49 @@ fn threads_share_a_pool() {
         );
         assert_eq!(waiter.join().unwrap().unwrap(), 3000);
     });
+}
+
+fn stream_slices_recycles_the_arena() {
+    // 20 slices of 800 KB through a 4 MiB lane: each block must be given
+    // back as soon as its output is in, or the stream would stall.
+    let drones = Pool::builder()
+        .drones(2)
+        .arena_lane(4 << 20)
+        .build()
+        .unwrap();
+    let slices: Vec<Vec<u64>> = (0..20u64)
+        .map(|k| (0..100_000).map(|i| i * k).collect())
+        .collect();
+    let mut sums = vec![None; slices.len()];
+    for r in drones.stream_slices(&SUM, &slices).unwrap() {
+        let (i, sum) = r.unwrap();
+        assert!(sums[i].is_none(), "index {i} twice");
+        sums[i] = Some(sum);
+    }
+    for (k, s) in sums.iter().enumerate() {
+        assert_eq!(*s, Some(k as u64 * 99_999 * 100_000 / 2));
+    }
+    // Small ones travel in the frames; an empty slice is a slice too.
+    let words: Vec<&[u64]> = vec![&[1, 2], &[], &[5]];
+    let mut got: Vec<(usize, u64)> = drones
+        .stream_slices(&SUM, words)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, [(0, 3), (1, 0), (2, 5)]);
+}
+
+fn stats_count_what_happened() {
+    let drones = pool(2);
+    let before = drones.stats();
+    assert_eq!(before.drones_started, 2);
+    let data: Vec<u64> = (0..1_000_000).collect();
+    drones.submit_slice(&SUM, &data).unwrap().wait().unwrap();
+    drones.map(&NAP, &[20, 20]).unwrap();
+    let after = drones.stats();
+    assert_eq!(after.items - before.items, 3);
+    assert!(after.bytes_in_arena - before.bytes_in_arena >= 8_000_000);
+    assert!(after.busy - before.busy >= Duration::from_millis(40));
+    assert_eq!(after.drones_lost, 0);
 }

@@ -463,8 +463,9 @@ pub(crate) fn run_items(
             b"the input does not fit the task",
         );
     }
+    let started = crate::sync::clock::monotonic_ns();
     if let Some(w) = words {
-        // Relaxed (all three): advice for the master's time-outs and
+        // Relaxed (all four): advice for the master's time-outs and
         // blame, read after our death (when the exit orders everything) or
         // for a time-out (a stale value only delays it by a look).
         w.running.store(seq.wrapping_add(1), Ordering::Relaxed);
@@ -504,6 +505,8 @@ pub(crate) fn run_items(
     }
     if let Some(w) = words {
         w.running.store(0, Ordering::Relaxed);
+        let spent = crate::sync::clock::monotonic_ns().saturating_sub(started);
+        w.busy_ns.fetch_add(spent, Ordering::Relaxed);
     }
     if dense { wire::DENSE } else { wire::ENTRIES }
 }

@@ -76,6 +76,9 @@ struct Chunk {
     at: Option<(usize, u32)>,
     /// A copy was sent to an idle drone (see `dispatch`).
     copied: bool,
+    /// An arena block of its own (a stream's large input), released when
+    /// the chunk is resolved or dropped.
+    owned: Option<BlockHandle>,
 }
 
 /// One chunk's outcome, as the job keeps it until the call decodes it.
@@ -166,6 +169,9 @@ pub(crate) struct Core {
     last_pump: Instant,
     /// Largest input kept in a frame.
     pub(crate) inline_max: usize,
+    /// Counts for [`PoolStats`](super::PoolStats); `busy` holds only the
+    /// dead drones' time (the live ones' is in their slot words).
+    pub(crate) stats: super::PoolStats,
 }
 
 impl core::fmt::Debug for Core {
@@ -238,6 +244,7 @@ impl Core {
             start_error: None,
             last_pump: now,
             inline_max,
+            stats: super::PoolStats::default(),
         }
     }
 
@@ -280,9 +287,12 @@ impl Core {
         s.pid = 0;
         let generation = s.generation;
         if let Some(w) = self.control.slot(slot) {
-            // Relaxed: no drone of this slot runs now; the next one starts
-            // after the fork that follows, which orders this before it.
+            // Relaxed: no drone of this slot runs now (the last one was
+            // reaped: its stores are done); the next one starts after the
+            // fork that follows, which orders these before it.
             w.running.store(0, Ordering::Relaxed);
+            let busy = w.busy_ns.swap(0, Ordering::Relaxed);
+            self.stats.busy += Duration::from_nanos(busy);
         }
         if let Some(k) = &self.keeper {
             k.spawn(slot, generation);
@@ -314,6 +324,24 @@ impl Core {
         }
     }
 
+    /// Queues a one-item chunk of job `job` whose input is a block of
+    /// its own (from [`try_put_in_arena`](Self::try_put_in_arena) with
+    /// `own`), released when the chunk is done.
+    pub(crate) fn add_owned_chunk(&mut self, job: u64, task: u32, first: usize, input: ArenaRef) {
+        self.add_chunk(job, task, first, 1, Input::Arena(input));
+        if let Some(c) = self.chunks.get_mut(&(self.next_seq - 1)) {
+            c.owned = Some(input.handle);
+        }
+    }
+
+    /// Releases what chunk `c` owns (its input block).
+    fn release_chunk(&self, c: &Chunk) {
+        if let Some(h) = c.owned {
+            // Our named read: the block is reclaimed once no drone holds it.
+            drop(self.reader.read_bytes(&h));
+        }
+    }
+
     /// Queues a chunk of job `job`: items `first..first + count`.
     pub(crate) fn add_chunk(
         &mut self,
@@ -337,6 +365,7 @@ impl Core {
                 input,
                 at: None,
                 copied: false,
+                owned: None,
             },
         );
         self.queue.push_back(seq);
@@ -349,6 +378,7 @@ impl Core {
         &mut self,
         job: u64,
         data: &[T],
+        own: bool,
     ) -> Result<Option<BlockHandle>, PoolError> {
         let me = self.me;
         let tried = self.writer.try_alloc_uninit::<T>(data.len()).map(|block| {
@@ -359,8 +389,10 @@ impl Core {
         });
         match tried {
             Ok(Ok(handle)) => {
-                if let Some(j) = self.jobs.get_mut(&job) {
-                    j.blocks.push(handle);
+                if !own {
+                    if let Some(j) = self.jobs.get_mut(&job) {
+                        j.blocks.push(handle);
+                    }
                 }
                 Ok(Some(handle))
             }
@@ -373,7 +405,8 @@ impl Core {
                 let running = self
                     .jobs
                     .iter()
-                    .any(|(&id, j)| id != job && !j.blocks.is_empty() && j.remaining > 0);
+                    .any(|(&id, j)| id != job && !j.blocks.is_empty() && j.remaining > 0)
+                    || self.chunks.values().any(|c| c.owned.is_some());
                 if running {
                     Ok(None)
                 } else {
@@ -408,13 +441,17 @@ impl Core {
             return;
         };
         let chunks = &mut self.chunks;
+        let mut dropped = Vec::new();
         self.queue.retain(|seq| match chunks.get(seq) {
             Some(c) if c.job == job => {
-                chunks.remove(seq);
+                dropped.extend(chunks.remove(seq));
                 false
             }
             _ => true,
         });
+        for c in &dropped {
+            self.release_chunk(c);
+        }
         for h in j.blocks {
             // Our named read: the block is reclaimed once no drone holds it.
             drop(self.reader.read_bytes(&h));
@@ -561,6 +598,7 @@ impl Core {
             return;
         }
         s.state = State::Live;
+        self.stats.drones_started += 1;
         s.early_deaths = 0;
         s.pid = h.pid;
         s.watch = (0, Instant::now());
@@ -580,7 +618,8 @@ impl Core {
         };
         let (first, count, job) = (chunk.first, chunk.count as usize, chunk.job);
         let fixed = self.jobs.get(&job).and_then(|j| j.fixed);
-        let bytes = if h.place == wire::IN_ARENA {
+        let from_arena = h.place == wire::IN_ARENA;
+        let bytes = if from_arena {
             match self.fetch_block(&body) {
                 Some(b) => b,
                 None => return self.reject(from, h.seq),
@@ -597,13 +636,23 @@ impl Core {
         let Some(chunk) = self.chunks.remove(&h.seq) else {
             return;
         };
+        self.release_chunk(&chunk);
         // In flight at one drone, or two (a copy).
-        drop(chunk);
         for s in &mut self.slots {
             if let Some(i) = s.inflight.iter().position(|&q| q == h.seq) {
                 s.inflight.remove(i);
                 s.watch.1 = Instant::now();
             }
+        }
+        self.stats.items += count as u64;
+        let (bytes, arena) = match &body {
+            Body::Dense(b) | Body::Entries(b) => (b.len() as u64, from_arena),
+            Body::Failed(_) => (0, false),
+        };
+        if arena {
+            self.stats.bytes_in_arena += bytes;
+        } else {
+            self.stats.bytes_in_rings += size_of::<ResultHeader>() as u64 + bytes;
         }
         if let Some(j) = self.jobs.get_mut(&job) {
             j.remaining = j.remaining.saturating_sub(count);
@@ -716,6 +765,7 @@ impl Core {
 
     /// A live drone died: its chunks go back, the one it ran charged.
     fn died(&mut self, slot: usize, exit: &str) {
+        self.stats.drones_lost += 1;
         let s = &self.slots[slot];
         // Relaxed: the drone is dead and reaped, its stores are all done;
         // the exit and our `waitpid` order them before these loads.
@@ -846,6 +896,7 @@ impl Core {
                     input: Input::Frame(input),
                     at: None,
                     copied: false,
+                    owned: None,
                 },
             ));
             a = b;
@@ -867,7 +918,9 @@ impl Core {
             let Some(c) = self.chunks.remove(&seq) else {
                 continue;
             };
-            if c.count == 0 {
+            // Resolved meanwhile (out of tries), or its call ended.
+            if c.count == 0 || !self.jobs.contains_key(&c.job) {
+                self.release_chunk(&c);
                 continue;
             }
             let half = c.count as usize / 2;
@@ -960,7 +1013,9 @@ impl Core {
             match self.chunks.get(&seq) {
                 Some(c) if c.count > 0 => {}
                 _ => {
-                    self.chunks.remove(&seq);
+                    if let Some(c) = self.chunks.remove(&seq) {
+                        self.release_chunk(&c);
+                    }
                     self.queue.pop_front();
                     continue;
                 }
@@ -1023,6 +1078,11 @@ impl Core {
                 claim.set_tag(wire::TAG_TASK);
                 // An SPSC commit cannot fail.
                 claim.commit();
+                self.stats.chunks += 1;
+                self.stats.bytes_in_rings += (size_of::<TaskHeader>() + body.len()) as u64;
+                if let Input::Arena(r) = &c.input {
+                    self.stats.bytes_in_arena += r.len;
+                }
             }
             // Its ring is full (an old frame the new drone has not skipped
             // yet): try again at the next pump.
@@ -1074,6 +1134,18 @@ impl Core {
             self.end_job(j);
         }
         let _ = &self.region;
+    }
+
+    /// The counts so far, with the live drones' busy time added.
+    pub(crate) fn stats(&self) -> super::PoolStats {
+        let mut st = self.stats;
+        for slot in 0..self.slots.len() {
+            if let Some(w) = self.control.slot(slot) {
+                // Relaxed: a statistic.
+                st.busy += Duration::from_nanos(w.busy_ns.load(Ordering::Relaxed));
+            }
+        }
+        st
     }
 
     /// The drones' process ids (0 for a slot with none now).

@@ -267,6 +267,27 @@ pub struct Pool {
     drones: usize,
 }
 
+/// What a pool has done so far ([`Pool::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// Drones that said hello: the first ones and replacements.
+    pub drones_started: u64,
+    /// Drones that died (or were killed for a time-out) while serving.
+    pub drones_lost: u64,
+    /// Chunks handed to drones (runs again after a death, and copies to
+    /// idle drones, included).
+    pub chunks: u64,
+    /// Items whose results were taken.
+    pub items: u64,
+    /// Bytes of task and result frames through the rings.
+    pub bytes_in_rings: u64,
+    /// Bytes of inputs and outputs through the arena (read in place).
+    pub bytes_in_arena: u64,
+    /// Time the drones spent running tasks, summed over drones.
+    pub busy: Duration,
+}
+
 /// How many chunks a call is cut into, per drone, at least: enough that a
 /// drone that finishes early takes more.
 const CHUNKS_PER_DRONE: usize = 4;
@@ -288,6 +309,21 @@ impl Pool {
     /// How many drones.
     pub fn drones(&self) -> usize {
         self.drones
+    }
+
+    /// What the pool has done so far.
+    ///
+    /// ```no_run
+    /// # use polycephaly::pool::Pool;
+    /// # let pool = Pool::new()?;
+    /// let before = pool.stats();
+    /// // ... calls ...
+    /// let after = pool.stats();
+    /// println!("{} items, {:?} of drone time", after.items - before.items, after.busy - before.busy);
+    /// # Ok::<(), polycephaly::pool::PoolError>(())
+    /// ```
+    pub fn stats(&self) -> PoolStats {
+        self.lock().stats()
     }
 
     /// The drones' process ids, by slot (0 for a slot whose drone is being
@@ -358,7 +394,7 @@ impl Pool {
         Result<crate::arena::BlockHandle, PoolError>,
     ) {
         loop {
-            match core.try_put_in_arena(job, data) {
+            match core.try_put_in_arena(job, data, false) {
                 Ok(Some(h)) => return (core, Ok(h)),
                 Ok(None) => {}
                 Err(e) => return (core, Err(e)),
@@ -610,25 +646,75 @@ impl Pool {
     /// [`PoolError::UnknownTask`] at once; then each item yields its own
     /// result, [`PoolError::Task`] for a failed one; a pool-level error
     /// ([`PoolError::NoDrones`]) ends the stream.
-    pub fn stream<I: Pod, O: 'static, It: IntoIterator<Item = I>>(
-        &self,
+    pub fn stream<'p, I: Pod, O: 'static, It>(
+        &'p self,
         task: &Task<I, O>,
         inputs: It,
-    ) -> Result<Stream<'_, O, It::IntoIter>, PoolError> {
+    ) -> Result<Stream<'p, O>, PoolError>
+    where
+        It: IntoIterator<Item = I>,
+        It::IntoIter: 'p,
+    {
         let index = self.registry.find(task)?;
-        let job = self.lock().new_job(0, task.erased().out_fixed);
-        Ok(Stream {
-            pool: self,
-            job,
-            task: index,
-            name: task.name(),
-            decode: task.decode_fn(),
-            inputs: inputs.into_iter(),
-            fed: 0,
-            outstanding: 0,
-            ready: std::collections::VecDeque::new(),
-            done: false,
-        })
+        let mut inputs = inputs.into_iter();
+        let feed = Box::new(move || inputs.next().map(|i| bytemuck::bytes_of(&i).to_vec()));
+        Ok(Stream::new(
+            self,
+            index,
+            task.name(),
+            task.erased().out_fixed,
+            task.decode_fn(),
+            feed,
+        ))
+    }
+
+    /// As [`stream`](Self::stream), for a task that takes a slice: each
+    /// input is a slice (anything that gives one: `Vec<T>`, `&[T]`, ...);
+    /// a large one goes through the arena, released as soon as its output
+    /// is in.
+    ///
+    /// ```no_run
+    /// # use polycephaly::pool::{Pool, SliceTask};
+    /// static LEN: SliceTask<u8, u64> = SliceTask::new("len", |b| b.len() as u64);
+    /// # let pool = Pool::new()?;
+    /// let words = ["one", "three", "seventeen"];
+    /// let mut lens = vec![0; words.len()];
+    /// for r in pool.stream_slices(&LEN, words.iter().map(|w| w.as_bytes()))? {
+    ///     let (i, len) = r?;
+    ///     lens[i] = len;
+    /// }
+    /// assert_eq!(lens, [3, 5, 9]);
+    /// # Ok::<(), polycephaly::pool::PoolError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`stream`](Self::stream); an input larger than the arena's lane
+    /// yields [`PoolError::TooLarge`] for its index.
+    pub fn stream_slices<'p, T: Pod, O: 'static, S, It>(
+        &'p self,
+        task: &SliceTask<T, O>,
+        inputs: It,
+    ) -> Result<Stream<'p, O>, PoolError>
+    where
+        S: AsRef<[T]>,
+        It: IntoIterator<Item = S>,
+        It::IntoIter: 'p,
+    {
+        let index = self.registry.find(task)?;
+        let mut inputs = inputs.into_iter();
+        let feed = Box::new(move || {
+            inputs
+                .next()
+                .map(|s| bytemuck::cast_slice::<T, u8>(s.as_ref()).to_vec())
+        });
+        Ok(Stream::new(
+            self,
+            index,
+            task.name(),
+            task.erased().out_fixed,
+            task.decode_fn(),
+            feed,
+        ))
     }
 
     /// Stops the drones (each finishes its current item), waits up to a
@@ -810,21 +896,28 @@ impl<O> Drop for Pending<'_, O> {
     }
 }
 
-/// The outputs of [`Pool::stream`], as they come: `(index, output)`.
-pub struct Stream<'p, O, It> {
+/// Where a stream's inputs come from: each call gives the next input's
+/// bytes.
+type Feed<'p> = Box<dyn FnMut() -> Option<Vec<u8>> + 'p>;
+
+/// The outputs of [`Pool::stream`] and [`Pool::stream_slices`], as they
+/// come: `(index, output)`. Dropping it cancels what is still running.
+pub struct Stream<'p, O> {
     pool: &'p Pool,
     job: u64,
     task: u32,
     name: &'static str,
     decode: fn(&[u8]) -> Option<O>,
-    inputs: It,
+    feed: Feed<'p>,
+    /// An input that waits for room in the arena.
+    pending: Option<Vec<u8>>,
     fed: usize,
     outstanding: usize,
     ready: std::collections::VecDeque<Result<(usize, O), PoolError>>,
     done: bool,
 }
 
-impl<O, It> core::fmt::Debug for Stream<'_, O, It> {
+impl<O> core::fmt::Debug for Stream<'_, O> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Stream")
             .field("task", &self.name)
@@ -834,7 +927,77 @@ impl<O, It> core::fmt::Debug for Stream<'_, O, It> {
     }
 }
 
-impl<O, I: Pod, It: Iterator<Item = I>> Iterator for Stream<'_, O, It> {
+impl<'p, O> Stream<'p, O> {
+    fn new(
+        pool: &'p Pool,
+        task: u32,
+        name: &'static str,
+        fixed: Option<usize>,
+        decode: fn(&[u8]) -> Option<O>,
+        feed: Feed<'p>,
+    ) -> Self {
+        let job = pool.lock().new_job(0, fixed);
+        Self {
+            pool,
+            job,
+            task,
+            name,
+            decode,
+            feed,
+            pending: None,
+            fed: 0,
+            outstanding: 0,
+            ready: std::collections::VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// Queues the next input; `false` when there is none, or it must
+    /// wait for room in the arena (it is kept for the next round).
+    fn feed_one(&mut self, core: &mut Core) -> bool {
+        let Some(bytes) = self.pending.take().or_else(|| (self.feed)()) else {
+            return false;
+        };
+        let index = self.fed;
+        if bytes.len() <= core.inline_max {
+            core.grow_job(self.job, 1);
+            core.add_chunk(self.job, self.task, index, 1, Input::Frame(bytes));
+        } else {
+            match core.try_put_in_arena(self.job, &bytes, true) {
+                Ok(Some(handle)) => {
+                    core.grow_job(self.job, 1);
+                    let r = wire::ArenaRef {
+                        handle,
+                        offset: 0,
+                        len: bytes.len() as u64,
+                    };
+                    core.add_owned_chunk(self.job, self.task, index, r);
+                }
+                Ok(None) => {
+                    // Room comes back as the stream's earlier items end.
+                    self.pending = Some(bytes);
+                    return false;
+                }
+                Err(e) => {
+                    self.fed += 1;
+                    self.ready.push_back(Err(PoolError::Task {
+                        task: self.name,
+                        index,
+                        error: TaskError::BadInput {
+                            reason: e.to_string(),
+                        },
+                    }));
+                    return true;
+                }
+            }
+        }
+        self.fed += 1;
+        self.outstanding += 1;
+        true
+    }
+}
+
+impl<O> Iterator for Stream<'_, O> {
     type Item = Result<(usize, O), PoolError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -848,22 +1011,20 @@ impl<O, I: Pod, It: Iterator<Item = I>> Iterator for Stream<'_, O, It> {
             let mut core = self.pool.lock();
             // Keep every drone's ring full, and a chunk more each.
             let room = core.cfg.drones * (core.cfg.depth + 1);
-            while self.outstanding < room {
-                let Some(input) = self.inputs.next() else {
-                    break;
-                };
-                core.grow_job(self.job, 1);
-                core.add_chunk(
-                    self.job,
-                    self.task,
-                    self.fed,
-                    1,
-                    Input::Frame(bytemuck::bytes_of(&input).to_vec()),
-                );
-                self.fed += 1;
-                self.outstanding += 1;
+            while self.outstanding < room && self.feed_one(&mut core) {}
+            if !self.ready.is_empty() {
+                continue;
             }
             if self.outstanding == 0 {
+                if self.pending.is_some() {
+                    // Cannot happen (room is only short while items are
+                    // out); do not spin on it.
+                    self.done = true;
+                    return Some(Err(PoolError::ArenaFull {
+                        bytes: self.pending.as_ref().map_or(0, |p| p.len() as u64),
+                        max: 0,
+                    }));
+                }
                 self.done = true;
                 return None;
             }
@@ -889,7 +1050,7 @@ impl<O, I: Pod, It: Iterator<Item = I>> Iterator for Stream<'_, O, It> {
     }
 }
 
-impl<O, It> Drop for Stream<'_, O, It> {
+impl<O> Drop for Stream<'_, O> {
     fn drop(&mut self) {
         self.pool.lock().end_job(self.job);
     }

@@ -73,12 +73,14 @@ pub(crate) struct Header {
 ///
 /// Invariants: written only by the slot's current drone: `running` is the
 /// sequence number + 1 of the chunk it runs (0: none), `item` the item of
-/// that chunk it is on, `progress` counts the items it started.
+/// that chunk it is on, `progress` counts the items it started, `busy_ns`
+/// the nanoseconds it spent running chunks (for statistics).
 #[repr(C, align(64))]
 pub(crate) struct SlotWords {
     pub(crate) running: AtomicU64,
     pub(crate) item: AtomicU64,
     pub(crate) progress: AtomicU64,
+    pub(crate) busy_ns: AtomicU64,
 }
 
 /// The control section's length for `slots` slots.
