@@ -91,6 +91,7 @@ mod method;
 mod open;
 mod payload;
 mod registry;
+mod serve;
 mod server;
 mod shape;
 mod spec;

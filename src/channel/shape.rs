@@ -217,7 +217,9 @@ mod tests {
         let bytes: &[u8] = bytemuck::cast_slice(&words);
         assert_eq!(<[u64]>::with_ref(bytes, |s| s.iter().sum::<u64>()), Some(6));
         assert_eq!(<[u64]>::with_ref(&bytes[..7], |s| s.len()), None);
-        let mut shifted = vec![0u8; 25];
+        // 8-aligned storage, so that one byte in is misaligned for u64.
+        let mut store = [0u64; 4];
+        let shifted: &mut [u8] = &mut bytemuck::cast_slice_mut(&mut store)[..25];
         shifted[1..].copy_from_slice(bytes);
         assert_eq!(
             <[u64]>::with_ref(&shifted[1..], |s| s.to_vec()),
