@@ -8,8 +8,8 @@
 //! test sets; every blocking call has a deadline far above what it needs,
 //! so a stall fails the test instead of hanging it.
 
+use polycephaly::sync::shim::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
