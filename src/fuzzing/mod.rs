@@ -4,12 +4,15 @@
 //! Each function takes arbitrary bytes and must return normally whatever
 //! they are: a panic, a hang or a crash is a bug in the library.
 
+mod channel_frame;
 mod handle_validate;
 mod mpsc_consume;
 mod region_open;
 mod snapshot_read;
 mod spsc_consume;
 
+pub use crate::channel::tickets::{Arrival, Tickets};
+pub use channel_frame::channel_frame;
 pub use handle_validate::handle_validate;
 pub use mpsc_consume::mpsc_consume;
 pub use region_open::region_open;
@@ -27,6 +30,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("mpsc_consume", mpsc_consume),
     ("handle_validate", handle_validate),
     ("snapshot_read", snapshot_read),
+    ("channel_frame", channel_frame),
 ];
 
 /// A cursor over a fuzz input: each read takes bytes from the front, `None`
