@@ -14,8 +14,11 @@
 //! - `channel_bytes_rtt_<N>` / `uds_channel_bytes_rtt_<N>`: a request of N
 //!   bytes (copied from the client's buffer: `call(&m, &bytes[..])`; by
 //!   handle above 4 KiB) answered with their checksum (8 bytes), which the
-//!   client checks; the socket twin writes the frame and the bytes, the
-//!   server reads them whole into its buffer and answers the same way.
+//!   client checks; both sides of the channel spin (as the arena rows do:
+//!   a megabyte takes longer than the blocking strategy's spin phase, and
+//!   each side would otherwise fall asleep while the other copies or
+//!   sums). The socket twin writes the frame and the bytes, the server
+//!   reads them whole into its buffer and answers the same way.
 //!
 //! Each round trip is timed alone (`plan.batch` is ignored).
 
@@ -73,12 +76,12 @@ macro_rules! bytes_rows {
             Row {
                 name: $c,
                 payload: $payload,
-                wait: Wait::Block,
+                wait: Wait::Spin,
                 unit: Unit::Ns,
                 floor: Some($u),
                 run: |cfg| {
                     let plan = cfg.plan($full, $quick);
-                    Measurement::latency(&channel_rtt(cfg.pin, $n, &plan, Mode::Block)?)
+                    Measurement::latency(&channel_rtt(cfg.pin, $n, &plan, Mode::Spin)?)
                 },
             },
             Row {
@@ -153,8 +156,6 @@ pub const BYTES_ROWS: &[Row] = bytes_rows![
 enum Mode {
     /// Both spin.
     Spin,
-    /// Both use the default blocking strategy (spin a little, then sleep).
-    Block,
     /// The server sleeps (checked through `/proc`) before each request;
     /// the client uses the default blocking strategy.
     WakeSleeper,
@@ -206,12 +207,13 @@ fn channel_rtt(pin: PinMode, n: usize, plan: &Plan, mode: Mode) -> Result<Timing
     let warmup = plan.warmup as u64;
     let (client_wait, server_wait) = match mode {
         Mode::Spin => (WaitStrategy::SPIN, WaitStrategy::SPIN),
-        Mode::Block => (WaitStrategy::BLOCK, WaitStrategy::BLOCK),
         Mode::WakeSleeper => (WaitStrategy::BLOCK, WaitStrategy::SLEEP),
     };
+    // Lanes of two requests (as the arena rows), so that a request's block
+    // reuses the bytes of the one before last, still in the caches.
     let spec = ChannelSpec::new()
         .with_clients(1)
-        .with_lane_len((4 * n).max(1 << 20));
+        .with_lane_len((2 * n + 4096).max(64 << 10));
     let (samples, placement) = run_pair(
         pin,
         |pair: &Pair<'_>| {
@@ -270,9 +272,11 @@ fn channel_rtt(pin: PinMode, n: usize, plan: &Plan, mode: Mode) -> Result<Timing
             // Opens the channel to the client (nothing is waiting yet).
             let _ = server.try_serve_one();
             pair.barrier()?;
+            // Without a deadline: a client that dies takes this process
+            // with it (run_pair's parent-death signal).
             for _ in 0..rounds {
                 server
-                    .serve_one_timeout(STUCK_AFTER)
+                    .serve_one()
                     .map_err(|e| lib_err("serve")(e.to_string()))?;
             }
             let s = server.stats();

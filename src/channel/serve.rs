@@ -49,6 +49,8 @@ pub(super) struct Core {
     pub(super) stats: ServerStats,
     pub(super) serving: bool,
     pub(super) last_scan: Option<Instant>,
+    /// When an idle server next looks for dead clients.
+    pub(super) slice_end: Option<Instant>,
     pub(super) since_scan: u32,
 }
 

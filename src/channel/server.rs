@@ -23,6 +23,10 @@ use crate::sync::WaitStrategy;
 use crate::sync::clock::Instant;
 use crate::sync::shim::Ordering;
 
+/// How many times a server that spins looks at the request ring at once
+/// before it waits on it (see `serve_one_deadline`).
+const EAGER_POLLS: u32 = 256;
+
 /// How long the server waits for room for a reply by default.
 pub const DEFAULT_STALL: Duration = Duration::from_secs(1);
 
@@ -194,6 +198,7 @@ impl Server {
                 stats: ServerStats::default(),
                 serving: false,
                 last_scan: None,
+                slice_end: None,
                 since_scan: 0,
             },
         };
@@ -422,28 +427,47 @@ impl Server {
     }
 
     /// As [`serve_one`](Self::serve_one), giving up at `deadline` (`None`:
-    /// never). While it waits it looks for dead clients once per slice.
+    /// never). While it waits it looks for dead clients once per slice. A
+    /// server whose strategy spins first looks at the request ring at
+    /// once, a few hundred times (requests come in bursts), before it
+    /// waits on the ring (which polls gently, then sleeps if the strategy
+    /// does).
     ///
     /// # Errors
     /// [`ServeError::TimedOut`], [`ServeError::Corrupted`].
     pub fn serve_one_deadline(&mut self, deadline: Option<Instant>) -> Result<(), ServeError> {
         self.core.start();
+        // Requests come in bursts: look again at once a few hundred times
+        // (a few microseconds) before the ring's own wait, which polls
+        // gently (it pauses between looks, to leave the line to a producer
+        // writing it) and then sleeps. A strategy that does not spin
+        // (`WaitStrategy::SLEEP`) goes to sleep at once.
+        if self.core.strategy.spin_only || !self.core.strategy.spin.is_zero() {
+            for _ in 0..EAGER_POLLS {
+                match self.requests.try_read() {
+                    Ok(frame) => {
+                        self.core.tick();
+                        self.core.handle(&frame);
+                        return Ok(());
+                    }
+                    Err(TryRecvError::Empty) => {}
+                    Err(_) => return Err(ServeError::Corrupted),
+                }
+            }
+        }
         loop {
             self.core.tick();
-            match self.requests.try_read() {
-                Ok(frame) => {
-                    self.core.handle(&frame);
-                    return Ok(());
+            // While idle, wake at the end of each slice to look for dead
+            // clients. The slice's end is kept across requests, so that a
+            // busy server does not read the clock for every one.
+            let slice_end = match self.core.slice_end {
+                Some(t) => Some(t),
+                None => {
+                    let t = Instant::now().checked_add(self.core.strategy.slice);
+                    self.core.slice_end = t;
+                    t
                 }
-                Err(TryRecvError::Empty) => {}
-                Err(_) => return Err(ServeError::Corrupted),
-            }
-            // Idle: wait a slice at most, so that dead clients are found.
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return Err(ServeError::TimedOut);
-            }
-            let slice_end = now.checked_add(self.core.strategy.slice);
+            };
             let until = match (deadline, slice_end) {
                 (Some(d), Some(s)) => Some(d.min(s)),
                 (d, s) => d.or(s),
@@ -454,9 +478,15 @@ impl Server {
                     return Ok(());
                 }
                 Err(RecvError::Corrupted) => return Err(ServeError::Corrupted),
-                // A slice passed (an MPSC consumer never sees its
-                // producers dead: they come and go).
-                Err(_) => self.core.scan(),
+                // The slice or the deadline passed (an MPSC consumer never
+                // sees its producers dead: they come and go).
+                Err(_) => {
+                    self.core.slice_end = None;
+                    self.core.scan();
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(ServeError::TimedOut);
+                    }
+                }
             }
         }
     }
