@@ -139,6 +139,12 @@ fn calls_of_every_shape_and_size() {
         .call_with(&sum, 200_000, |xs| xs.iter_mut().for_each(|x| *x = 3))
         .unwrap();
     assert_eq!(built, 600_000);
+    let small = client
+        .call_with_timeout(&sum, 10, |xs| xs.fill(2), STALL)
+        .unwrap();
+    assert_eq!(small, 20);
+    let t = client.try_send_with(&sum, 3, |xs| xs.fill(5)).unwrap();
+    assert_eq!(t.wait_timeout(STALL).unwrap(), 15);
     let small = client.call(&iota, &10).unwrap();
     assert_eq!(&small[..], &(0..10).collect::<Vec<u64>>()[..]);
     assert!(!small.is_in_place());

@@ -10,8 +10,6 @@
 
 use core::time::Duration;
 
-use bytemuck::Pod;
-
 use super::client::{Client, Stashed, StashedBody};
 use super::error::{CallError, SendError, TrySendError};
 use super::method::Method;
@@ -54,7 +52,7 @@ fn recv_error(e: RecvError) -> CallError {
 }
 
 /// A send's failure, before it is told in the caller's enum.
-enum PostError {
+pub(super) enum PostError {
     Send(SendFault),
     Wait(CallError),
     Busy,
@@ -132,35 +130,6 @@ impl Client {
             .wait_deadline(deadline)
     }
 
-    /// Calls method `m` with `n` elements built in place by `fill` (zeroed
-    /// first, in the request's frame or in a block of the client's lane:
-    /// no copy of a large argument), and waits for the result.
-    ///
-    /// `fill` must not use the client (it gets
-    /// [`CallError::ClientBusy`]).
-    ///
-    /// ```no_run
-    /// # fn f(client: &polycephaly::channel::Client) -> Result<(), Box<dyn std::error::Error>> {
-    /// let sum = client.method::<[u64], u64>("sum")?;
-    /// let total = client.call_with(&sum, 10_000_000, |xs| {
-    ///     for (i, x) in xs.iter_mut().enumerate() {
-    ///         *x = i as u64;
-    ///     }
-    /// })?;
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// See [`CallError`] (never `TimedOut`).
-    pub fn call_with<T: Pod, R: ?Sized + Shape>(
-        &self,
-        m: &Method<[T], R>,
-        n: usize,
-        fill: impl FnOnce(&mut [T]),
-    ) -> Result<R::Received<'_>, CallError> {
-        self.send_with_deadline(m, n, fill, None)?.wait()
-    }
-
     /// Sends a request to method `m` without waiting for its reply,
     /// waiting for room without limit; wait on the returned ticket later.
     /// Many requests may be in flight; replies are matched to their
@@ -233,54 +202,9 @@ impl Client {
         Ok(Ticket::new(self, id))
     }
 
-    /// As [`send`](Self::send), with `n` elements built in place by `fill`
-    /// (see [`call_with`](Self::call_with)).
-    ///
-    /// # Errors
-    /// See [`SendError`] (never `TimedOut`).
-    pub fn send_with<T: Pod, R: ?Sized + Shape>(
-        &self,
-        m: &Method<[T], R>,
-        n: usize,
-        fill: impl FnOnce(&mut [T]),
-    ) -> Result<Ticket<'_, R>, SendError> {
-        self.send_with_deadline(m, n, fill, None)
-    }
-
-    /// As [`send_with`](Self::send_with), giving up at `deadline` (`None`:
-    /// never).
-    ///
-    /// # Errors
-    /// See [`SendError`].
-    pub fn send_with_deadline<T: Pod, R: ?Sized + Shape>(
-        &self,
-        m: &Method<[T], R>,
-        n: usize,
-        fill: impl FnOnce(&mut [T]),
-        deadline: Option<Instant>,
-    ) -> Result<Ticket<'_, R>, SendError> {
-        let len = n.checked_mul(size_of::<T>()).ok_or(SendError::TooLarge {
-            bytes: u64::MAX,
-            max: self.max_payload(),
-        })?;
-        let fill_bytes = |bytes: &mut [u8]| {
-            if let Ok(xs) = bytemuck::try_cast_slice_mut::<u8, T>(bytes) {
-                fill(xs);
-            }
-        };
-        let payload = Outgoing {
-            len,
-            align: align_of::<T>(),
-            src: None,
-            fill: fill_bytes,
-        };
-        let id = self.post(m.id(), payload, Patience::Until(deadline))?;
-        Ok(Ticket::new(self, id))
-    }
-
     /// Issues a ticket and sends its request, first making room for its
     /// reply if the most requests are in flight.
-    fn post<F: FnOnce(&mut [u8])>(
+    pub(super) fn post<F: FnOnce(&mut [u8])>(
         &self,
         method: u16,
         payload: Outgoing<'_, F>,

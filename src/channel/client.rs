@@ -494,3 +494,9 @@ fn claim_slot(region: &Region, ctl: &ControlView, me: u32) -> Option<usize> {
     }
     None
 }
+
+// A client moves between threads (one uses it at a time).
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<Client>();
+};

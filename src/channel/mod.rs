@@ -86,6 +86,7 @@
 mod call;
 mod client;
 mod error;
+mod in_place;
 mod layout;
 mod method;
 mod open;

@@ -526,3 +526,9 @@ impl Drop for Server {
         state.wake_all();
     }
 }
+
+// A server can serve from a thread of its own.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<Server>();
+};
