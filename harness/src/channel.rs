@@ -153,7 +153,7 @@ pub const BYTES_ROWS: &[Row] = bytes_rows![
 
 /// How the two sides of a channel row wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub enum Mode {
     /// Both spin.
     Spin,
     /// The server sleeps (checked through `/proc`) before each request;
@@ -199,9 +199,13 @@ fn want(base: u64, n: usize, k: u64) -> u64 {
     if n >= 8 { base.wrapping_add(k) } else { base }
 }
 
-/// A round trip through a named channel: the child binds it and serves
-/// `rounds` requests, the parent connects and times each call.
-fn channel_rtt(pin: PinMode, n: usize, plan: &Plan, mode: Mode) -> Result<Timings, BenchError> {
+/// Round trips through a named channel: the child binds it and serves,
+/// the parent connects and times each call (an empty request for `n ==
+/// 0`, else `n` bytes answered with their checksum, checked).
+///
+/// # Errors
+/// Those of [`run_pair`]; [`BenchError::Corrupt`] on a wrong reply.
+pub fn channel_rtt(pin: PinMode, n: usize, plan: &Plan, mode: Mode) -> Result<Timings, BenchError> {
     let name = format!("polycephaly-bench-channel-{}", std::process::id());
     let rounds = plan.total_samples() as u64;
     let warmup = plan.warmup as u64;
@@ -292,7 +296,10 @@ fn channel_rtt(pin: PinMode, n: usize, plan: &Plan, mode: Mode) -> Result<Timing
 /// The same protocol through a Unix stream socket: the client writes a
 /// request frame (header and `n` bytes), the server reads it whole,
 /// decodes it, and writes a reply frame (empty, or the checksum).
-fn uds_rtt(pin: PinMode, n: usize, plan: &Plan) -> Result<Timings, BenchError> {
+///
+/// # Errors
+/// Those of [`run_pair`]; [`BenchError::Corrupt`] on a wrong reply.
+pub fn uds_rtt(pin: PinMode, n: usize, plan: &Plan) -> Result<Timings, BenchError> {
     let ((p_read, p_write), (c_read, c_write)) = stream_ends(Stream::Uds)?;
     let rounds = plan.total_samples() as u64;
     let warmup = plan.warmup as u64;
