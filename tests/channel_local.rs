@@ -446,3 +446,31 @@ fn named_channels_meet_by_name() {
         Err(ConnectError::TimedOut)
     ));
 }
+
+#[test]
+fn with_no_inline_payloads_everything_goes_by_handle() {
+    let run = start(spec().with_inline_max(0).with_max_in_flight(2), standard);
+    let client = run.client();
+    assert_eq!(client.inline_max(), 0);
+    let add = client.method::<[u64; 2], u64>("add").unwrap();
+    let echo = client.method::<[u8], [u8]>("echo").unwrap();
+    let boom = client.method::<u64, u64>("boom").unwrap();
+    let nothing = client.method::<(), ()>("nothing").unwrap();
+    for i in 0..50u64 {
+        assert_eq!(client.call(&add, &[i, 1]).unwrap(), i + 1);
+        let back = client.call(&echo, &[i as u8; 3][..]).unwrap();
+        assert!(back.is_in_place());
+        assert_eq!(&back[..], &[i as u8; 3]);
+        drop(back);
+        client.call(&nothing, &()).unwrap();
+    }
+    // Error replies (a message of up to 256 bytes) still fit the ring.
+    for _ in 0..10 {
+        assert!(matches!(
+            client.call(&boom, &13),
+            Err(CallError::HandlerPanicked { .. })
+        ));
+    }
+    drop(client);
+    run.finish();
+}

@@ -428,8 +428,11 @@ pub(crate) fn send<S: Sender, F: FnOnce(&mut [u8])>(
     frame.commit().map_err(|_| SendFault::Corrupted)
 }
 
+/// The longest message an error reply carries (bytes of UTF-8).
+pub(crate) const ERROR_MESSAGE_MAX: usize = 256;
+
 /// Sends an error reply headed by `head`: `status` and a message (cut to
-/// 256 bytes), inline.
+/// [`ERROR_MESSAGE_MAX`] bytes), inline.
 pub(crate) fn send_error<S: Sender>(
     tx: &mut S,
     head: &Head,
@@ -437,7 +440,7 @@ pub(crate) fn send_error<S: Sender>(
     message: &str,
     patience: Patience,
 ) -> Result<(), SendFault> {
-    let mut cut = message.len().min(256);
+    let mut cut = message.len().min(ERROR_MESSAGE_MAX);
     while !message.is_char_boundary(cut) {
         cut -= 1;
     }

@@ -7,6 +7,7 @@ use crate::ring::{FRAME_ALIGN, FRAME_HEADER_LEN, MIN_CAPACITY, mpsc, spsc};
 
 use super::error::SpecError;
 use super::layout::{CONTROL_KIND, MAX_NAME_LEN, control_len};
+use super::payload::ERROR_MESSAGE_MAX;
 use super::wire::{BLOCK_FRAME_LEN, HEADER_LEN};
 
 /// Section 0: the control section (header, slots, method table).
@@ -232,9 +233,14 @@ pub(crate) const fn ring_frame_len(payload: usize) -> usize {
 }
 
 /// The largest ring frame a reply takes with inline payloads of up to
-/// `inline_max` bytes.
+/// `inline_max` bytes (an error reply's message counts as one).
 pub(crate) const fn max_reply_frame(inline_max: usize) -> usize {
-    let inline = ring_frame_len(HEADER_LEN + inline_max);
+    let body = if inline_max > ERROR_MESSAGE_MAX {
+        inline_max
+    } else {
+        ERROR_MESSAGE_MAX
+    };
+    let inline = ring_frame_len(HEADER_LEN + body);
     let block = ring_frame_len(BLOCK_FRAME_LEN);
     if inline > block { inline } else { block }
 }
