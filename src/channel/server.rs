@@ -71,6 +71,11 @@ pub struct ClientInfo {
 /// dropped: their requests still queued are not run, their slot and reply
 /// ring go to the next client, their arena blocks are reclaimed.
 ///
+/// A handler's argument is read in place (in the request's frame, or the
+/// client's arena block): a live view of shared memory that a correct
+/// client no longer writes but a hostile one could. Copy before you
+/// validate when a value must stay what you checked.
+///
 /// `Send` (handlers are `Send`), not `Sync`.
 ///
 /// ```
