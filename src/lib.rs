@@ -6,13 +6,14 @@
 //!
 //! ## Layers
 //!
-//! Each layer uses only the ones below it; [`pool`] is built on [`ring`] and
-//! [`arena`]; [`ring`], [`arena`] and [`lock`] are
-//! siblings on [`region`] and [`sync`].
+//! Each layer uses only the ones below it; [`ring`], [`arena`] and [`lock`] are
+//! siblings on [`region`] and [`sync`]; [`channel`] and [`pool`] stand on the
+//! rings and the arena.
 //!
 //! | layer | what it holds |
 //! | --- | --- |
 //! | [`pool`] | drone processes: typed tasks run on every CPU, surviving drones that die |
+//! | [`channel`] | request/response between processes: a server and many clients over one region, requests in an MPSC ring, replies in one SPSC ring per client, correlation ids and tickets; small payloads inline, large ones by arena handle, read in place; methods by name and id; dead clients dropped, a dead server reported |
 //! | [`ring`] · [`arena`] · [`lock`] | SPSC and MPSC rings of variable-length frames in a shared section · writer-owned lanes of bulk memory, arrays built in place and read in place by other processes, snapshot cells · a cross-process event, and a mutex that survives its owner's death |
 //! | [`region`] | one shared mapping: create, open and validate, header, sections, peers; handing it to a child process |
 //! | [`sync`] | a futex shared across processes, the spin-then-sleep wait protocol, process identity and liveness, the clock, the loom shim |
@@ -49,6 +50,8 @@
 pub use error::AttachError;
 
 pub mod arena;
+#[cfg(not(loom))]
+pub mod channel;
 mod error;
 pub mod lock;
 #[cfg(not(loom))]

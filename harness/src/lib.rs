@@ -87,6 +87,7 @@
 use core::time::Duration;
 
 pub mod arena;
+pub mod channel;
 pub mod floors;
 pub mod lock;
 pub mod mpsc;
@@ -481,6 +482,8 @@ pub fn rows() -> Vec<Row> {
         mpsc::ROWS,
         arena::ARRAY_ROWS,
         arena::SHM_ROWS,
+        channel::EMPTY_ROWS,
+        channel::BYTES_ROWS,
     ]
     .concat();
     // Stable: keeps the registry order inside each group.

@@ -146,6 +146,19 @@ fn a_multi_threaded_process_is_refused() {
 /// Runs the checks, speaking the part of libtest's command line that
 /// `cargo test` and `cargo nextest` use: `--list` (with `--format terse`,
 /// and `--ignored`, which lists nothing), a name filter, `--exact`.
+fn channel_kernels_run_on_tiny_plans() {
+    use polycephaly_harness::channel::{self, Mode};
+    let plan = Plan::new(2, 20, 1);
+    for n in [0, 10, 10_000] {
+        let t = channel::channel_rtt(PinMode::None, n, &plan, Mode::Spin).unwrap();
+        assert_eq!(t.samples.len(), 20);
+        let t = channel::uds_rtt(PinMode::None, n, &plan).unwrap();
+        assert_eq!(t.samples.len(), 20);
+    }
+    let t = channel::channel_rtt(PinMode::None, 0, &plan, Mode::WakeSleeper).unwrap();
+    assert_eq!(t.samples.len(), 20);
+}
+
 fn main() {
     let checks: &[(&str, fn())] = &[
         (
@@ -176,6 +189,10 @@ fn main() {
         (
             "arena_kernels_run_on_tiny_plans",
             arena_kernels_run_on_tiny_plans,
+        ),
+        (
+            "channel_kernels_run_on_tiny_plans",
+            channel_kernels_run_on_tiny_plans,
         ),
         (
             "a_multi_threaded_process_is_refused",

@@ -4,6 +4,7 @@
 //! Each function takes arbitrary bytes and must return normally whatever
 //! they are: a panic, a hang or a crash is a bug in the library.
 
+mod channel_frame;
 mod handle_validate;
 mod mpsc_consume;
 mod pool_frames;
@@ -11,6 +12,8 @@ mod region_open;
 mod snapshot_read;
 mod spsc_consume;
 
+pub use crate::channel::tickets::{Arrival, Tickets};
+pub use channel_frame::channel_frame;
 pub use handle_validate::handle_validate;
 pub use mpsc_consume::mpsc_consume;
 pub use pool_frames::pool_frames;
@@ -30,6 +33,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("handle_validate", handle_validate),
     ("snapshot_read", snapshot_read),
     ("pool_frames", pool_frames),
+    ("channel_frame", channel_frame),
 ];
 
 /// A cursor over a fuzz input: each read takes bytes from the front, `None`

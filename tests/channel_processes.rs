@@ -1,0 +1,509 @@
+//! The channel between real processes: the test binary re-executes itself
+//! (see `common`) as clients, a victim, or a server.
+//!
+//! - 4 client processes x 100,000 calls (4,000 in debug builds) to one
+//!   server, payloads from 0 bytes to 16 MiB both ways, every reply checked
+//!   against its request, tickets waited on out of order;
+//! - a client SIGKILLed in the middle of a call with more requests queued:
+//!   the server keeps serving another client, a new client gets the dead
+//!   one's slot, reply ring and arena lane, and pushes many lanes' worth of
+//!   data through both lanes (anything leaked would block it);
+//! - a client killed while idle is found dead by the server's scan and its
+//!   slot freed;
+//! - a server SIGKILLed while clients wait on it: every wait ends with
+//!   `PeerDead`; a new server takes the stale name over.
+//!
+//! No sleep synchronises: processes meet through atomic words in a region
+//! of their own, and every wait has a deadline far above what it needs.
+
+mod common;
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use polycephaly::channel::{CallError, ChannelSpec, Client, Out, Server};
+use polycephaly::region::{OpenOptions, Region, SectionId, SectionKind};
+use polycephaly::sync::shim::{AtomicU64, Ordering};
+
+const STALL: Duration = Duration::from_secs(60);
+const MIB: usize = 1 << 20;
+const INDEX_VAR: &str = "POLYCEPHALY_TEST_CHANNEL_INDEX";
+const CALLS_VAR: &str = "POLYCEPHALY_TEST_CHANNEL_CALLS";
+const NAME_VAR: &str = "POLYCEPHALY_TEST_CHANNEL_NAME";
+const WORDS_VAR: &str = "POLYCEPHALY_TEST_CHANNEL_WORDS";
+const XOR: u64 = 0x5DEE_CE66_D1CE_F00D;
+
+/// Words shared with the children: flags they raise, counters.
+const READY: usize = 0;
+const SLOT: usize = 1;
+const WAITING: usize = 2;
+
+fn words_region() -> Region {
+    Region::builder()
+        .section(SectionKind::Raw, 64)
+        .build()
+        .unwrap()
+}
+
+fn word(region: &Region, i: usize) -> &AtomicU64 {
+    let s = region.section(SectionId(0)).unwrap();
+    assert!((i + 1) * 8 <= s.len);
+    // SAFETY: in bounds, 8-aligned (the section is 64-aligned), zero-filled
+    // at creation (a valid AtomicU64), and alive as long as `region`.
+    unsafe { &*s.ptr.as_ptr().add(i * 8).cast::<AtomicU64>() }
+}
+
+fn inherited_words() -> Region {
+    Region::inherited_from(WORDS_VAR, &OpenOptions::default()).unwrap()
+}
+
+/// Waits (yielding, with a stall limit) until `cond`.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < STALL, "stalled waiting for {what}");
+        std::thread::yield_now();
+    }
+}
+
+fn env_u64(var: &str) -> u64 {
+    std::env::var(var).unwrap().parse().unwrap()
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// FNV-1a over 8-byte words, then the tail, then the length.
+fn checksum(b: &[u8]) -> u64 {
+    let mut c = 0xCBF2_9CE4_8422_2325u64;
+    let words = b.chunks_exact(8);
+    let tail = words.remainder();
+    for w in words {
+        c = (c ^ u64::from_le_bytes(w.try_into().unwrap())).wrapping_mul(0x100_0000_01B3);
+    }
+    for &t in tail {
+        c = (c ^ u64::from(t)).wrapping_mul(0x100_0000_01B3);
+    }
+    c ^ b.len() as u64
+}
+
+/// Deterministic bytes for (client, call).
+fn fill(seed: u64, out: &mut [u8]) {
+    let mut words = out.chunks_exact_mut(8);
+    let mut k = seed;
+    for w in &mut words {
+        k = splitmix(k);
+        w.copy_from_slice(&k.to_le_bytes());
+    }
+    for b in words.into_remainder() {
+        *b = seed as u8;
+    }
+}
+
+fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    fill(seed, &mut v);
+    v
+}
+
+/// The payload size of call `i` of client `c`: mostly inline sizes, some
+/// medium, a few megabytes, rarely up to 16 MiB; call 0 is 16 MiB exactly.
+fn size_of_call(c: u64, i: u64) -> usize {
+    if i == 0 {
+        return 16 * MIB;
+    }
+    let r = splitmix(i ^ (c << 40));
+    (match r % 1000 {
+        0..900 => r % 4097,
+        900..990 => 4097 + r % 200_000,
+        990..999 => r % (2 * MIB as u64),
+        _ => 16 * MIB as u64 - r % 4096,
+    }) as usize
+}
+
+fn register(server: &mut Server) {
+    server.method("checksum", |b: &[u8]| checksum(b)).unwrap();
+    server.method_slice("echo", |b: &[u8]| b.to_vec()).unwrap();
+    server
+        .method_in_place("xor", |ws: &[u64], out: &mut Out<'_, u64>| {
+            for (o, w) in out.alloc(ws.len())?.iter_mut().zip(ws) {
+                *o = w ^ XOR;
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn stream_spec() -> ChannelSpec {
+    ChannelSpec::new()
+        .with_clients(4)
+        .with_max_in_flight(8)
+        .with_lane_len(40 * MIB)
+}
+
+/// A client process: `n` calls, each checked.
+fn stream_client(client: &Client, c: u64, n: u64) {
+    let check = client.method::<[u8], u64>("checksum").unwrap();
+    let echo = client.method::<[u8], [u8]>("echo").unwrap();
+    let xor = client.method::<[u64], [u64]>("xor").unwrap();
+    let deadline = || Some(Instant::now() + STALL);
+    for i in 0..n {
+        let len = size_of_call(c, i);
+        let seed = splitmix(c << 48 | i);
+        match i % 4 {
+            0 => {
+                let b = bytes(seed, len);
+                let got = client.call_deadline(&check, &b[..], deadline()).unwrap();
+                assert_eq!(got, checksum(&b), "client {c} call {i}: checksum");
+            }
+            1 => {
+                let b = bytes(seed, len);
+                let got = client.call_deadline(&echo, &b[..], deadline()).unwrap();
+                assert!(got[..] == b[..], "client {c} call {i}: echo of {len}");
+            }
+            2 => {
+                let t = client
+                    .send_with_deadline(
+                        &xor,
+                        len / 8,
+                        |ws| fill(seed, bytemuck::cast_slice_mut(ws)),
+                        deadline(),
+                    )
+                    .unwrap();
+                let got = t.wait_deadline(deadline()).unwrap();
+                let mut want = vec![0u64; len / 8];
+                fill(seed, bytemuck::cast_slice_mut(&mut want));
+                assert_eq!(got.len(), want.len());
+                assert!(
+                    got.iter().zip(&want).all(|(g, w)| *g == w ^ XOR),
+                    "client {c} call {i}: xor of {len}"
+                );
+            }
+            _ => {
+                // Three in flight, waited on last first.
+                let sizes = [len, len / 2, 17];
+                let payloads: Vec<Vec<u8>> = sizes
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &l)| bytes(seed ^ k as u64, l))
+                    .collect();
+                let tickets: Vec<_> = payloads
+                    .iter()
+                    .map(|p| client.send_deadline(&check, &p[..], deadline()).unwrap())
+                    .collect();
+                for (t, p) in tickets.into_iter().zip(&payloads).rev() {
+                    assert_eq!(
+                        t.wait_deadline(deadline()).unwrap(),
+                        checksum(p),
+                        "client {c} call {i}: ticket"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn four_clients_stream_calls_of_every_size() {
+    if common::role().as_deref() == Some("client") {
+        let region = Region::inherited(&OpenOptions::default()).unwrap();
+        let client = Client::attach_timeout(&region, STALL).unwrap();
+        stream_client(&client, env_u64(INDEX_VAR), env_u64(CALLS_VAR));
+        return;
+    }
+    let n: u64 = if cfg!(debug_assertions) {
+        4_000
+    } else {
+        100_000
+    };
+    let mut server = Server::anonymous(stream_spec()).unwrap();
+    server.set_stall_timeout(STALL);
+    register(&mut server);
+    let mut children: Vec<Child> = (0..4u64)
+        .map(|c| {
+            common::spawn_self_with(
+                "four_clients_stream_calls_of_every_size",
+                "client",
+                &[(INDEX_VAR, c.to_string()), (CALLS_VAR, n.to_string())],
+                server.region(),
+            )
+        })
+        .collect();
+    let mut done = vec![false; children.len()];
+    let mut last_look = Instant::now();
+    server
+        .serve_until(|| {
+            if last_look.elapsed() < Duration::from_millis(50) {
+                return false;
+            }
+            last_look = Instant::now();
+            for (child, d) in children.iter_mut().zip(&mut done) {
+                if let Some(status) = child.try_wait().unwrap() {
+                    assert!(status.success(), "a client failed: {status}");
+                    *d = true;
+                }
+            }
+            done.iter().all(|d| *d)
+        })
+        .unwrap();
+    let stats = server.stats();
+    assert_eq!(stats.errors, 0);
+    assert_eq!(stats.dropped, 0);
+    assert_eq!(stats.replies, stats.requests);
+    // Each group of four calls is 6 requests (n is a multiple of 4).
+    assert_eq!(stats.requests, 4 * n / 4 * 6);
+}
+
+fn kill(child: &mut Child) {
+    let pid = rustix::process::Pid::from_child(child);
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+    child.wait().unwrap();
+}
+
+fn spawn_named(test: &str, role: &str, name: &str, words: &Region) -> Child {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(common::ROLE_VAR, role)
+        .env(NAME_VAR, name)
+        .stdin(std::process::Stdio::null());
+    words.share_with_var(&mut cmd, WORDS_VAR).unwrap();
+    cmd.spawn().unwrap()
+}
+
+fn unique(what: &str) -> String {
+    format!("polycephaly-test-chan-{what}-{}", std::process::id())
+}
+
+fn deadline() -> Option<Instant> {
+    Some(Instant::now() + STALL)
+}
+
+/// The victim: holds a large reply in place, then sends a call the server
+/// holds and two more that queue behind it, says so, and waits.
+fn victim_mid_call() {
+    let words = inherited_words();
+    let client = Client::connect_timeout(&std::env::var(NAME_VAR).unwrap(), STALL).unwrap();
+    word(&words, SLOT).store(client.slot() as u64, Ordering::Relaxed);
+    let echo = client.method::<[u8], [u8]>("echo").unwrap();
+    let hold = client.method::<[u8], u64>("hold").unwrap();
+    let big = bytes(1, 12 * MIB);
+    // A block of the server's lane, held in place until we die.
+    let kept = client.call_deadline(&echo, &big[..], deadline()).unwrap();
+    assert!(kept.is_in_place());
+    let held = client.send(&hold, &bytes(2, 16 * MIB)[..]).unwrap();
+    let q1 = client.send(&echo, &big[..]).unwrap();
+    let q2 = client.send(&echo, &big[..]).unwrap();
+    // Release: pairs with the parent's Acquire in `wait_until`.
+    word(&words, READY).store(1, Ordering::Release);
+    let _ = held.wait();
+    drop((q1, q2, kept));
+    unreachable!("the victim is killed while the server holds its call");
+}
+
+#[test]
+fn a_client_killed_mid_call_leaks_nothing() {
+    if common::role().as_deref() == Some("victim") {
+        return victim_mid_call();
+    }
+    let name = unique("midcall");
+    let words = words_region();
+    let spec = ChannelSpec::new()
+        .with_clients(2)
+        .with_max_in_flight(4)
+        .with_lane_len(48 * MIB);
+    let mut server = Server::bind(&name, spec).unwrap();
+    server.set_stall_timeout(STALL);
+    register(&mut server);
+    let gate = std::sync::Arc::new(polycephaly::sync::shim::AtomicBool::new(false));
+    let entered = std::sync::Arc::new(polycephaly::sync::shim::AtomicBool::new(false));
+    let (g, e) = (gate.clone(), entered.clone());
+    server
+        .method("hold", move |b: &[u8]| {
+            // Release/Acquire: pair with the test thread's loads and store.
+            e.store(true, Ordering::Release);
+            while !g.load(Ordering::Acquire) {
+                std::thread::yield_now();
+            }
+            checksum(b)
+        })
+        .unwrap();
+    let stop = std::sync::Arc::new(polycephaly::sync::shim::AtomicBool::new(false));
+    let flag = stop.clone();
+    let serving = std::thread::spawn(move || {
+        server.serve_until(|| flag.load(Ordering::Relaxed)).unwrap();
+        server
+    });
+    let b = Client::connect_timeout(&name, STALL).unwrap();
+    let check = b.method::<[u8], u64>("checksum").unwrap();
+    assert_eq!(
+        b.call_deadline(&check, &[1u8][..], deadline()).unwrap(),
+        checksum(&[1])
+    );
+    let mut victim = spawn_named(
+        "a_client_killed_mid_call_leaks_nothing",
+        "victim",
+        &name,
+        &words,
+    );
+    // Acquire: pair with the victim's and the handler's Release stores.
+    wait_until("the victim's requests", || {
+        word(&words, READY).load(Ordering::Acquire) == 1
+    });
+    wait_until("the held call", || entered.load(Ordering::Acquire));
+    let victim_slot = word(&words, SLOT).load(Ordering::Relaxed) as usize;
+    // B's call queues behind the held one; the victim dies mid-call.
+    let queued = b.send_deadline(&check, &[2u8][..], deadline()).unwrap();
+    kill(&mut victim);
+    // A new client takes the dead one's slot, reply ring and lane.
+    let c = Client::connect_timeout(&name, STALL).unwrap();
+    assert_eq!(c.slot(), victim_slot);
+    gate.store(true, Ordering::Release);
+    assert_eq!(queued.wait_deadline(deadline()).unwrap(), checksum(&[2]));
+    // Four lanes' worth through C's lane (adopted from the victim) and
+    // the server's (which held the victim's reply): a block left behind
+    // by the dead client would make these wait for room until they fail.
+    let check_c = c.method::<[u8], u64>("checksum").unwrap();
+    let echo_c = c.method::<[u8], [u8]>("echo").unwrap();
+    for i in 0..12u64 {
+        let p = bytes(100 + i, 16 * MIB);
+        assert_eq!(
+            c.call_deadline(&check_c, &p[..], deadline()).unwrap(),
+            checksum(&p)
+        );
+        let back = c.call_deadline(&echo_c, &p[..], deadline()).unwrap();
+        assert!(back[..] == p[..]);
+        assert_eq!(
+            b.call_deadline(&check, &[i as u8][..], deadline()).unwrap(),
+            checksum(&[i as u8])
+        );
+    }
+    drop((b, c));
+    stop.store(true, Ordering::Relaxed);
+    let stats = serving.join().unwrap().stats();
+    assert_eq!(stats.errors, 0);
+    // The held call's reply (its client gone) and the two queued calls.
+    assert_eq!(stats.dropped, 3, "{stats:?}");
+}
+
+/// A client that calls once, says so, and idles until killed.
+fn victim_idle() {
+    let words = inherited_words();
+    let client = Client::connect_timeout(&std::env::var(NAME_VAR).unwrap(), STALL).unwrap();
+    let check = client.method::<[u8], u64>("checksum").unwrap();
+    assert_eq!(
+        client
+            .call_deadline(&check, &[7u8][..], deadline())
+            .unwrap(),
+        checksum(&[7])
+    );
+    // Release: pairs with the parent's Acquire in `wait_until`.
+    word(&words, READY).store(1, Ordering::Release);
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn an_idle_client_killed_is_dropped_by_the_scan() {
+    if common::role().as_deref() == Some("victim") {
+        return victim_idle();
+    }
+    let name = unique("idle");
+    let words = words_region();
+    let mut server =
+        Server::bind(&name, ChannelSpec::new().with_clients(1).with_lane_len(MIB)).unwrap();
+    register(&mut server);
+    let mut victim = spawn_named(
+        "an_idle_client_killed_is_dropped_by_the_scan",
+        "victim",
+        &name,
+        &words,
+    );
+    let start = Instant::now();
+    // Acquire: pairs with the victim's Release store.
+    while word(&words, READY).load(Ordering::Acquire) == 0 {
+        assert!(start.elapsed() < STALL, "the victim never called");
+        let _ = server.serve_one_timeout(Duration::from_millis(10));
+    }
+    assert_eq!(server.clients().len(), 1);
+    kill(&mut victim);
+    while !server.clients().is_empty() {
+        assert!(start.elapsed() < STALL, "the dead client was never dropped");
+        let _ = server.serve_one_timeout(Duration::from_millis(10));
+    }
+    assert_eq!(server.stats().clients_dropped, 1);
+}
+
+/// A server whose method "hold" never returns.
+fn doomed_server() {
+    let mut server = Server::bind(
+        &std::env::var(NAME_VAR).unwrap(),
+        ChannelSpec::new().with_lane_len(MIB),
+    )
+    .unwrap();
+    register(&mut server);
+    server
+        .method("hold", |_: &u64| -> u64 {
+            loop {
+                std::thread::park();
+            }
+        })
+        .unwrap();
+    server.serve().unwrap();
+}
+
+/// A client that calls "hold" and must see the server die.
+fn waiter() {
+    let words = inherited_words();
+    let client = Client::connect_timeout(&std::env::var(NAME_VAR).unwrap(), STALL).unwrap();
+    let hold = client.method::<u64, u64>("hold").unwrap();
+    let check = client.method::<[u8], u64>("checksum").unwrap();
+    assert_eq!(
+        client
+            .call_deadline(&check, &[1u8][..], deadline())
+            .unwrap(),
+        checksum(&[1])
+    );
+    let t = client.send_deadline(&hold, &1, deadline()).unwrap();
+    // Release: pairs with the parent's Acquire in `wait_until`.
+    word(&words, WAITING).fetch_add(1, Ordering::Release);
+    assert_eq!(t.wait_deadline(deadline()), Err(CallError::PeerDead));
+    // And every later call.
+    assert_eq!(
+        client.call_deadline(&check, &[1u8][..], deadline()),
+        Err(CallError::PeerDead)
+    );
+}
+
+#[test]
+fn a_killed_server_ends_every_wait_with_peer_dead() {
+    match common::role().as_deref() {
+        Some("server") => return doomed_server(),
+        Some("waiter") => return waiter(),
+        _ => {}
+    }
+    let test = "a_killed_server_ends_every_wait_with_peer_dead";
+    let name = unique("doomed");
+    let words = words_region();
+    let mut server = spawn_named(test, "server", &name, &words);
+    let waiters: Vec<Child> = (0..3)
+        .map(|_| spawn_named(test, "waiter", &name, &words))
+        .collect();
+    // Acquire: pairs with the waiters' Release increments.
+    wait_until("the waiters", || {
+        word(&words, WAITING).load(Ordering::Acquire) == 3
+    });
+    kill(&mut server);
+    for w in waiters {
+        common::expect_success(w);
+    }
+    // The name the dead server left is taken over by a new one.
+    let server = Server::bind(&name, ChannelSpec::new().with_lane_len(MIB)).unwrap();
+    drop(server);
+    assert!(Region::open(&name).is_err(), "unlinked on drop");
+}
