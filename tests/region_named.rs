@@ -216,7 +216,11 @@ fn a_killed_creator_leaves_nothing_and_frees_the_name() {
         Region::open(&name).ok()
     });
     assert_eq!(survivor.backing(), Backing::Socket);
-    assert_eq!(word(&survivor, 0).load(Ordering::Relaxed), 0xC0FFEE);
+    // The name is served from `build` on: the creator writes its word
+    // just after, maybe after our open.
+    wait_for("the creator's word", || {
+        (word(&survivor, 0).load(Ordering::Relaxed) == 0xC0FFEE).then_some(())
+    });
     let creator_id = survivor
         .peers()
         .into_iter()
