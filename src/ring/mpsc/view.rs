@@ -283,7 +283,7 @@ impl HeapRing {
     }
 
     /// Attaches the consumer (with a fresh peer id). One at a time; the role
-    /// is taken over when its holder is dead ([`mark_dead`](Self::mark_dead)).
+    /// is taken over when its holder is dead (`mark_dead`, a test hook behind the `testing` feature).
     ///
     /// # Errors
     /// [`AttachError::RoleTaken`] while a live consumer is attached,

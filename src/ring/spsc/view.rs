@@ -174,7 +174,7 @@ impl Drop for RingRef {
 impl HeapRing {
     /// Attaches the producer (with a fresh peer id). One producer at a
     /// time; the role is taken over when its holder is dead
-    /// ([`mark_dead`](Self::mark_dead)).
+    /// (`mark_dead`, a test hook behind the `testing` feature).
     ///
     /// # Errors
     /// [`AttachError::RoleTaken`] while a live producer is attached;
