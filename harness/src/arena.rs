@@ -7,10 +7,12 @@
 //!   (timed: the read); the handle and the acknowledgement travel through
 //!   SPSC rings, untimed.
 //! - "Shared memory command with arrays": `arena_array_rtt_<N>`: the
-//!   parent (the master) builds an array of N u64 in a block and sends its
-//!   handle through a ring; the child (a drone) sums all of it, releases
-//!   it and answers the sum through a ring; timed from the allocation to
-//!   the answer. `uds_array_rtt_<N>`: the same exchange through a Unix
+//!   parent (the master) builds an array of N u64 in blocks of at most
+//!   [`PIECE`] elements (1 MiB) and sends each block's handle through a
+//!   ring as soon as it is built; the child (a drone) sums each block as it
+//!   comes, releases it, and answers the total through a ring; timed from
+//!   the first allocation to the answer. (One block for the whole array:
+//!   [`arena_array_rtt_in`] with `usize::MAX`.) `uds_array_rtt_<N>`: the same exchange through a Unix
 //!   stream socket (the array copied in and out of the kernel).
 //!
 //! The region is a memfd made before the fork; the child opens its own
@@ -372,6 +374,28 @@ pub fn shm_write_read(
 /// # Errors
 /// Those of [`run_pair`]; [`BenchError::Corrupt`] on a wrong sum.
 pub fn arena_array_rtt(pin: PinMode, n: usize, plan: &Plan) -> Result<Timings, BenchError> {
+    arena_array_rtt_in(pin, n, PIECE, plan)
+}
+
+/// Elements per block of a large array (1 MiB of `u64`): the master
+/// publishes each piece as soon as it is built, so the drone sums one
+/// while the master builds the next (both CPUs at work, as the kernel's
+/// socket pipeline has them).
+pub const PIECE: usize = 1 << 17;
+
+/// [`arena_array_rtt`] with the array cut into blocks of `piece` elements
+/// (`usize::MAX`: one block).
+///
+/// # Errors
+/// Those of [`run_pair`]; [`BenchError::Corrupt`] on a wrong sum.
+pub fn arena_array_rtt_in(
+    pin: PinMode,
+    n: usize,
+    piece: usize,
+    plan: &Plan,
+) -> Result<Timings, BenchError> {
+    let piece = piece.clamp(1, n.max(1));
+    let pieces = n.div_ceil(piece).max(1);
     let region = region_with_arena(2 * (n * 8).max(4 * KIB))?;
     let rounds = plan.total_samples() as u64;
     let warmup = plan.warmup as u64;
@@ -383,12 +407,15 @@ pub fn arena_array_rtt(pin: PinMode, n: usize, plan: &Plan) -> Result<Timings, B
             let mut out = Vec::with_capacity(plan.samples);
             for k in 1..=rounds {
                 let t0 = Instant::now();
-                let h = w
-                    .alloc_uninit::<u64>(n)
-                    .map_err(|e| lib_err("alloc")(e.to_string()))?
-                    .fill(k)
-                    .publish_for(1);
-                send(&mut tx, &h)?;
+                for p in 0..pieces {
+                    let len = piece.min(n - p * piece);
+                    let h = w
+                        .alloc_uninit::<u64>(len)
+                        .map_err(|e| lib_err("alloc")(e.to_string()))?
+                        .fill(k)
+                        .publish_for(1);
+                    send(&mut tx, &h)?;
+                }
                 let got: u64 = recv(&mut rx)?;
                 let d = t0.elapsed();
                 if got != k.wrapping_mul(n as u64) {
@@ -405,14 +432,17 @@ pub fn arena_array_rtt(pin: PinMode, n: usize, plan: &Plan) -> Result<Timings, B
             let (r, mut rx, mut tx) = child_side(&mine)?;
             pair.barrier()?;
             for _ in 0..rounds {
-                let h: BlockHandle = recv(&mut rx)?;
-                let g = r
-                    .read::<u64>(&h)
-                    .map_err(|e| lib_err("read")(e.to_string()))?;
-                let s = sum(&g);
-                // Released before the answer: the master's next block
-                // reuses the same bytes.
-                drop(g);
+                let mut s = 0u64;
+                for _ in 0..pieces {
+                    let h: BlockHandle = recv(&mut rx)?;
+                    let g = r
+                        .read::<u64>(&h)
+                        .map_err(|e| lib_err("read")(e.to_string()))?;
+                    s = s.wrapping_add(sum(&g));
+                    // Released at once: the master's next pieces reuse
+                    // the bytes.
+                    drop(g);
+                }
                 send(&mut tx, &s)?;
             }
             Ok(())

@@ -128,6 +128,11 @@ fn arena_kernels_run_on_tiny_plans() {
         let t = arena::uds_array_rtt(PinMode::None, n, &plan).unwrap();
         assert_eq!(t.samples.len(), 5);
     }
+    // In pieces (the last one short), and whole.
+    for piece in [30_000, usize::MAX] {
+        let t = arena::arena_array_rtt_in(PinMode::None, 100_000, piece, &plan).unwrap();
+        assert_eq!(t.samples.len(), 5);
+    }
 }
 
 /// Last: leaves a second thread running.
