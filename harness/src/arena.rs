@@ -7,12 +7,13 @@
 //!   (timed: the read); the handle and the acknowledgement travel through
 //!   SPSC rings, untimed.
 //! - "Shared memory command with arrays": `arena_array_rtt_<N>`: the
-//!   parent (the master) builds an array of N u64 in blocks of at most
-//!   [`PIECE`] elements (1 MiB) and sends each block's handle through a
-//!   ring as soon as it is built; the child (a drone) sums each block as it
-//!   comes, releases it, and answers the total through a ring; timed from
-//!   the first allocation to the answer. (One block for the whole array:
-//!   [`arena_array_rtt_in`] with `usize::MAX`.) `uds_array_rtt_<N>`: the same exchange through a Unix
+//!   parent (the master) builds an array of N u64 in a block and sends its
+//!   handle through a ring; the child (a drone) sums all of it, releases
+//!   it and answers the sum through a ring; timed from the allocation to
+//!   the answer. `arena_array_piped_rtt_<N>`: the same array in blocks of
+//!   [`PIECE`] elements (1 MiB), each handed over as soon as it is built,
+//!   so that the drone sums one while the master builds the next (the
+//!   socket pipelines through the kernel the same way). `uds_array_rtt_<N>`: the same exchange through a Unix
 //!   stream socket (the array copied in and out of the kernel).
 //!
 //! The region is a memfd made before the fork; the child opens its own
@@ -204,6 +205,35 @@ pub const ARRAY_ROWS: &[Row] = array_rows![
     ),
 ];
 
+/// Large arrays handed over in 1 MiB blocks as they are built
+/// ([`PIECE`]), beside the socket twin of the same size.
+pub const PIPED_ROWS: &[Row] = &[
+    Row {
+        name: "arena_array_piped_rtt_100000",
+        payload: "10^5 x u64",
+        wait: Wait::Spin,
+        unit: Unit::Ns,
+        floor: Some("uds_array_rtt_100000"),
+        run: |cfg| {
+            let plan = cfg.plan(Plan::new(100, 2_000, 1), Plan::new(20, 200, 1));
+            let t = arena_array_rtt_in(cfg.pin, 100_000, PIECE, &plan)?;
+            Measurement::latency(&t)
+        },
+    },
+    Row {
+        name: "arena_array_piped_rtt_1000000",
+        payload: "10^6 x u64",
+        wait: Wait::Spin,
+        unit: Unit::Ns,
+        floor: Some("uds_array_rtt_1000000"),
+        run: |cfg| {
+            let plan = cfg.plan(Plan::new(20, 300, 1), Plan::new(5, 30, 1));
+            let t = arena_array_rtt_in(cfg.pin, 1_000_000, PIECE, &plan)?;
+            Ok(note_huge(Measurement::latency(&t)?, 8_000_000))
+        },
+    },
+];
+
 fn note_seed(mut m: Measurement, seed: Option<&str>) -> Measurement {
     if let Some(s) = seed {
         m.notes.push(s.to_owned());
@@ -374,13 +404,13 @@ pub fn shm_write_read(
 /// # Errors
 /// Those of [`run_pair`]; [`BenchError::Corrupt`] on a wrong sum.
 pub fn arena_array_rtt(pin: PinMode, n: usize, plan: &Plan) -> Result<Timings, BenchError> {
-    arena_array_rtt_in(pin, n, PIECE, plan)
+    arena_array_rtt_in(pin, n, usize::MAX, plan)
 }
 
-/// Elements per block of a large array (1 MiB of `u64`): the master
-/// publishes each piece as soon as it is built, so the drone sums one
-/// while the master builds the next (both CPUs at work, as the kernel's
-/// socket pipeline has them).
+/// Elements per block of `arena_array_piped_rtt_<N>` (1 MiB of `u64`):
+/// the master publishes each piece as soon as it is built, so the drone
+/// sums one while the master builds the next (both CPUs at work, as the
+/// kernel's socket pipeline has them).
 pub const PIECE: usize = 1 << 17;
 
 /// [`arena_array_rtt`] with the array cut into blocks of `piece` elements

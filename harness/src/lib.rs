@@ -481,6 +481,7 @@ pub fn rows() -> Vec<Row> {
         lock::ROWS,
         mpsc::ROWS,
         arena::ARRAY_ROWS,
+        arena::PIPED_ROWS,
         arena::SHM_ROWS,
         channel::EMPTY_ROWS,
         channel::BYTES_ROWS,
