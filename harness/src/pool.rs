@@ -354,6 +354,10 @@ impl Drop for Placed {
 /// Times `round(k)` for `k` in `1..=plan.total_samples()` on a pool of one
 /// drone placed as `pin` says, each round starting with the drone asleep
 /// (untimed); keeps the rounds after the warm-up.
+///
+/// The placement's start is where both ran in the first round: a drone
+/// moved to another CPU while asleep shows its old CPU in `/proc` until it
+/// runs again.
 fn one_drone_rounds(
     pin: PinMode,
     plan: &Plan,
@@ -365,8 +369,7 @@ fn one_drone_rounds(
         let (pid, stat) = the_drone(pool)?;
         let _placed = Placed::new(pin, pid)?;
         let mut buf = [0u8; 1024];
-        let drone_start = stat_cpu(read_stat(&stat, &mut buf)?);
-        let start_cpu = current_cpu();
+        let mut start = None;
         let mut out = Vec::with_capacity(plan.samples);
         for k in 1..=rounds {
             wait_drone_asleep(&stat)?;
@@ -376,9 +379,13 @@ fn one_drone_rounds(
             if k > warmup {
                 out.push(d);
             }
+            if start.is_none() {
+                start = Some((current_cpu(), stat_cpu(read_stat(&stat, &mut buf)?)));
+            }
         }
+        let (master_start, drone_start) = start.unwrap_or((u32::MAX, None));
         let placement = Placement {
-            parent: [start_cpu, current_cpu()],
+            parent: [master_start, current_cpu()],
             child: [
                 drone_start.unwrap_or(u32::MAX),
                 stat_cpu(read_stat(&stat, &mut buf)?).unwrap_or(u32::MAX),
