@@ -12,6 +12,9 @@
 //!   mapping ([`ShmArea`]) with the first, pins both as `--pin` says, starts
 //!   them on a barrier, reaps the child and turns its failure into an error.
 //! - [`floors`] and [`os`]: the baselines (kernels and their rows).
+//! - [`pool`]: the drone pool's rows, each beside the same protocol over a
+//!   Unix socket; [`Target`]s name the ratios between rows that issue 12
+//!   sets, and the report prints them.
 //! - [`report`]: machine details, the text table and the JSON file.
 //!
 //! # Adding a row (for the next topic, e.g. `harness/src/spsc.rs`)
@@ -82,7 +85,11 @@
 //!
 //! The bench process stays single-threaded (so that `fork` is safe and the
 //! child runs exactly one closure); progress is printed by the caller
-//! between rows.
+//! between rows. The pool rows are the exception while they run: a pool
+//! has a keeper thread, joined when the pool is dropped, and each pool
+//! kernel drops its pool and checks the thread count before it returns.
+//! A program that runs them calls `polycephaly::pool::serve(&pool::TASKS)`
+//! first in `main` (the drones are that program started again).
 
 use core::time::Duration;
 
@@ -93,6 +100,7 @@ pub mod lock;
 pub mod mpsc;
 pub mod os;
 pub mod pair;
+pub mod pool;
 pub mod report;
 pub mod spsc;
 
@@ -191,6 +199,8 @@ pub enum Unit {
     Ns,
     /// Messages per second (higher is better).
     MsgPerSec,
+    /// Tasks per second (higher is better).
+    TasksPerSec,
     /// Bytes per second (higher is better).
     BytesPerSec,
 }
@@ -201,6 +211,7 @@ impl Unit {
         match self {
             Self::Ns => "ns",
             Self::MsgPerSec => "msg/s",
+            Self::TasksPerSec => "task/s",
             Self::BytesPerSec => "B/s",
         }
     }
@@ -485,15 +496,38 @@ pub fn rows() -> Vec<Row> {
         arena::SHM_ROWS,
         channel::EMPTY_ROWS,
         channel::BYTES_ROWS,
+        pool::RTT_ROWS,
+        pool::ARRAY_ROWS,
+        pool::RATE_ROWS,
     ]
     .concat();
     // Stable: keeps the registry order inside each group.
     all.sort_by_key(|r| match r.unit {
         Unit::Ns => 0,
-        Unit::MsgPerSec => 1,
+        Unit::MsgPerSec | Unit::TasksPerSec => 1,
         Unit::BytesPerSec => 2,
     });
     all
+}
+
+/// A ratio between two rows' medians that an issue sets a limit on:
+/// `cost(row) / cost(vs)` (times, or inverse rates, as in the table's
+/// `x floor` column) is to stay at or under `max`. The report prints each
+/// whose two rows were measured; the limit holds for the median of the
+/// ratios of several runs, so one run's ratio is a sample of it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Target {
+    /// The row measured.
+    pub row: &'static str,
+    /// The row it is divided by (same unit).
+    pub vs: &'static str,
+    /// The largest ratio the target allows.
+    pub max: f64,
+}
+
+/// Every target, in report order.
+pub fn targets() -> Vec<Target> {
+    pool::TARGETS.to_vec()
 }
 
 /// The rows whose names start with one of `prefixes` (all rows when
@@ -559,6 +593,14 @@ mod tests {
                 let floor = floor.unwrap_or_else(|| panic!("{}: no floor row {f}", r.name));
                 assert_eq!(floor.unit, r.unit, "{} and its floor {f}", r.name);
             }
+        }
+        for t in targets() {
+            let find = |n: &str| all.iter().find(|r| r.name == n);
+            let (Some(row), Some(vs)) = (find(t.row), find(t.vs)) else {
+                panic!("target {} / {}: no such row", t.row, t.vs);
+            };
+            assert_eq!(row.unit, vs.unit, "target {} / {}", t.row, t.vs);
+            assert!(t.max > 0.0 && t.max.is_finite());
         }
     }
 

@@ -8,5 +8,8 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
+    // First: the pool rows' drones are this command started again, and
+    // `serve` is what turns them into drones (it never returns in one).
+    polycephaly::pool::serve(&polycephaly_harness::pool::TASKS);
     cli::main()
 }

@@ -8,12 +8,16 @@
 //!              "pin": "none", "quick": true,
 //!              "placement": {"NAME": {"parent": [0, 0], "child": [1, 1]}}},
 //!  "measurements": {"NAME": {"median": N, "p99": N, "unit": "ns", "samples": N}},
-//!  "notes": {"NAME": "..."}}
+//!  "notes": {"NAME": "..."},
+//!  "targets": [{"row": "NAME", "vs": "NAME", "ratio": N, "max": N}]}
 //! ```
+//!
+//! `targets` holds each [`Target`] whose two rows were measured, with this
+//! run's ratio of their medians.
 
 use core::fmt::Write as _;
 
-use super::{Config, Measurement, PinMode, Row};
+use super::{Config, Measurement, PinMode, Row, Target, targets};
 
 /// What the report says about the machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,18 +71,32 @@ pub struct Outcome {
 /// `cost(row) / cost(floor)` when both were measured: how many times the
 /// floor's cost (time, or inverse rate) this row's median is.
 pub fn ratio(outcomes: &[Outcome], o: &Outcome) -> Option<f64> {
-    let floor = o.row.floor?;
-    let m = o.result.as_ref().ok()?;
-    let f = outcomes
-        .iter()
-        .find(|x| x.row.name == floor)?
-        .result
-        .as_ref()
-        .ok()?;
+    ratio_of(outcomes, o.row.name, o.row.floor?)
+}
+
+/// `cost(row) / cost(vs)` when both rows were measured in the same unit.
+pub fn ratio_of(outcomes: &[Outcome], row: &str, vs: &str) -> Option<f64> {
+    let measured = |name: &str| {
+        outcomes
+            .iter()
+            .find(|x| x.row.name == name)?
+            .result
+            .as_ref()
+            .ok()
+    };
+    let (m, f) = (measured(row)?, measured(vs)?);
     if f.unit() != m.unit() || f.cost() <= 0.0 {
         return None;
     }
     Some(m.cost() / f.cost())
+}
+
+/// The targets whose two rows were measured, with this run's ratio.
+fn measured_targets(outcomes: &[Outcome]) -> Vec<(Target, f64)> {
+    targets()
+        .into_iter()
+        .filter_map(|t| Some((t, ratio_of(outcomes, t.row, t.vs)?)))
+        .collect()
 }
 
 /// A figure for the table: plain nanoseconds, rates with an SI prefix.
@@ -165,7 +183,8 @@ pub fn table(outcomes: &[Outcome]) -> String {
                 );
             }
             for n in &m.notes {
-                let _ = write!(line, "; {n}");
+                let sep = if line.is_empty() { "" } else { "; " };
+                let _ = write!(line, "{sep}{n}");
             }
             (!line.is_empty()).then(|| format!("  {}: {line}", o.row.name))
         })
@@ -174,6 +193,23 @@ pub fn table(outcomes: &[Outcome]) -> String {
         let _ = writeln!(s, "placement (cpu at start->end) and notes:");
         for n in notes {
             let _ = writeln!(s, "{n}");
+        }
+    }
+    let measured = measured_targets(outcomes);
+    if !measured.is_empty() {
+        let _ = writeln!(
+            s,
+            "targets (this run's ratio of medians; a target holds for the median of several runs' ratios):"
+        );
+        for (t, x) in measured {
+            let _ = writeln!(
+                s,
+                "  {:<60} {:>7.3}  target <= {:.3}  {}",
+                format!("{} / {}", t.row, t.vs),
+                x,
+                t.max,
+                if x <= t.max { "met" } else { "missed" }
+            );
         }
     }
     s
@@ -272,8 +308,30 @@ pub fn json(machine: &Machine, cfg: &Config, outcomes: &[Outcome]) -> String {
             ))
         })
         .collect();
-    let _ = write!(s, "{}\n  }}\n}}\n", notes.join(","));
+    let _ = write!(s, "{}\n  }},\n  \"targets\": [", notes.join(","));
+    let targets: Vec<String> = measured_targets(outcomes)
+        .into_iter()
+        .map(|(t, x)| {
+            format!(
+                "\n    {{\"row\": {}, \"vs\": {}, \"ratio\": {}, \"max\": {}}}",
+                json_string(t.row),
+                json_string(t.vs),
+                json_ratio(x),
+                json_ratio(t.max)
+            )
+        })
+        .collect();
+    let _ = write!(s, "{}\n  ]\n}}\n", targets.join(","));
     s
+}
+
+/// A JSON ratio: finite ones with four decimals, anything else `null`.
+fn json_ratio(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.4}")
+    } else {
+        "null".to_owned()
+    }
 }
 
 #[cfg(test)]
@@ -327,5 +385,41 @@ mod tests {
         let t = table(&outcomes);
         assert!(t.contains("5.00"), "{t}");
         assert!(t.contains("uds_rtt                      FAILED"), "{t}");
+        assert!(!t.contains("targets"), "no target has both rows: {t}");
+        assert!(j.ends_with("\"targets\": [\n  ]\n}\n"), "{j}");
+    }
+
+    #[test]
+    fn targets_are_reported_with_this_runs_ratio() {
+        let all = rows();
+        let row = |n: &str| *all.iter().find(|r| r.name == n).unwrap();
+        let ns = |v: f64| Ok(Measurement::new(Unit::Ns, vec![v]).unwrap());
+        let outcomes = vec![
+            Outcome {
+                row: row("spsc_block_rtt"),
+                result: ns(2000.0),
+            },
+            Outcome {
+                row: row("pool_empty_task_rtt"),
+                result: ns(4000.0),
+            },
+            Outcome {
+                row: row("pool_uds_empty_task_rtt"),
+                result: ns(40000.0),
+            },
+        ];
+        let t = table(&outcomes);
+        assert!(
+            t.contains("pool_empty_task_rtt / spsc_block_rtt")
+                && t.contains("2.000  target <= 1.500  missed"),
+            "{t}"
+        );
+        assert!(t.contains("0.100  target <= 0.300  met"), "{t}");
+        assert!(!t.contains("pool_array_task_rtt_100000 /"), "{t}");
+        let j = json(&Machine::detect(), &Config::default(), &outcomes);
+        assert!(
+            j.contains("{\"row\": \"pool_empty_task_rtt\", \"vs\": \"spsc_block_rtt\", \"ratio\": 2.0000, \"max\": 1.5000}"),
+            "{j}"
+        );
     }
 }

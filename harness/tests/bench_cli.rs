@@ -56,3 +56,59 @@ fn quick_bench_writes_the_requested_rows_as_json() {
     // Only the requested rows.
     assert_eq!(measurements.matches("\"median\"").count(), 3, "{json}");
 }
+
+/// The pool rows run from the command itself, whose drones are the command
+/// started again (its `main` calls `serve` first); their targets come out
+/// in the JSON beside them.
+#[test]
+fn quick_pool_rows_run_with_their_targets() {
+    let dir = std::env::temp_dir().join(format!("polycephaly-bench-pool-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json_path = dir.join("out.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_polycephaly"))
+        .args([
+            "bench",
+            "--quick",
+            "--only",
+            "spsc_block_rtt,pool_empty,pool_uds_empty,pool_map",
+            "--json",
+        ])
+        .arg(&json_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("seed: 12,519 us"), "{stdout}");
+    assert!(
+        stdout.contains("pool_empty_task_rtt / pool_uds_empty_task_rtt"),
+        "{stdout}"
+    );
+    let json = std::fs::read_to_string(&json_path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    for (name, unit) in [
+        ("pool_empty_task_rtt", "ns"),
+        ("pool_uds_empty_task_rtt", "ns"),
+        ("pool_map_tiny_throughput", "task/s"),
+    ] {
+        let at = json
+            .find(&format!("\"{name}\": {{\"median\""))
+            .unwrap_or_else(|| panic!("{name} missing from {json}"));
+        let row = &json[at..];
+        let row = &row[..row.find('}').unwrap()];
+        assert!(number_after(row, "median").unwrap() > 0.0, "{row}");
+        assert!(row.contains(&format!("\"unit\": \"{unit}\"")), "{row}");
+    }
+    let targets = json.split("\"targets\": [").nth(1).unwrap();
+    for vs in ["spsc_block_rtt", "pool_uds_empty_task_rtt"] {
+        let at = targets
+            .find(&format!("\"vs\": \"{vs}\""))
+            .unwrap_or_else(|| panic!("target vs {vs} missing from {json}"));
+        assert!(number_after(&targets[at..], "ratio").unwrap() > 0.0);
+    }
+    // The array targets' rows were not asked for.
+    assert_eq!(targets.matches("\"row\"").count(), 2, "{json}");
+}
