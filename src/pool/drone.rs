@@ -24,6 +24,16 @@ static REGISTRY: OnceLock<&'static Registry> = OnceLock::new();
 /// even if the parent-death signal were lost.
 const SLICE: Duration = Duration::from_millis(250);
 
+/// How a drone waits for its next chunk: a busy drone finds it in its
+/// ring already (the master keeps two there), so only a short spin, to
+/// catch a master that answers a result with the next task at once; then
+/// it sleeps, burning no CPU while idle.
+const IDLE: crate::sync::WaitStrategy = crate::sync::WaitStrategy {
+    spin: Duration::from_micros(5),
+    spin_only: false,
+    slice: SLICE,
+};
+
 /// The first line of `main` in a program that uses a [`Pool`](super::Pool).
 ///
 /// In the master (the program as the user started it) it records
@@ -172,6 +182,7 @@ impl Drone {
             what: "pool master peer id",
         })?;
         let mut tasks = spsc::Consumer::attach(&region, wire::task_ring(slot))?;
+        tasks.set_wait_strategy(IDLE);
         let mut results = mpsc::Producer::attach(&region, wire::RESULTS)?;
         let writer = ArenaWriter::attach_lane(&region, wire::ARENA, wire::drone_lane(slot))?;
         let reader = ArenaReader::attach(&region, wire::ARENA)?;
