@@ -185,6 +185,15 @@ fn a_large_array_is_read_in_place() {
         let sum = drones.submit_slice(&SUM, &data).unwrap().wait().unwrap();
         assert_eq!(sum, n * (n - 1) / 2);
     }
+    // Built in place (in the arena when large, in the frame when small).
+    for n in [0u64, 10, 1_000_000] {
+        let sum = drones
+            .submit_slice_from_fn(&SUM, n as usize, |i| i as u64)
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(sum, n * n.saturating_sub(1) / 2);
+    }
     // Larger than the arena's lane: a typed error, not a hang.
     let small = Pool::builder()
         .drones(1)

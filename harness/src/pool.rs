@@ -11,10 +11,11 @@
 //!   id, input length; then the 8-byte input), the drone (a forked process,
 //!   asleep in `read` at every request) reads it, runs the same function,
 //!   and writes a result frame back (the same header, then the output).
-//! - `pool_array_task_rtt_<N>`: [`Pool::submit_slice`] of N u64 to
-//!   [`SUM`] and the wait for the sum: the master copies the array into
-//!   its arena lane (inputs above the inline limit) or the task frame, the
-//!   drone sums it in place. The array is built once, before timing.
+//! - `pool_array_task_rtt_<N>`: [`Pool::submit_slice_from_fn`] of N u64
+//!   to [`SUM`] and the wait for the sum: the master builds the array in
+//!   place in its arena lane (inputs above the inline limit; the task frame
+//!   below), the drone sums it in place: one pass over the data on each
+//!   side, as the twin's write and read.
 //!   `pool_uds_array_task_rtt_<N>`: the socket twin, the array written
 //!   whole through the socket and read whole into the drone's buffer.
 //! - `pool_map_tiny_throughput`: [`Pool::map`] of [`TINY`] over 100,000
@@ -418,18 +419,18 @@ pub fn empty_task_rtt(pin: PinMode, plan: &Plan) -> Result<Timings, BenchError> 
     })
 }
 
-/// Submits [`SUM`] over an array of `n` u64 (built once, before timing)
-/// to a pool of one drone and waits for the sum, every round timed alone
-/// and starting with the drone asleep; `plan.batch` is ignored.
+/// Submits [`SUM`] over an array of `n` u64 (1 to n, built in place in
+/// the arena each round) to a pool of one drone and waits for the sum,
+/// every round timed alone and starting with the drone asleep;
+/// `plan.batch` is ignored.
 ///
 /// # Errors
 /// As [`empty_task_rtt`].
 pub fn array_task_rtt(pin: PinMode, n: usize, plan: &Plan) -> Result<Timings, BenchError> {
-    let data: Vec<u64> = (1..=n as u64).collect();
-    let want = sum(&data);
+    let want = (1..=n as u64).fold(0u64, u64::wrapping_add);
     one_drone_rounds(pin, plan, |pool, k| {
         let got = pool
-            .submit_slice(&SUM, &data)
+            .submit_slice_from_fn(&SUM, n, |i| i as u64 + 1)
             .and_then(|p| p.wait())
             .map_err(pool_err("sum task"))?;
         if got == want {

@@ -30,7 +30,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::arena::{ArenaReader, ArenaWriter, BlockHandle, TryAllocError};
+use crate::arena::{ArenaReader, ArenaWriter, BlockHandle, BlockMut, TryAllocError, UninitBlock};
 use crate::region::{PeerId, Region};
 use crate::ring::{RecvError, TryClaimError, mpsc, spsc};
 use crate::sync::clock::Instant;
@@ -380,13 +380,26 @@ impl Core {
         data: &[T],
         own: bool,
     ) -> Result<Option<BlockHandle>, PoolError> {
+        self.try_build_in_arena(job, data.len(), own, |b| b.copy_from_slice(data).ok())
+    }
+
+    /// As [`try_put_in_arena`](Self::try_put_in_arena), for a block of `n`
+    /// elements that `init` builds in place (`None`: it could not).
+    pub(crate) fn try_build_in_arena<T: bytemuck::Pod, F>(
+        &mut self,
+        job: u64,
+        n: usize,
+        own: bool,
+        mut init: F,
+    ) -> Result<Option<BlockHandle>, PoolError>
+    where
+        F: for<'b> FnMut(UninitBlock<'b, T>) -> Option<BlockMut<'b, T>>,
+    {
         let me = self.me;
-        let tried = self.writer.try_alloc_uninit::<T>(data.len()).map(|block| {
-            block
-                .copy_from_slice(data)
-                .map(|block| block.publish_to(me))
-                .map_err(drop)
-        });
+        let tried = self
+            .writer
+            .try_alloc_uninit::<T>(n)
+            .map(|block| init(block).map(|block| block.publish_to(me)).ok_or(()));
         match tried {
             Ok(Ok(handle)) => {
                 if !own {
@@ -411,7 +424,7 @@ impl Core {
                     Ok(None)
                 } else {
                     Err(PoolError::ArenaFull {
-                        bytes: size_of_val(data) as u64,
+                        bytes: (n * size_of::<T>()) as u64,
                         max: self.writer.capacity(),
                     })
                 }

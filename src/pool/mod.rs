@@ -382,19 +382,23 @@ impl Pool {
         }
     }
 
-    /// Writes `data` into the master's arena lane for job `job`, waiting
-    /// while running calls hold the room.
-    fn put_in_arena<'a, T: Pod>(
+    /// Builds a block of `n` elements in the master's arena lane for job
+    /// `job` with `init`, waiting while running calls hold the room.
+    fn build_in_arena<'a, T: Pod, F>(
         &'a self,
         mut core: MutexGuard<'a, Core>,
         job: u64,
-        data: &[T],
+        n: usize,
+        mut init: F,
     ) -> (
         MutexGuard<'a, Core>,
         Result<crate::arena::BlockHandle, PoolError>,
-    ) {
+    )
+    where
+        F: for<'b> FnMut(crate::arena::UninitBlock<'b, T>) -> Option<crate::arena::BlockMut<'b, T>>,
+    {
         loop {
-            match core.try_put_in_arena(job, data, false) {
+            match core.try_build_in_arena(job, n, false, &mut init) {
                 Ok(Some(h)) => return (core, Ok(h)),
                 Ok(None) => {}
                 Err(e) => return (core, Err(e)),
@@ -407,6 +411,20 @@ impl Pool {
                 Err(e) => return (self.lock(), Err(e)),
             };
         }
+    }
+
+    /// Copies `data` into the master's arena lane for job `job` (see
+    /// [`build_in_arena`](Self::build_in_arena)).
+    fn put_in_arena<'a, T: Pod>(
+        &'a self,
+        core: MutexGuard<'a, Core>,
+        job: u64,
+        data: &[T],
+    ) -> (
+        MutexGuard<'a, Core>,
+        Result<crate::arena::BlockHandle, PoolError>,
+    ) {
+        self.build_in_arena(core, job, data.len(), |b| b.copy_from_slice(data).ok())
     }
 
     /// Waits for every item of `job` and decodes the outputs in order.
@@ -618,6 +636,57 @@ impl Pool {
             }
         } else {
             Input::Frame(bytemuck::cast_slice(data).to_vec())
+        };
+        core.add_chunk(job, index, 0, 1, input);
+        core.pump();
+        Ok(Pending::new(self, job, task.name(), task.decode_fn()))
+    }
+
+    /// Hands `task` a slice of `n` elements built in place by `f` (element
+    /// `i` is `f(i)`): a large one is built directly in the arena, where
+    /// the drone reads it, so it is written once and never copied.
+    ///
+    /// ```no_run
+    /// # use polycephaly::pool::{Pool, SliceTask};
+    /// static SUM: SliceTask<u64, u64> = SliceTask::new("sum", |xs| xs.iter().sum());
+    /// # let pool = Pool::new()?;
+    /// let sum = pool.submit_slice_from_fn(&SUM, 1_000_000, |i| i as u64)?.wait()?;
+    /// assert_eq!(sum, 999_999 * 1_000_000 / 2);
+    /// # Ok::<(), polycephaly::pool::PoolError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`submit_slice`](Self::submit_slice).
+    pub fn submit_slice_from_fn<T: Pod, O: 'static>(
+        &self,
+        task: &SliceTask<T, O>,
+        n: usize,
+        mut f: impl FnMut(usize) -> T,
+    ) -> Result<Pending<'_, O>, PoolError> {
+        let index = self.registry.find(task)?;
+        let mut core = self.lock();
+        let job = core.new_job(1, task.erased().out_fixed);
+        let bytes = n.saturating_mul(size_of::<T>());
+        let input = if bytes > core.inline_max {
+            let (mut back, built) =
+                self.build_in_arena(core, job, n, |b| Some(b.init_with(&mut f)));
+            match built {
+                Ok(handle) => {
+                    core = back;
+                    Input::Arena(wire::ArenaRef {
+                        handle,
+                        offset: 0,
+                        len: bytes as u64,
+                    })
+                }
+                Err(e) => {
+                    back.end_job(job);
+                    return Err(e);
+                }
+            }
+        } else {
+            let v: Vec<T> = (0..n).map(&mut f).collect();
+            Input::Frame(bytemuck::cast_slice(&v).to_vec())
         };
         core.add_chunk(job, index, 0, 1, input);
         core.pump();
