@@ -40,6 +40,12 @@ struct BenchArgs {
     /// split (one process per CPU), same (both on one CPU).
     #[arg(long, value_enum, default_value_t = Pin::None)]
     pin: Pin,
+    /// Run the selected rows N times, interleaved (every row once per
+    /// round), and report each row's median of medians and each ratio as
+    /// the median of the per-run ratios, with min and max: the figures the
+    /// targets are judged on.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    repeat: u32,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -74,6 +80,7 @@ pub(crate) fn main() -> ExitCode {
                 only: Vec::new(),
                 json: None,
                 pin: Pin::None,
+                repeat: 1,
             })
         }
     }
@@ -92,43 +99,70 @@ fn run_bench(args: &BenchArgs) -> ExitCode {
     let machine = report::Machine::detect();
     print!("{}", report::header(&machine, &cfg));
     let started = Instant::now();
-    let mut outcomes = Vec::with_capacity(rows.len());
+    let rounds = args.repeat as usize;
+    let mut runs: Vec<Vec<report::Outcome>> = Vec::with_capacity(rounds);
     let mut stderr = std::io::stderr();
     // On a terminal the progress line is rewritten in place; elsewhere
     // (logs, tests) it is one plain line per row.
     let tty = stderr.is_terminal();
     let _ = std::io::stdout().flush();
-    for (i, row) in rows.iter().enumerate() {
-        // The progress line, from this (only) thread, between rows.
-        let line = format!(
-            "[{}/{}] {} ({:.1} s so far)",
-            i + 1,
-            rows.len(),
-            row.name,
-            started.elapsed().as_secs_f64()
-        );
-        let _ = if tty {
-            write!(stderr, "\r\x1b[2K{line}")
-        } else {
-            writeln!(stderr, "{line}")
-        };
-        let _ = stderr.flush();
-        let result = (row.run)(&cfg).map_err(|e| e.to_string());
-        outcomes.push(report::Outcome { row: *row, result });
+    for round in 0..rounds {
+        let mut outcomes = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            // The progress line, from this (only) thread, between rows.
+            let of_round = if rounds > 1 {
+                format!(" run {}/{rounds}", round + 1)
+            } else {
+                String::new()
+            };
+            let line = format!(
+                "[{}/{}{of_round}] {} ({:.1} s so far)",
+                i + 1,
+                rows.len(),
+                row.name,
+                started.elapsed().as_secs_f64()
+            );
+            let _ = if tty {
+                write!(stderr, "\r\x1b[2K{line}")
+            } else {
+                writeln!(stderr, "{line}")
+            };
+            let _ = stderr.flush();
+            let result = (row.run)(&cfg).map_err(|e| e.to_string());
+            outcomes.push(report::Outcome { row: *row, result });
+        }
+        runs.push(outcomes);
     }
     if tty {
         let _ = write!(stderr, "\r\x1b[2K");
         let _ = stderr.flush();
     }
-    print!("{}", report::table(&outcomes));
+    let Some(last) = runs.last() else {
+        return ExitCode::FAILURE;
+    };
+    let outcomes_len = last.len();
+    let mut ok = runs.iter().flatten().all(|o| o.result.is_ok());
+    if rounds == 1 {
+        print!("{}", report::table(last));
+    } else {
+        print!("{}", report::repeat_summary(&runs));
+    }
     println!(
-        "{} row(s) in {:.1} s",
-        outcomes.len(),
+        "{} row(s){} in {:.1} s",
+        outcomes_len,
+        if rounds > 1 {
+            format!(" x {rounds} runs")
+        } else {
+            String::new()
+        },
         started.elapsed().as_secs_f64()
     );
-    let mut ok = outcomes.iter().all(|o| o.result.is_ok());
     if let Some(path) = &args.json {
-        let text = report::json(&machine, &cfg, &outcomes);
+        let text = if rounds == 1 {
+            report::json(&machine, &cfg, last)
+        } else {
+            report::repeat_json(&machine, &cfg, runs)
+        };
         if let Err(e) = std::fs::write(path, text) {
             eprintln!("cannot write {}: {e}", path.display());
             ok = false;

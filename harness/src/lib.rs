@@ -525,9 +525,82 @@ pub struct Target {
     pub max: f64,
 }
 
+/// The issues' targets on rows outside the pool, as ratios of costs in
+/// one run (judged on the median over several runs: `--repeat`).
+pub const TARGETS: &[Target] = &[
+    // SPSC and MPSC at the floor (issue 15).
+    Target {
+        row: "spsc_spin_rtt",
+        vs: "floor_spin_rtt",
+        max: 1.3,
+    },
+    Target {
+        row: "spsc_64b_throughput",
+        vs: "floor_ring_64b_throughput",
+        max: 1.25,
+    },
+    Target {
+        row: "spsc_block_rtt",
+        vs: "floor_wake_rtt",
+        max: 1.3,
+    },
+    Target {
+        row: "mpsc_block_rtt",
+        vs: "floor_wake_rtt",
+        max: 1.5,
+    },
+    // The arena's arrays (issue 10).
+    Target {
+        row: "arena_array_rtt_1000000",
+        vs: "uds_array_rtt_1000000",
+        max: 0.2,
+    },
+    Target {
+        row: "arena_array_rtt_10",
+        vs: "uds_array_rtt_10",
+        max: 0.05,
+    },
+    Target {
+        row: "arena_array_rtt_100",
+        vs: "uds_array_rtt_100",
+        max: 0.05,
+    },
+    Target {
+        row: "arena_array_rtt_1000",
+        vs: "uds_array_rtt_1000",
+        max: 0.05,
+    },
+    // The channel (issue 11).
+    Target {
+        row: "channel_empty_rtt_spin",
+        vs: "spsc_spin_rtt",
+        max: 1.5,
+    },
+    Target {
+        row: "channel_empty_rtt_block",
+        vs: "spsc_block_rtt",
+        max: 1.3,
+    },
+    Target {
+        row: "channel_empty_rtt_block",
+        vs: "uds_channel_empty_rtt",
+        max: 0.3,
+    },
+    Target {
+        row: "channel_bytes_rtt_100000",
+        vs: "uds_channel_bytes_rtt_100000",
+        max: 1.0 / 3.0,
+    },
+    Target {
+        row: "channel_bytes_rtt_1000000",
+        vs: "uds_channel_bytes_rtt_1000000",
+        max: 1.0 / 3.0,
+    },
+];
+
 /// Every target, in report order.
 pub fn targets() -> Vec<Target> {
-    pool::TARGETS.to_vec()
+    [TARGETS, pool::TARGETS].concat()
 }
 
 /// The rows whose names start with one of `prefixes` (all rows when

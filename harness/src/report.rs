@@ -215,6 +215,214 @@ pub fn table(outcomes: &[Outcome]) -> String {
     s
 }
 
+/// The median of `v` (the mean of the middle two for an even count);
+/// `None` when empty.
+fn median_of(v: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// `[min, max]` of `v`.
+fn span(v: &[f64]) -> (f64, f64) {
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        })
+}
+
+/// One row over repeated runs: its median in each run.
+fn medians(runs: &[Vec<Outcome>], name: &str) -> Vec<f64> {
+    runs.iter()
+        .filter_map(|run| {
+            let o = run.iter().find(|o| o.row.name == name)?;
+            Some(o.result.as_ref().ok()?.median())
+        })
+        .collect()
+}
+
+/// `cost(row) / cost(vs)` in each run where both were measured.
+fn ratios(runs: &[Vec<Outcome>], row: &str, vs: &str) -> Vec<f64> {
+    runs.iter()
+        .filter_map(|run| ratio_of(run, row, vs))
+        .collect()
+}
+
+/// The outcomes of `runs` (the same rows, run in turn) folded into one
+/// list: each row's samples are its per-run medians (so its median is the
+/// median of the medians), with the last run's placement and notes.
+pub fn fold_runs(runs: Vec<Vec<Outcome>>) -> Vec<Outcome> {
+    let Some(last) = runs.last() else {
+        return Vec::new();
+    };
+    last.iter()
+        .map(|o| {
+            let meds = medians(&runs, o.row.name);
+            let result = match &o.result {
+                Ok(m) => Measurement::new(m.unit(), meds)
+                    .map_err(|e| e.to_string())
+                    .map(|mut f| {
+                        f.placement = m.placement;
+                        f.notes.clone_from(&m.notes);
+                        f
+                    }),
+                Err(e) => Err(e.clone()),
+            };
+            Outcome { row: o.row, result }
+        })
+        .collect()
+}
+
+/// The summary of repeated runs: each row's median of medians with their
+/// spread, each ratio to its floor as the median of the per-run ratios
+/// (with min and max), and the targets judged on those medians.
+pub fn repeat_summary(runs: &[Vec<Outcome>]) -> String {
+    let mut s = String::new();
+    let Some(last) = runs.last() else {
+        return s;
+    };
+    let _ = writeln!(
+        s,
+        "over {} runs (rows interleaved: each round runs every row once):\n\
+         {:<28} {:<6} {:>11} {:>23} {:<6} {:>8} {:>15}  vs",
+        runs.len(),
+        "name",
+        "wait",
+        "median",
+        "min .. max of medians",
+        "unit",
+        "x floor",
+        "min .. max"
+    );
+    for o in last {
+        let r = &o.row;
+        let meds = medians(runs, r.name);
+        let Some(m) = median_of(&meds) else {
+            let _ = writeln!(s, "{:<28} FAILED in every run", r.name);
+            continue;
+        };
+        let rate = r.unit.is_rate();
+        let (lo, hi) = span(&meds);
+        let xs = r.floor.map(|f| ratios(runs, r.name, f)).unwrap_or_default();
+        let (x, xr) = match median_of(&xs) {
+            Some(x) => {
+                let (a, b) = span(&xs);
+                (format!("{x:.2}"), format!("{a:.2} .. {b:.2}"))
+            }
+            None => ("-".to_owned(), String::new()),
+        };
+        let _ = writeln!(
+            s,
+            "{:<28} {:<6} {:>11} {:>23} {:<6} {:>8} {:>15}  {}",
+            r.name,
+            r.wait.as_str(),
+            human(m, rate),
+            format!("{} .. {}", human(lo, rate), human(hi, rate)),
+            r.unit.as_str(),
+            x,
+            xr,
+            r.floor.unwrap_or("-")
+        );
+    }
+    let judged: Vec<_> = targets()
+        .into_iter()
+        .filter_map(|t| {
+            let xs = ratios(runs, t.row, t.vs);
+            Some((t, median_of(&xs)?, xs))
+        })
+        .collect();
+    if !judged.is_empty() {
+        let _ = writeln!(s, "targets (median of the per-run ratios):");
+        for (t, x, xs) in judged {
+            let (a, b) = span(&xs);
+            let met = xs.iter().filter(|r| **r <= t.max).count();
+            let _ = writeln!(
+                s,
+                "  {:<60} {:>7.3} ({a:.3} .. {b:.3})  target <= {:.3}  {} ({met} of {} runs met it)",
+                format!("{} / {}", t.row, t.vs),
+                x,
+                t.max,
+                if x <= t.max { "met" } else { "missed" },
+                xs.len()
+            );
+        }
+    }
+    s
+}
+
+/// The JSON of repeated runs: the folded runs in the usual shape (each
+/// measurement's median is the median of the per-run medians; its
+/// `samples` is the number of runs), then `"repeat"`, the ratios of every
+/// row to its floor and of every target over the runs, and each run's own
+/// measurements.
+pub fn repeat_json(machine: &Machine, cfg: &Config, runs: Vec<Vec<Outcome>>) -> String {
+    let per_run: Vec<String> = runs
+        .iter()
+        .map(|run| json(machine, cfg, run).trim_end().to_owned())
+        .collect();
+    let ratio_list = |row: &str, vs: &str| -> String {
+        let xs = ratios(&runs, row, vs);
+        let (a, b) = span(&xs);
+        format!(
+            "{{\"row\": {}, \"vs\": {}, \"median\": {}, \"min\": {}, \"max\": {}, \"runs\": [{}]}}",
+            json_string(row),
+            json_string(vs),
+            median_of(&xs).map_or_else(|| "null".to_owned(), json_ratio),
+            if xs.is_empty() {
+                "null".to_owned()
+            } else {
+                json_ratio(a)
+            },
+            if xs.is_empty() {
+                "null".to_owned()
+            } else {
+                json_ratio(b)
+            },
+            xs.iter()
+                .map(|x| json_ratio(*x))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let floors: Vec<String> = runs
+        .last()
+        .map(|run| {
+            run.iter()
+                .filter_map(|o| Some(format!("\n    {}", ratio_list(o.row.name, o.row.floor?))))
+                .collect()
+        })
+        .unwrap_or_default();
+    let judged: Vec<String> = targets()
+        .into_iter()
+        .filter(|t| !ratios(&runs, t.row, t.vs).is_empty())
+        .map(|t| {
+            let line = ratio_list(t.row, t.vs);
+            format!(
+                "\n    {}, \"target\": {}}}",
+                line.trim_end_matches('}'),
+                json_ratio(t.max)
+            )
+        })
+        .collect();
+    let n = runs.len();
+    let folded = json(machine, cfg, &fold_runs(runs));
+    let body = folded.trim_end().trim_end_matches('}').trim_end();
+    format!(
+        "{body},\n  \"repeat\": {n},\n  \"floor_ratios\": [{}\n  ],\n  \"target_ratios\": [{}\n  ],\n  \"runs\": [\n{}\n  ]\n}}\n",
+        floors.join(","),
+        judged.join(","),
+        per_run.join(",\n")
+    )
+}
+
 /// `text` as a JSON string literal.
 pub fn json_string(text: &str) -> String {
     let mut s = String::with_capacity(text.len() + 2);

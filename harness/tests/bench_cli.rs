@@ -112,3 +112,63 @@ fn quick_pool_rows_run_with_their_targets() {
     // The array targets' rows were not asked for.
     assert_eq!(targets.matches("\"row\"").count(), 2, "{json}");
 }
+
+/// `--repeat N` runs the rows N times and reports the median of the
+/// per-run ratios: the JSON holds every run, each row's ratio to its floor
+/// per run, and the targets' ratios with their median, min and max.
+#[test]
+fn repeat_reports_medians_of_per_run_ratios() {
+    let dir = std::env::temp_dir().join(format!("polycephaly-bench-repeat-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json_path = dir.join("out.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_polycephaly"))
+        .args([
+            "bench",
+            "--quick",
+            "--repeat",
+            "3",
+            "--only",
+            "floor_spin,spsc_spin_rtt",
+            "--json",
+        ])
+        .arg(&json_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("over 3 runs"), "{stdout}");
+    assert!(
+        stdout.contains("spsc_spin_rtt / floor_spin_rtt"),
+        "{stdout}"
+    );
+    let json = std::fs::read_to_string(&json_path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(number_after(&json, "repeat"), Some(3.0), "{json}");
+    // Three runs, each with its own measurements of both rows.
+    let runs = &json[json.find("\"runs\": [").unwrap()..];
+    assert_eq!(
+        runs.matches("\"spsc_spin_rtt\": {\"median\"").count(),
+        3,
+        "{json}"
+    );
+    // The target's ratio in each run, and their median between min and max.
+    let t = &json[json.find("\"target_ratios\": [").unwrap()..];
+    let t = &t[..t.find(']').unwrap()];
+    assert!(t.contains("\"row\": \"spsc_spin_rtt\""), "{t}");
+    let (lo, mid, hi) = (
+        number_after(t, "min").unwrap(),
+        number_after(t, "median").unwrap(),
+        number_after(t, "max").unwrap(),
+    );
+    assert!(lo > 0.0 && lo <= mid && mid <= hi, "{t}");
+    // A count that is not a number, or 0, is one line and a failure.
+    let out = Command::new(env!("CARGO_BIN_EXE_polycephaly"))
+        .args(["bench", "--repeat", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
