@@ -59,8 +59,58 @@ static NAP: Task<u64, u64> = Task::new("nap", |ms| {
     ms
 });
 
+/// `x < 1_000_000` sleeps `x` ms. Otherwise, by marker files in the
+/// directory `POOL_TEST_ONCE` names: the first drone to run it sleeps
+/// `x - 1_000_000` ms and returns `x`; the second aborts; later ones return.
+static SECOND_DIES: Task<u64, u64> = Task::new("second_dies", |x| {
+    if x < 1_000_000 {
+        std::thread::sleep(Duration::from_millis(x));
+        return x;
+    }
+    let dir = std::path::PathBuf::from(std::env::var_os("POOL_TEST_ONCE").unwrap());
+    let make = |name: &str| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dir.join(name))
+            .is_ok()
+    };
+    if make("first") {
+        std::thread::sleep(Duration::from_millis(x - 1_000_000));
+    } else if make("second") {
+        std::process::abort();
+    }
+    x
+});
+/// `x & 0xffff_ffff` u32s out; with a delay (`x >> 32` ms), first
+/// writes its pid into the file `POOL_TEST_PIDFILE` names.
+static BLOB: Task<u64, Vec<u32>> = Task::new_vec("blob", |x| {
+    let (n, ms) = (x & 0xffff_ffff, x >> 32);
+    if n >= 5000 {
+        if let Some(f) = std::env::var_os("POOL_TEST_PIDFILE") {
+            std::fs::write(f, std::process::id().to_string()).unwrap();
+        }
+    }
+    std::thread::sleep(Duration::from_millis(ms));
+    vec![7; n as usize]
+});
+/// A byte in, a byte out.
+static INC8: Task<u8, u8> = Task::new("inc8", |x| x.wrapping_add(1));
+
 static TASKS: Registry = Registry::new(&[
-    &ADD, &DOUBLE, &SUM, &PID, &RANGE, &PICKY, &STUCK, &CRASH, &SPIN, &NAP,
+    &ADD,
+    &DOUBLE,
+    &SUM,
+    &PID,
+    &RANGE,
+    &PICKY,
+    &STUCK,
+    &CRASH,
+    &SPIN,
+    &NAP,
+    &SECOND_DIES,
+    &INC8,
+    &BLOB,
 ]);
 
 /// Not registered.
@@ -95,6 +145,10 @@ fn main() {
         Some("doomed_master") => doomed_master(),
         Some("marker") => marker_master(),
         Some("drone_skips_serve") => drone_skips_serve_master(),
+        Some("copy_strands") => copy_strands_master(),
+        Some("reentrant_stream") => reentrant_stream_master(),
+        Some("leaked_block") => leaked_block_master(),
+        Some("sigchld_ignored") => sigchld_ignored_master(),
         _ => runner::run(&[
             ("the_seeds_example", the_seeds_example),
             (
@@ -140,6 +194,55 @@ fn main() {
                 stream_slices_recycles_the_arena,
             ),
             ("stats_count_what_happened", stats_count_what_happened),
+            (
+                "a_death_while_a_copy_is_out_strands_nothing",
+                a_death_while_a_copy_is_out_strands_nothing,
+            ),
+            (
+                "a_dropped_calls_late_answer_kills_no_drone",
+                a_dropped_calls_late_answer_kills_no_drone,
+            ),
+            (
+                "a_streams_iterator_may_use_the_pool",
+                a_streams_iterator_may_use_the_pool,
+            ),
+            (
+                "vec_outputs_too_large_together_are_cut_apart",
+                vec_outputs_too_large_together_are_cut_apart,
+            ),
+            ("a_large_ring_kills_no_drone", a_large_ring_kills_no_drone),
+            (
+                "stream_slices_reports_a_lane_held_by_an_untaken_result",
+                stream_slices_reports_a_lane_held_by_an_untaken_result,
+            ),
+            (
+                "stream_slices_too_large_is_typed",
+                stream_slices_too_large_is_typed,
+            ),
+            (
+                "a_spent_chunks_copy_kills_no_healthy_drone",
+                a_spent_chunks_copy_kills_no_healthy_drone,
+            ),
+            (
+                "a_kill_after_publishing_leaks_no_block",
+                a_kill_after_publishing_leaks_no_block,
+            ),
+            (
+                "a_program_that_ignores_sigchld",
+                a_program_that_ignores_sigchld,
+            ),
+            (
+                "a_cancelled_call_blames_no_other",
+                a_cancelled_call_blames_no_other,
+            ),
+            (
+                "polling_does_not_stop_time_outs",
+                polling_does_not_stop_time_outs,
+            ),
+            (
+                "a_drone_waiting_on_a_full_results_ring_is_not_stuck",
+                a_drone_waiting_on_a_full_results_ring_is_not_stuck,
+            ),
         ]),
     }
 }
@@ -627,4 +730,416 @@ fn stats_count_what_happened() {
     assert!(after.bytes_in_arena - before.bytes_in_arena >= 8_000_000);
     assert!(after.busy - before.busy >= Duration::from_millis(40));
     assert_eq!(after.drones_lost, 0);
+}
+
+// ----- found by review: each of these failed before its fix ---------------
+
+fn fresh_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("polycephaly-pool-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs helper `role` (a master of its own) and fails unless it exits
+/// successfully within `limit` (a hang is the failure these tests catch).
+fn helper_finishes(role: &str, env: &[(&str, &std::path::Path)], limit: Duration) {
+    let mut c = helper(role);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().unwrap();
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).unwrap();
+    let mut pfd = [rustix::event::PollFd::new(
+        &fd,
+        rustix::event::PollFlags::IN,
+    )];
+    let ts = rustix::time::Timespec {
+        tv_sec: limit.as_secs() as i64,
+        tv_nsec: i64::from(limit.subsec_nanos()),
+    };
+    let ended = rustix::event::poll(&mut pfd, Some(&ts)).unwrap() == 1;
+    if !ended {
+        let _ = child.kill();
+    }
+    let status = child.wait().unwrap();
+    assert!(ended, "{role}: still running after {limit:?} (hung)");
+    assert!(status.success(), "{role}: {status}");
+}
+
+/// Drives the pool (small maps) until `cond` holds, for at most 20 s.
+fn drive_until(drones: &Pool, mut cond: impl FnMut(&Pool) -> bool) {
+    let start = Instant::now();
+    while !cond(drones) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "condition never came"
+        );
+        drones.map(&DOUBLE, &[1]).unwrap();
+    }
+}
+
+/// 16 items, chunks of 2, 2 drones: slot 0 runs c0 (1 s) with c2 behind
+/// it; slot 1 runs dry and gets a copy of c2, whose first run sleeps 3 s;
+/// slot 0 then dies on c2 (its second run). The pieces of c2 must go back
+/// to the queue, not into the copy holder's list, where nobody sends them.
+fn copy_strands_master() {
+    let drones = Pool::builder().drones(2).build().unwrap();
+    let mut items = vec![0u64; 16];
+    items[0] = 1000;
+    items[4] = 1_003_000;
+    assert_eq!(drones.map(&SECOND_DIES, &items).unwrap(), items);
+}
+
+fn a_death_while_a_copy_is_out_strands_nothing() {
+    let dir = fresh_dir("copy");
+    helper_finishes(
+        "copy_strands",
+        &[("POOL_TEST_ONCE", &dir)],
+        Duration::from_secs(20),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn a_dropped_calls_late_answer_kills_no_drone() {
+    let drones = pool(1);
+    let before = drones.pids();
+    // Cancelled while its drone runs it: its answer comes after the call
+    // ended. The next call's answer comes after it (one drone, one ring).
+    drop(drones.submit(&NAP, 50).unwrap());
+    assert_eq!(drones.map(&DOUBLE, &[1, 2, 3]).unwrap(), [2, 4, 6]);
+    let st = drones.stats();
+    assert_eq!(st.late_answers, 1);
+    assert_eq!(
+        st.drones_lost, 0,
+        "a drone was killed for a cancelled call's answer"
+    );
+    assert_eq!(drones.pids(), before);
+}
+
+fn a_cancelled_call_blames_no_other() {
+    // Before: the late answer of the first made the master kill the drone,
+    // and the crash was charged to what it ran next: the second call.
+    let drones = Pool::builder().drones(1).retries(0).build().unwrap();
+    drop(drones.submit(&NAP, 50).unwrap());
+    let y = drones.submit(&NAP, 100).unwrap();
+    assert_eq!(y.wait().unwrap(), 100);
+    assert_eq!(drones.stats().drones_lost, 0);
+}
+
+/// 8 items, chunks of 1, 2 drones, no retries: slot 0 runs c0 (1 s) with
+/// c2 behind it; slot 1 runs dry and gets a copy of c2 (first run: 3 s);
+/// slot 0 dies on c2, which fails (out of tries) while the copy runs on.
+/// The copy's good answer must not get its drone killed.
+fn a_spent_chunks_copy_kills_no_healthy_drone() {
+    let dir = fresh_dir("spent");
+    // SAFETY: this test process has no thread that reads the environment
+    // now (the runner is single-threaded; no pool is alive).
+    unsafe { std::env::set_var("POOL_TEST_ONCE", &dir) };
+    let drones = Pool::builder().drones(2).retries(0).build().unwrap();
+    // SAFETY: as above; the drones have their copy.
+    unsafe { std::env::remove_var("POOL_TEST_ONCE") };
+    let mut items = vec![0u64; 8];
+    items[0] = 1000;
+    items[2] = 1_003_000;
+    let err = drones.map(&SECOND_DIES, &items).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PoolError::Task {
+                index: 2,
+                error: TaskError::Crashed { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Until the copy's answer came (and was dropped as late).
+    drive_until(&drones, |d| d.stats().late_answers >= 1);
+    assert_eq!(
+        drones.stats().drones_lost,
+        1,
+        "only the drone that crashed is lost"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn reentrant_stream_master() {
+    let drones = pool(1);
+    let inputs = (0..3u64).inspect(|_| {
+        // Takes the pool's lock: the iterator must not run under it.
+        let _ = drones.stats();
+    });
+    assert_eq!(drones.stream(&DOUBLE, inputs).unwrap().count(), 3);
+}
+
+fn a_streams_iterator_may_use_the_pool() {
+    helper_finishes("reentrant_stream", &[], Duration::from_secs(20));
+}
+
+fn vec_outputs_too_large_together_are_cut_apart() {
+    // Each output is 200 KB, well inside a 4 MiB lane; a chunk of 25 of
+    // them is not: the chunk is cut until its outputs fit.
+    let drones = Pool::builder()
+        .drones(1)
+        .arena_lane(4 << 20)
+        .build()
+        .unwrap();
+    let out = drones.map(&RANGE, &vec![50_000u32; 100]).unwrap();
+    assert!(out.iter().all(|v| v.len() == 50_000));
+    // One output alone larger than the lane: that item fails, typed.
+    let err = drones.map(&RANGE, &[10, 2_000_000]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PoolError::Task {
+                index: 1,
+                error: TaskError::TooLarge { bytes, .. },
+                ..
+            } if bytes >= 8_000_000
+        ),
+        "{err}"
+    );
+    assert_eq!(drones.stats().drones_lost, 0);
+}
+
+fn a_large_ring_kills_no_drone() {
+    // inline_max ~ 2 MiB: chunks would be 2M one-byte items, past what a
+    // drone accepts; the master cuts them smaller.
+    let drones = Pool::builder()
+        .drones(1)
+        .ring_len(16 << 20)
+        .build()
+        .unwrap();
+    let out = drones.map(&INC8, &vec![1u8; 8 << 20]).unwrap();
+    assert!(out.iter().all(|&x| x == 2));
+    assert_eq!(
+        drones.stats().drones_lost,
+        0,
+        "drones killed for chunks the master cut"
+    );
+}
+
+fn stream_slices_reports_a_lane_held_by_an_untaken_result() {
+    let drones = Pool::builder()
+        .drones(1)
+        .arena_lane(4 << 20)
+        .build()
+        .unwrap();
+    // 3 MiB of the 4 MiB lane held by a result we take only later: the
+    // stream's 2 MiB cannot get room while we wait in the stream. Before,
+    // the stream ended at once with a bogus `ArenaFull { max: 0 }` and fed
+    // nothing more; now that input fails, typed, and the others run.
+    let p = drones.submit_slice(&SUM, &vec![1u64; 3 << 17]).unwrap();
+    let got: Vec<_> = drones
+        .stream_slices(&SUM, vec![vec![1u64; 2 << 17], vec![1u64; 5]])
+        .unwrap()
+        .collect();
+    assert_eq!(p.wait().unwrap(), 3 << 17);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got.iter().any(|r| matches!(
+            r,
+            Err(PoolError::Task { index: 0, error: TaskError::BadInput { reason }, .. })
+                if reason.contains("take the results of earlier calls first")
+        )),
+        "{got:?}"
+    );
+    assert!(got.iter().any(|r| matches!(r, Ok((1, 5)))), "{got:?}");
+    // Taken: the same input now goes through.
+    let again: Vec<_> = drones
+        .stream_slices(&SUM, vec![vec![1u64; 2 << 17]])
+        .unwrap()
+        .collect();
+    assert!(
+        matches!(again.as_slice(), [Ok((0, s))] if *s == 2 << 17),
+        "{again:?}"
+    );
+}
+
+fn stream_slices_too_large_is_typed() {
+    let small = Pool::builder()
+        .drones(1)
+        .arena_lane(1 << 20)
+        .build()
+        .unwrap();
+    let got: Vec<_> = small
+        .stream_slices(&SUM, vec![vec![1u64; 1 << 18], vec![1u64; 3]])
+        .unwrap()
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got.iter().any(|r| matches!(
+            r,
+            Err(PoolError::Task {
+                index: 0,
+                error: TaskError::TooLarge {
+                    bytes: 2_097_152,
+                    ..
+                },
+                ..
+            })
+        )),
+        "{got:?}"
+    );
+    assert!(got.iter().any(|r| matches!(r, Ok((1, 3)))), "{got:?}");
+}
+
+/// Whether process `pid` sleeps in a futex wait (blocked on a ring).
+fn in_futex_wait(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("futex"))
+}
+
+/// 5 drones, 4 KiB task rings (a 32 KiB results ring), 64 KiB lanes. A
+/// stream hands out 10 inputs; we take one result and stop reading, so
+/// the ~4 KiB results fill the ring. The victim (input 1) naps, puts its
+/// 40 KB output in its lane, publishes it to the master and waits for
+/// room in the ring: killed there, its block must not stay owed to the
+/// master, or the slot's next drones could never wrap their lane past it.
+fn leaked_block_master() {
+    let drones = Pool::builder()
+        .drones(5)
+        .ring_len(4096)
+        .arena_lane(64 << 10)
+        .build()
+        .unwrap();
+    let pidfile = std::path::PathBuf::from(std::env::var_os("POOL_TEST_PIDFILE").unwrap());
+    // Sizes picked so that, with the hellos and notices before them, the
+    // first result (read) and seven of 4104 bytes leave no room for the
+    // victim's 88-byte frame.
+    let small = (50u64 << 32) | 1013;
+    let mut inputs = vec![small; 10];
+    inputs[0] = 973;
+    inputs[1] = (300u64 << 32) | 10_000;
+    {
+        let mut stream = drones.stream(&BLOB, inputs).unwrap();
+        let first = stream.next().unwrap().unwrap();
+        assert_eq!((first.0, first.1.len()), (0, 973));
+        // Until the victim wrote its pid, then sleeps on the full ring.
+        let start = Instant::now();
+        let pid = loop {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the victim never blocked"
+            );
+            let pid = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|p| p.parse::<u32>().ok());
+            match pid {
+                Some(pid) if in_futex_wait(pid) => break pid,
+                _ => std::thread::yield_now(),
+            }
+        };
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        )
+        .unwrap();
+        assert_eq!(stream.map(Result::unwrap).count(), 9);
+    }
+    // Every slot now gets 40 KB outputs, through its lane many times over.
+    assert_eq!(drones.map(&BLOB, &[10_000u64; 20]).unwrap().len(), 20);
+}
+
+fn a_kill_after_publishing_leaks_no_block() {
+    let dir = fresh_dir("leak");
+    helper_finishes(
+        "leaked_block",
+        &[("POOL_TEST_PIDFILE", &dir.join("pid"))],
+        Duration::from_secs(30),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A program that ignores SIGCHLD (daemons do): the kernel reaps a dead
+/// drone itself, and the keeper must still report the death.
+fn sigchld_ignored_master() {
+    // SAFETY: setting a signal's disposition, before any thread of ours.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+    let drones = pool(2);
+    assert_eq!(drones.map(&DOUBLE, &[1, 2, 3]).unwrap(), [2, 4, 6]);
+    let victim = drones.pids()[0];
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(victim as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let items: Vec<u64> = (0..100).collect();
+    assert_eq!(drones.map(&DOUBLE, &items).unwrap().len(), 100);
+    drive_until(&drones, |d| {
+        d.stats().drones_lost == 1 && !d.pids().contains(&victim) && !d.pids().contains(&0)
+    });
+    drop(drones);
+}
+
+fn a_program_that_ignores_sigchld() {
+    helper_finishes("sigchld_ignored", &[], Duration::from_secs(20));
+}
+
+/// One thread waits on a stuck task (asleep on the results ring); another
+/// polls `is_ready` on a second stuck task every 100 ms. Before, each poll
+/// (finding the last look over 50 ms old) postponed every time-out:
+/// neither task ever timed out.
+fn polling_does_not_stop_time_outs() {
+    let drones = Pool::builder()
+        .drones(2)
+        .retries(0)
+        .task_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    std::thread::scope(|s| {
+        let first = drones.submit(&STUCK, 1).unwrap();
+        let waiter = s.spawn(|| first.wait());
+        let second = drones.submit(&STUCK, 1).unwrap();
+        let start = Instant::now();
+        while !second.is_ready() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no time-out while polled"
+            );
+            // The polling pace is the scenario (not a synchronization).
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for r in [waiter.join().unwrap(), second.wait()] {
+            assert!(
+                matches!(
+                    &r,
+                    Err(PoolError::Task {
+                        error: TaskError::TimedOut { .. },
+                        ..
+                    })
+                ),
+                "{r:?}"
+            );
+        }
+    });
+}
+
+/// Drones whose answers fill the results ring while the master is busy
+/// elsewhere wait for room: they are not in a task, and must not be timed
+/// out for it.
+fn a_drone_waiting_on_a_full_results_ring_is_not_stuck() {
+    // 5 drones, 4 KiB task rings: a 32 KiB results ring; 10 answers of
+    // about 4 KB (inline) do not fit it together.
+    let drones = Pool::builder()
+        .drones(5)
+        .ring_len(4096)
+        .task_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let pending: Vec<_> = (0..10)
+        .map(|_| drones.submit(&BLOB, 1000).unwrap())
+        .collect();
+    // The master's thread is busy with something else for a while (the
+    // scenario, not a synchronization).
+    std::thread::sleep(Duration::from_millis(800));
+    for p in pending {
+        assert_eq!(p.wait().unwrap().len(), 1000);
+    }
+    assert_eq!(
+        drones.stats().drones_lost,
+        0,
+        "a drone waiting for room was timed out"
+    );
 }

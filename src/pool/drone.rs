@@ -62,6 +62,10 @@ pub fn serve(registry: &'static Registry) {
         let _ = REGISTRY.set(registry);
         return;
     };
+    // SAFETY: nothing else runs yet in this process (a drone's `main`
+    // calls `serve` first): no thread reads the environment meanwhile.
+    // What the tasks start (other programs) must not think it is a drone.
+    unsafe { std::env::remove_var(DRONE_VAR) };
     let code = match var.to_str().and_then(wire::parse_drone_var) {
         Some((slot, generation)) => match Drone::start(registry, slot, generation) {
             Ok(drone) => drone.run(),
@@ -166,6 +170,8 @@ impl Drone {
         generation: u32,
     ) -> Result<Self, StartError> {
         let region = Region::inherited_from(REGION_VAR, &OpenOptions::default())?;
+        // SAFETY: as for `DRONE_VAR` in `serve`: no other thread yet.
+        unsafe { std::env::remove_var(REGION_VAR) };
         let (control, header) = Control::attach(&region)?;
         // The keeper armed our parent-death signal before `exec`; a master
         // that died before that is caught here.
@@ -203,8 +209,19 @@ impl Drone {
             pid: std::process::id(),
             status,
         };
-        let deadline = Instant::now().checked_add(Duration::from_secs(10));
-        let mut claim = results.claim_deadline(size_of::<Hello>(), deadline)?;
+        // The ring may be full while the master is busy elsewhere: wait,
+        // looking at the master between slices.
+        let mut claim = loop {
+            let slice = Instant::now().checked_add(SLICE);
+            match results.claim_deadline(size_of::<Hello>(), slice) {
+                Ok(claim) => break claim,
+                Err(crate::ring::ClaimError::TimedOut) if !parent_gone(header.master_pid) => {}
+                Err(crate::ring::ClaimError::TimedOut) => {
+                    return Err(StartError::Orphaned(header.master_pid));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         claim.copy_from_slice(bytemuck::bytes_of(&hello));
         claim.set_tag(wire::TAG_HELLO);
         claim.commit().map_err(|_| AttachError::Corrupted {
@@ -291,16 +308,11 @@ impl Drone {
                     });
                 }
                 None => {
-                    let message = format!(
-                        "the chunk's output ({} bytes) is larger than the drone's arena lane",
-                        self.out.len()
-                    );
-                    form = all_failed(
-                        &mut self.out,
-                        head.count as usize,
-                        wire::ITEM_BAD_INPUT,
-                        message.as_bytes(),
-                    );
+                    // The master cuts the chunk, or fails a lone item.
+                    let sizes = [self.out.len() as u64, self.writer.capacity()];
+                    self.out.clear();
+                    self.out.extend_from_slice(bytemuck::bytes_of(&sizes));
+                    form = wire::TOO_LARGE;
                 }
             }
         }
@@ -333,7 +345,13 @@ impl Drone {
                         None => body.copy_from_slice(&self.out),
                     }
                     claim.set_tag(wire::TAG_RESULT);
-                    return claim.commit().map_err(|_| EXIT_ORPHANED);
+                    claim.commit().map_err(|_| EXIT_ORPHANED)?;
+                    if arena.is_some() {
+                        if let Some(w) = self.control.slot(self.slot) {
+                            w.clear_block();
+                        }
+                    }
+                    return Ok(());
                 }
                 Err(crate::ring::ClaimError::TimedOut) => {
                     if parent_gone(self.master_pid) {
@@ -360,7 +378,13 @@ impl Drone {
                     let Ok(block) = block.copy_from_slice(&self.out) else {
                         return Ok(None);
                     };
-                    return Ok(Some(block.publish_to(self.master_peer)));
+                    let handle = block.publish_to(self.master_peer);
+                    // Until a committed frame names it, the master must
+                    // be able to release it should we die.
+                    if let Some(w) = self.control.slot(self.slot) {
+                        w.record_block(&handle);
+                    }
+                    return Ok(Some(handle));
                 }
                 Err(crate::arena::AllocError::TimedOut) => {
                     if parent_gone(self.master_pid) {

@@ -37,6 +37,15 @@ pub enum TaskError {
         /// What did not add up.
         reason: String,
     },
+    /// Its input or its output is larger than an arena lane (raise
+    /// `PoolBuilder::arena_lane`).
+    #[error("{bytes} bytes do not fit the arena's lane of {max}")]
+    TooLarge {
+        /// The input's or output's size.
+        bytes: u64,
+        /// The lane's size.
+        max: u64,
+    },
     /// The output's bytes do not make the task's output type.
     #[error("the drone's output does not decode as the task's output")]
     BadOutput,

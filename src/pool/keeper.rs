@@ -51,11 +51,13 @@ pub(crate) enum Event {
         generation: u32,
         error: String,
     },
-    /// Drone `slot` of generation `generation` ended, and was reaped.
+    /// Drone `slot` of generation `generation` ended, and was reaped
+    /// (its status is `None` when somebody else reaped it: a process that
+    /// ignores SIGCHLD, or a `waitpid(-1)` elsewhere).
     Died {
         slot: usize,
         generation: u32,
-        status: ExitStatus,
+        status: Option<ExitStatus>,
     },
 }
 
@@ -296,8 +298,8 @@ impl Keeper {
         self.region.share_with_var(&mut cmd, REGION_VAR)?;
         let master = self.master;
         // SAFETY: the closure runs in the child between fork and exec: two
-        // system calls (prctl, getppid) and `_exit` through rustix, all
-        // async-signal-safe; no allocation, no lock.
+        // system calls through rustix (prctl, getppid) and `libc::_exit`,
+        // all async-signal-safe; no allocation, no lock.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
                 // Dies with the keeper thread (the thread that forked us).
@@ -317,7 +319,16 @@ impl Keeper {
         // The child cannot be reaped before we wait for it, so its pid
         // names it until then: the pidfd is the child's.
         let pid = Pid::from_child(&child);
-        let pidfd = rustix::process::pidfd_open(pid, PidfdFlags::empty())?;
+        let pidfd = match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
+            Ok(fd) => fd,
+            Err(e) => {
+                // Unwatchable (a kernel before 5.3): not left running.
+                let mut child = child;
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e.into());
+            }
+        };
         Ok(Drone {
             slot,
             generation,
@@ -330,17 +341,26 @@ impl Keeper {
     fn reap_the_dead(&mut self) {
         let mut i = 0;
         while i < self.drones.len() {
-            match self.drones[i].child.try_wait() {
-                Ok(Some(status)) => {
-                    let d = self.drones.swap_remove(i);
-                    (self.report)(Event::Died {
-                        slot: d.slot,
-                        generation: d.generation,
-                        status,
-                    });
+            let status = match self.drones[i].child.try_wait() {
+                Ok(Some(status)) => Some(status),
+                Ok(None) => {
+                    i += 1;
+                    continue;
                 }
-                _ => i += 1,
-            }
+                // Not ours to reap any more (reaped elsewhere: ECHILD):
+                // its pidfd says whether it ended.
+                Err(_) if ended(&self.drones[i].pidfd) => None,
+                Err(_) => {
+                    i += 1;
+                    continue;
+                }
+            };
+            let d = self.drones.swap_remove(i);
+            (self.report)(Event::Died {
+                slot: d.slot,
+                generation: d.generation,
+                status,
+            });
         }
     }
 }
@@ -354,7 +374,6 @@ impl core::fmt::Debug for Keeper {
 }
 
 /// Whether `fd` (a pidfd) says its process ended.
-#[allow(dead_code)]
 pub(crate) fn ended(fd: &impl AsFd) -> bool {
     let mut fds = [PollFd::new(fd, PollFlags::IN)];
     rustix::event::poll(&mut fds, Some(&rustix::time::Timespec::default())).unwrap_or(0) > 0

@@ -122,6 +122,18 @@ enum State {
     Failed,
 }
 
+/// Why the master killed a drone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Killed {
+    /// It did not: the drone died (a signal, a crash): blame what its slot
+    /// words say it ran.
+    NotByUs,
+    /// It ran item `.1` of chunk `.0` longer than the task time-out.
+    TimedOut(u64, u64),
+    /// Its answer or its ring did not add up (already charged).
+    Rejected,
+}
+
 #[derive(Debug)]
 struct Slot {
     generation: u32,
@@ -132,8 +144,8 @@ struct Slot {
     watch: (u64, Instant),
     /// Deaths before hello in a row.
     early_deaths: u32,
-    /// The chunk and item we killed the drone for (a time-out).
-    killed_for: Option<(u64, u64)>,
+    /// Why we killed the drone, if we did.
+    killed: Killed,
     pid: u32,
 }
 
@@ -164,9 +176,6 @@ pub(crate) struct Core {
     fatal: Option<String>,
     /// A start failure, while the pool is being built.
     start_error: Option<PoolError>,
-    /// When we last looked around: time out of our sight does not count
-    /// against a task.
-    last_pump: Instant,
     /// Largest input kept in a frame.
     pub(crate) inline_max: usize,
     /// Counts for [`PoolStats`](super::PoolStats); `busy` holds only the
@@ -217,7 +226,7 @@ impl Core {
                 inflight: VecDeque::new(),
                 watch: (0, now),
                 early_deaths: 0,
-                killed_for: None,
+                killed: Killed::NotByUs,
                 pid: 0,
             })
             .collect();
@@ -242,7 +251,6 @@ impl Core {
             next_job: 1,
             fatal: None,
             start_error: None,
-            last_pump: now,
             inline_max,
             stats: super::PoolStats::default(),
         }
@@ -283,7 +291,7 @@ impl Core {
         let s = &mut self.slots[slot];
         s.generation = s.generation.wrapping_add(1);
         s.state = State::Starting(Instant::now());
-        s.killed_for = None;
+        s.killed = Killed::NotByUs;
         s.pid = 0;
         let generation = s.generation;
         if let Some(w) = self.control.slot(slot) {
@@ -293,6 +301,12 @@ impl Core {
             w.running.store(0, Ordering::Relaxed);
             let busy = w.busy_ns.swap(0, Ordering::Relaxed);
             self.stats.busy += Duration::from_nanos(busy);
+            // An output the last drone published and died before sending
+            // (the ring's frames were taken before this death was handled):
+            // our named read releases it, or fails on a stale handle.
+            if let Some(h) = w.take_block() {
+                drop(self.reader.read_bytes(&h));
+            }
         }
         if let Some(k) = &self.keeper {
             k.spawn(slot, generation);
@@ -434,6 +448,15 @@ impl Core {
         }
     }
 
+    /// Makes job `job` hold `handle` (a block built before the job was),
+    /// released when the job ends.
+    pub(crate) fn adopt_block(&mut self, job: u64, handle: BlockHandle) {
+        match self.jobs.get_mut(&job) {
+            Some(j) => j.blocks.push(handle),
+            None => drop(self.reader.read_bytes(&handle)),
+        }
+    }
+
     /// Whether job `job` has every item resolved.
     pub(crate) fn job_done(&self, job: u64) -> bool {
         self.jobs.get(&job).is_none_or(|j| j.remaining == 0)
@@ -490,17 +513,17 @@ impl Core {
     /// Everything that needs doing now, without sleeping: results taken,
     /// deaths handled, time-outs checked, chunks handed out.
     pub(crate) fn pump(&mut self) {
-        let now = Instant::now();
-        if now.saturating_duration_since(self.last_pump) > Duration::from_millis(50) {
-            // Nobody was looking: that time does not count against tasks.
-            for s in &mut self.slots {
-                s.watch.1 = now;
-            }
-        }
         // Deaths known now; the dead drones' results are all in the ring,
         // so take the ring's frames before handling them.
-        let events: Vec<Event> =
-            std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()));
+        // Only the thread that holds the ring's consumer handles deaths:
+        // while another thread sleeps on it, frames a dead drone sent may
+        // still be there unread; that thread handles them when it is back.
+        let events: Vec<Event> = if self.results.is_some() {
+            std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
+        } else {
+            Vec::new()
+        };
+        let now = Instant::now();
         while let Some(msg) = self.next_msg(Some(now)) {
             self.handle(msg);
         }
@@ -509,15 +532,12 @@ impl Core {
         }
         self.check_time_outs();
         self.dispatch();
-        self.last_pump = Instant::now();
     }
 
     /// Sleeps until a frame comes (handled) or `deadline` (or a nap).
     fn wait_for_frame(&mut self, deadline: Option<Instant>) {
         let until = self.wake_by(deadline);
         let msg = self.next_msg(until);
-        // We were looking while we slept.
-        self.last_pump = Instant::now();
         if let Some(msg) = msg {
             self.handle(msg);
         }
@@ -566,8 +586,6 @@ impl Core {
     /// Takes the consumer back, with what the borrower read.
     pub(crate) fn return_results(&mut self, rx: mpsc::Consumer, got: Result<Option<Msg>, String>) {
         self.results = Some(rx);
-        // The borrower was looking while it slept.
-        self.last_pump = Instant::now();
         match got {
             Ok(Some(msg)) => self.handle(msg),
             Ok(None) => {}
@@ -623,6 +641,7 @@ impl Core {
             // Taken already (from a copy), cut up after a death, or its job
             // ended: only its block to release, and its place in the
             // sender's list.
+            self.stats.late_answers += 1;
             self.release_result_block(&h, &body);
             for s in &mut self.slots {
                 s.inflight.retain(|&q| q != h.seq);
@@ -630,6 +649,20 @@ impl Core {
             return;
         };
         let (first, count, job) = (chunk.first, chunk.count as usize, chunk.job);
+        // A chunk resolved meanwhile (spent: count 0) or whose call ended:
+        // nothing to check the answer against; dropped, as for an unknown
+        // sequence number.
+        if count == 0 || !self.jobs.contains_key(&job) {
+            self.stats.late_answers += 1;
+            if let Some(c) = self.chunks.remove(&h.seq) {
+                self.release_chunk(&c);
+            }
+            self.release_result_block(&h, &body);
+            for s in &mut self.slots {
+                s.inflight.retain(|&q| q != h.seq);
+            }
+            return;
+        }
         let fixed = self.jobs.get(&job).and_then(|j| j.fixed);
         let from_arena = h.place == wire::IN_ARENA;
         let bytes = if from_arena {
@@ -642,6 +675,9 @@ impl Core {
         };
         if h.count as usize != count {
             return self.reject(from, h.seq);
+        }
+        if h.form == wire::TOO_LARGE {
+            return self.too_large(h.seq, &bytes);
         }
         let Some(body) = check_body(h.form, count, fixed, bytes) else {
             return self.reject(from, h.seq);
@@ -673,6 +709,43 @@ impl Core {
         }
     }
 
+    /// A chunk whose outputs together did not fit its drone's lane: cut
+    /// in halves and queued again (nobody is charged), or, for one item,
+    /// failed with [`TaskError::TooLarge`].
+    fn too_large(&mut self, seq: u64, body: &[u8]) {
+        let sizes = wire::read_head::<[u64; 2]>(body).map_or([0, 0], |(s, _)| s);
+        for s in &mut self.slots {
+            s.inflight.retain(|&q| q != seq);
+        }
+        let Some(mut c) = self.chunks.remove(&seq) else {
+            return;
+        };
+        let half = c.count as usize / 2;
+        match self.split(&c, &[half]) {
+            Some(pieces) => {
+                for (new_seq, piece) in pieces.into_iter().rev() {
+                    self.chunks.insert(new_seq, piece);
+                    self.queue.push_front(new_seq);
+                }
+            }
+            None => {
+                if let Some(j) = self.jobs.get_mut(&c.job) {
+                    j.remaining = j.remaining.saturating_sub(c.count as usize);
+                    j.parts.push(Part {
+                        first: c.first,
+                        count: c.count as usize,
+                        body: Body::Failed(TaskError::TooLarge {
+                            bytes: sizes[0],
+                            max: sizes[1],
+                        }),
+                    });
+                }
+                c.count = 0;
+                self.release_chunk(&c);
+            }
+        }
+    }
+
     /// Copies the output a drone left in its lane, and releases it.
     fn fetch_block(&mut self, body: &[u8]) -> Option<Vec<u8>> {
         let (r, _) = wire::read_head::<ArenaRef>(body)?;
@@ -693,8 +766,10 @@ impl Core {
     /// A result that does not add up: the drone that sent it is killed and
     /// the chunk charged and run again.
     fn reject(&mut self, (slot, generation): (usize, u32), seq: u64) {
-        if let Some(c) = self.chunks.get_mut(&seq) {
+        if let Some(mut c) = self.chunks.remove(&seq) {
             c.charged += 1;
+            self.fail_if_spent(&mut c, "it answered with a malformed result and was killed");
+            self.chunks.insert(seq, c);
         }
         if self
             .slots
@@ -702,7 +777,9 @@ impl Core {
             .is_some_and(|s| s.generation == generation)
         {
             self.kill(slot, generation);
-            self.slots[slot].state = State::Dying;
+            let s = &mut self.slots[slot];
+            s.state = State::Dying;
+            s.killed = Killed::Rejected;
         }
     }
 
@@ -782,17 +859,23 @@ impl Core {
         let s = &self.slots[slot];
         // Relaxed: the drone is dead and reaped, its stores are all done;
         // the exit and our `waitpid` order them before these loads.
-        let blamed = s.killed_for.or_else(|| {
+        let from_words = || {
             let w = self.control.slot(slot)?;
             let running = w.running.load(Ordering::Relaxed);
             let item = w.item.load(Ordering::Relaxed);
             (running != 0).then(|| (running - 1, item))
-        });
-        let timed_out = s.killed_for.is_some();
+        };
+        let (blamed, timed_out) = match s.killed {
+            Killed::NotByUs => (from_words(), false),
+            Killed::TimedOut(seq, item) => (Some((seq, item)), true),
+            // We killed it for a bad answer, already charged: what it ran
+            // next is innocent.
+            Killed::Rejected => (None, false),
+        };
         // The blamed chunk must be one of this drone's.
         let blamed = blamed.filter(|(seq, _)| s.inflight.contains(seq));
         if let Some((seq, item)) = blamed {
-            self.charge(seq, item, timed_out, exit);
+            self.charge(slot, seq, item, timed_out, exit);
         }
         self.requeue_all(slot);
         self.respawn(slot);
@@ -800,7 +883,7 @@ impl Core {
 
     /// Charges item `item` of chunk `seq` a try, splitting the chunk so
     /// that the item runs alone next time; fails it when out of tries.
-    fn charge(&mut self, seq: u64, item: u64, timed_out: bool, exit: &str) {
+    fn charge(&mut self, dead: usize, seq: u64, item: u64, timed_out: bool, exit: &str) {
         let Some(mut c) = self.chunks.remove(&seq) else {
             return;
         };
@@ -814,8 +897,10 @@ impl Core {
                 let at = c.at;
                 // The pieces replace `seq` in the slot's in-flight list, so
                 // that requeueing takes them.
-                if let Some((slot, _)) = at {
-                    let s = &mut self.slots[slot];
+                // The dead drone's list, not that of the last drone the
+                // chunk was sent to (a copy's holder).
+                {
+                    let s = &mut self.slots[dead];
                     s.inflight.retain(|&q| q != seq);
                     for (new_seq, _) in &pieces {
                         s.inflight.push_back(*new_seq);
@@ -982,25 +1067,24 @@ impl Core {
                     };
                     // Relaxed: advice (see `SlotWords`).
                     let progress = w.progress.load(Ordering::Relaxed);
-                    if progress != s.watch.0 {
+                    let running = w.running.load(Ordering::Relaxed);
+                    // Between items (reading its ring, or waiting for room
+                    // in a full results ring nobody drains) a drone is not
+                    // in a task: that time does not count.
+                    if progress != s.watch.0 || running == 0 {
                         self.slots[slot].watch = (progress, now);
                         continue;
                     }
                     if now.saturating_duration_since(s.watch.1) < limit {
                         continue;
                     }
-                    let running = w.running.load(Ordering::Relaxed);
                     let item = w.item.load(Ordering::Relaxed);
-                    let blamed = if running != 0 {
-                        (running - 1, item)
-                    } else {
-                        (s.inflight[0], 0)
-                    };
+                    let blamed = (running - 1, item);
                     let generation = s.generation;
                     self.kill(slot, generation);
                     let s = &mut self.slots[slot];
                     s.state = State::Dying;
-                    s.killed_for = Some(blamed);
+                    s.killed = Killed::TimedOut(blamed.0, blamed.1);
                 }
                 _ => {}
             }
@@ -1013,11 +1097,14 @@ impl Core {
     /// drone a copy of that chunk (once): a long task does not hold up the
     /// chunk queued behind it. The first result is taken, as always.
     fn dispatch(&mut self) {
+        // Drones whose ring was found full this round (an old frame a new
+        // drone has not skipped yet): the others still get work.
+        let mut full = vec![false; self.slots.len()];
         while let Some(&seq) = self.queue.front() {
             let Some(slot) = (0..self.slots.len())
                 .filter(|&i| {
                     let s = &self.slots[i];
-                    s.state == State::Live && s.inflight.len() < self.cfg.depth
+                    !full[i] && s.state == State::Live && s.inflight.len() < self.cfg.depth
                 })
                 .min_by_key(|&i| self.slots[i].inflight.len())
             else {
@@ -1037,12 +1124,17 @@ impl Core {
                 Sent::Yes => {
                     self.queue.pop_front();
                 }
-                Sent::Full => return,
+                Sent::Full => full[slot] = true,
                 Sent::Broken => {}
             }
         }
+        // By index: `send` needs `&mut self` inside the loop.
+        #[allow(clippy::needless_range_loop)]
         for idle in 0..self.slots.len() {
-            if self.slots[idle].state != State::Live || !self.slots[idle].inflight.is_empty() {
+            if full[idle]
+                || self.slots[idle].state != State::Live
+                || !self.slots[idle].inflight.is_empty()
+            {
                 continue;
             }
             let waiting = self.slots.iter().find_map(|s| {
@@ -1059,7 +1151,10 @@ impl Core {
                 c.copied = true;
             }
             if let Sent::Full = self.send(idle, seq) {
-                return;
+                full[idle] = true;
+                if let Some(c) = self.chunks.get_mut(&seq) {
+                    c.copied = false;
+                }
             }
         }
     }
@@ -1105,6 +1200,7 @@ impl Core {
                 // `inline_max` go through the arena) or corrupted.
                 let generation = s.generation;
                 s.state = State::Dying;
+                s.killed = Killed::Rejected;
                 self.kill(slot, generation);
                 return Sent::Broken;
             }
@@ -1267,8 +1363,11 @@ pub(crate) fn entries(mut bytes: &[u8]) -> impl Iterator<Item = (u32, &[u8])> {
 }
 
 /// `signal: 9 (SIGKILL)`, `exit status: 3`, with what our own codes mean.
-fn describe_exit(status: std::process::ExitStatus) -> String {
+fn describe_exit(status: Option<std::process::ExitStatus>) -> String {
     use super::drone::{EXIT_CANNOT_START, EXIT_NO_SERVE, EXIT_ORPHANED};
+    let Some(status) = status else {
+        return "it ended, reaped by somebody else (does this program ignore SIGCHLD?)".into();
+    };
     match status.code() {
         Some(EXIT_NO_SERVE) => {
             "it reached Pool::build without calling polycephaly::pool::serve first: make serve(&TASKS) the first line of main".into()

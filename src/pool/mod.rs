@@ -180,8 +180,10 @@ impl PoolBuilder {
         }
         let size = |e: &dyn std::fmt::Display| PoolError::Size(e.to_string());
         let arena = ArenaSpec::new(n as u16 + 1, self.arena_lane);
-        let results_len = (self.ring_len * n)
-            .next_power_of_two()
+        let results_len = self
+            .ring_len
+            .checked_mul(n)
+            .map_or(mpsc::MAX_CAPACITY, usize::next_power_of_two)
             .min(mpsc::MAX_CAPACITY);
         let mut builder = Region::builder()
             .memfd()
@@ -229,7 +231,7 @@ impl PoolBuilder {
             retries: self.retries,
             task_timeout: self.task_timeout,
             start_timeout: self.start_timeout,
-            depth: 2,
+            depth: DEPTH,
         };
         let mut core = Core::new(Parts {
             cfg,
@@ -273,7 +275,8 @@ pub struct Pool {
 pub struct PoolStats {
     /// Drones that said hello: the first ones and replacements.
     pub drones_started: u64,
-    /// Drones that died (or were killed for a time-out) while serving.
+    /// Drones that died while serving, or that the pool killed (a task
+    /// time-out, a malformed answer).
     pub drones_lost: u64,
     /// Chunks handed to drones (runs again after a death, and copies to
     /// idle drones, included).
@@ -286,7 +289,14 @@ pub struct PoolStats {
     pub bytes_in_arena: u64,
     /// Time the drones spent running tasks, summed over drones.
     pub busy: Duration,
+    /// Answers dropped because the chunk's result was already taken (from
+    /// a copy sent to an idle drone, or a run before a death) or its call
+    /// had ended (a dropped `Pending` or `Stream`).
+    pub late_answers: u64,
 }
+
+/// Chunks each drone has in its ring at most (one it runs, one waiting).
+const DEPTH: usize = 2;
 
 /// How many chunks a call is cut into, per drone, at least: enough that a
 /// drone that finishes early takes more.
@@ -644,7 +654,8 @@ impl Pool {
 
     /// Hands `task` a slice of `n` elements built in place by `f` (element
     /// `i` is `f(i)`): a large one is built directly in the arena, where
-    /// the drone reads it, so it is written once and never copied.
+    /// the drone reads it, so it is written once and never copied. While
+    /// `f` builds a large slice the pool is locked: `f` must not call it.
     ///
     /// ```no_run
     /// # use polycephaly::pool::{Pool, SliceTask};
@@ -664,30 +675,29 @@ impl Pool {
         mut f: impl FnMut(usize) -> T,
     ) -> Result<Pending<'_, O>, PoolError> {
         let index = self.registry.find(task)?;
-        let mut core = self.lock();
-        let job = core.new_job(1, task.erased().out_fixed);
         let bytes = n.saturating_mul(size_of::<T>());
+        let mut core = self.lock();
+        // Built before the call is recorded: if `f` panics, the block is
+        // given back and nothing is left behind.
         let input = if bytes > core.inline_max {
-            let (mut back, built) =
-                self.build_in_arena(core, job, n, |b| Some(b.init_with(&mut f)));
-            match built {
-                Ok(handle) => {
-                    core = back;
-                    Input::Arena(wire::ArenaRef {
-                        handle,
-                        offset: 0,
-                        len: bytes as u64,
-                    })
-                }
-                Err(e) => {
-                    back.end_job(job);
-                    return Err(e);
-                }
-            }
+            let (back, built) = self.build_in_arena(core, 0, n, |b| Some(b.init_with(&mut f)));
+            core = back;
+            let handle = built?;
+            Input::Arena(wire::ArenaRef {
+                handle,
+                offset: 0,
+                len: bytes as u64,
+            })
         } else {
+            drop(core);
             let v: Vec<T> = (0..n).map(&mut f).collect();
+            core = self.lock();
             Input::Frame(bytemuck::cast_slice(&v).to_vec())
         };
+        let job = core.new_job(1, task.erased().out_fixed);
+        if let Input::Arena(r) = &input {
+            core.adopt_block(job, r.handle);
+        }
         core.add_chunk(job, index, 0, 1, input);
         core.pump();
         Ok(Pending::new(self, job, task.name(), task.decode_fn()))
@@ -758,7 +768,8 @@ impl Pool {
     ///
     /// # Errors
     /// As [`stream`](Self::stream); an input larger than the arena's lane
-    /// yields [`PoolError::TooLarge`] for its index.
+    /// yields [`PoolError::Task`] with [`TaskError::TooLarge`] for its
+    /// index, and the stream goes on.
     pub fn stream_slices<'p, T: Pod, O: 'static, S, It>(
         &'p self,
         task: &SliceTask<T, O>,
@@ -786,9 +797,9 @@ impl Pool {
         ))
     }
 
-    /// Stops the drones (each finishes its current item), waits up to a
-    /// second for them to exit, kills what remains, and reaps them all.
-    /// Dropping the pool does the same without the wait.
+    /// Stops the drones: each exits once it has finished the chunks
+    /// already in its ring; after a second, what still runs is killed.
+    /// Every drone is reaped. Dropping the pool kills them at once.
     pub fn shutdown(self) {
         self.lock().stop(Duration::from_secs(1));
     }
@@ -809,7 +820,7 @@ fn chunked(
     let widest = per.max(fixed.unwrap_or(64)).max(1);
     let fits = (core.inline_max / widest).max(1);
     let balanced = total.div_ceil(core.cfg.drones * CHUNKS_PER_DRONE).max(1);
-    let size = balanced.min(fits).min(u32::MAX as usize);
+    let size = balanced.min(fits).min(wire::MAX_CHUNK_ITEMS);
     let mut first = 0;
     while first < total {
         let end = (first + size).min(total);
@@ -970,7 +981,8 @@ impl<O> Drop for Pending<'_, O> {
 type Feed<'p> = Box<dyn FnMut() -> Option<Vec<u8>> + 'p>;
 
 /// The outputs of [`Pool::stream`] and [`Pool::stream_slices`], as they
-/// come: `(index, output)`. Dropping it cancels what is still running.
+/// come: `(index, output)`. Dropping it cancels the inputs not started;
+/// those in drones run on, and their answers are dropped.
 pub struct Stream<'p, O> {
     pool: &'p Pool,
     job: u64,
@@ -978,8 +990,9 @@ pub struct Stream<'p, O> {
     name: &'static str,
     decode: fn(&[u8]) -> Option<O>,
     feed: Feed<'p>,
-    /// An input that waits for room in the arena.
-    pending: Option<Vec<u8>>,
+    /// Inputs taken from the iterator and not queued yet (the first may
+    /// wait for room in the arena).
+    pending: std::collections::VecDeque<Vec<u8>>,
     fed: usize,
     outstanding: usize,
     ready: std::collections::VecDeque<Result<(usize, O), PoolError>>,
@@ -1013,7 +1026,7 @@ impl<'p, O> Stream<'p, O> {
             name,
             decode,
             feed,
-            pending: None,
+            pending: std::collections::VecDeque::new(),
             fed: 0,
             outstanding: 0,
             ready: std::collections::VecDeque::new(),
@@ -1021,12 +1034,9 @@ impl<'p, O> Stream<'p, O> {
         }
     }
 
-    /// Queues the next input; `false` when there is none, or it must
+    /// Queues the input `bytes` (the next index); `false` when it must
     /// wait for room in the arena (it is kept for the next round).
-    fn feed_one(&mut self, core: &mut Core) -> bool {
-        let Some(bytes) = self.pending.take().or_else(|| (self.feed)()) else {
-            return false;
-        };
+    fn feed_one(&mut self, core: &mut Core, bytes: Vec<u8>) -> bool {
         let index = self.fed;
         if bytes.len() <= core.inline_max {
             core.grow_job(self.job, 1);
@@ -1043,18 +1053,22 @@ impl<'p, O> Stream<'p, O> {
                     core.add_owned_chunk(self.job, self.task, index, r);
                 }
                 Ok(None) => {
-                    // Room comes back as the stream's earlier items end.
-                    self.pending = Some(bytes);
+                    // Room comes back as running calls end.
+                    self.pending.push_front(bytes);
                     return false;
                 }
                 Err(e) => {
                     self.fed += 1;
+                    let error = match e {
+                        PoolError::TooLarge { bytes, max } => TaskError::TooLarge { bytes, max },
+                        e => TaskError::BadInput {
+                            reason: e.to_string(),
+                        },
+                    };
                     self.ready.push_back(Err(PoolError::Task {
                         task: self.name,
                         index,
-                        error: TaskError::BadInput {
-                            reason: e.to_string(),
-                        },
+                        error,
                     }));
                     return true;
                 }
@@ -1077,28 +1091,42 @@ impl<O> Iterator for Stream<'_, O> {
             if self.done {
                 return None;
             }
+            // Keep every drone's ring full, and a chunk more each. The
+            // inputs are taken from the caller's iterator before the pool
+            // is locked: it may use the pool itself.
+            let room = self.pool.drones * (DEPTH + 1);
+            while self.outstanding + self.pending.len() < room {
+                match (self.feed)() {
+                    Some(bytes) => self.pending.push_back(bytes),
+                    None => break,
+                }
+            }
             let mut core = self.pool.lock();
-            // Keep every drone's ring full, and a chunk more each.
-            let room = core.cfg.drones * (core.cfg.depth + 1);
-            while self.outstanding < room && self.feed_one(&mut core) {}
+            while let Some(bytes) = self.pending.pop_front() {
+                if !self.feed_one(&mut core, bytes) {
+                    break;
+                }
+            }
             if !self.ready.is_empty() {
                 continue;
             }
-            if self.outstanding == 0 {
-                if self.pending.is_some() {
-                    // Cannot happen (room is only short while items are
-                    // out); do not spin on it.
-                    self.done = true;
-                    return Some(Err(PoolError::ArenaFull {
-                        bytes: self.pending.as_ref().map_or(0, |p| p.len() as u64),
-                        max: 0,
-                    }));
-                }
+            if self.outstanding == 0 && self.pending.is_empty() {
                 self.done = true;
                 return None;
             }
             let job = self.job;
-            let mut core = match self.pool.drive(core, None, |c| c.has_news(job)) {
+            let driven = if self.outstanding == 0 {
+                // Nothing of ours out: an input waits for room that other
+                // calls hold. Look again shortly.
+                let soon = Instant::now().checked_add(Duration::from_millis(10));
+                match self.pool.drive(core, soon, |_| false) {
+                    Err(PoolError::Timeout) => Ok(self.pool.lock()),
+                    r => r,
+                }
+            } else {
+                self.pool.drive(core, None, |c| c.has_news(job))
+            };
+            let mut core = match driven {
                 Ok(core) => core,
                 Err(e) => {
                     self.done = true;

@@ -74,13 +74,51 @@ pub(crate) struct Header {
 /// Invariants: written only by the slot's current drone: `running` is the
 /// sequence number + 1 of the chunk it runs (0: none), `item` the item of
 /// that chunk it is on, `progress` counts the items it started, `busy_ns`
-/// the nanoseconds it spent running chunks (for statistics).
+/// the nanoseconds it spent running chunks (for statistics); `sent_block`
+/// holds a [`BlockHandle`] the drone published for the master and has not
+/// yet committed a result frame naming (`sent_block_set` is 1 then), so
+/// that the master can release it when the drone dies in between.
 #[repr(C, align(64))]
 pub(crate) struct SlotWords {
     pub(crate) running: AtomicU64,
     pub(crate) item: AtomicU64,
     pub(crate) progress: AtomicU64,
     pub(crate) busy_ns: AtomicU64,
+    pub(crate) sent_block_set: AtomicU64,
+    pub(crate) sent_block: [AtomicU64; 4],
+}
+
+impl SlotWords {
+    /// Records `h` as published and not yet sent.
+    pub(crate) fn record_block(&self, h: &BlockHandle) {
+        let words: [u64; 4] = bytemuck::cast(*h);
+        for (w, v) in self.sent_block.iter().zip(words) {
+            // Relaxed (all): read by the master only after this drone's
+            // death, which orders every store of the dead process before.
+            w.store(v, Ordering::Relaxed);
+        }
+        self.sent_block_set.store(1, Ordering::Relaxed);
+    }
+
+    /// Forgets the recorded block (its result frame is committed).
+    pub(crate) fn clear_block(&self) {
+        // Relaxed: as in `record_block`.
+        self.sent_block_set.store(0, Ordering::Relaxed);
+    }
+
+    /// The recorded block, if any, and forgets it (the master, after the
+    /// drone's death). Unchecked: the reader checks any handle it reads.
+    pub(crate) fn take_block(&self) -> Option<BlockHandle> {
+        // Relaxed (all): see `record_block`.
+        if self.sent_block_set.swap(0, Ordering::Relaxed) != 1 {
+            return None;
+        }
+        let mut words = [0u64; 4];
+        for (v, w) in words.iter_mut().zip(&self.sent_block) {
+            *v = w.load(Ordering::Relaxed);
+        }
+        Some(bytemuck::cast(words))
+    }
 }
 
 /// The control section's length for `slots` slots.
@@ -227,7 +265,7 @@ pub(crate) fn read_head<T: Pod>(bytes: &[u8]) -> Option<(T, &[u8])> {
 
 /// The most items a chunk has (the master cuts chunks to fit a frame, so
 /// far fewer); a drone refuses more.
-pub(crate) const MAX_CHUNK_ITEMS: usize = 1 << 20;
+pub(crate) const MAX_CHUNK_ITEMS: usize = 1 << 16;
 
 /// Where a frame's payload is.
 pub(crate) const IN_FRAME: u32 = 0;
@@ -267,6 +305,9 @@ pub(crate) struct ArenaRef {
 pub(crate) const DENSE: u32 = 0;
 /// One entry per item: an [`Entry`], then its bytes, padded to 8.
 pub(crate) const ENTRIES: u32 = 1;
+/// The chunk's outputs together do not fit the drone's arena lane: two
+/// `u64`s follow, their size and the lane's.
+pub(crate) const TOO_LARGE: u32 = 2;
 
 /// A result frame's header; the chunk's outputs follow (in the frame, or
 /// in the drone's arena lane: `place`).
