@@ -449,10 +449,13 @@ fn a_hostile_process_scribbling_over_lanes_gives_errors_not_crashes() {
     let [ok, refused]: [u64; 2] = recv(&mut rx);
     assert_eq!(ok + refused, sent);
     println!("sent {sent}, read {ok}, refused {refused}, writer errors {errors}");
-    assert!(
-        sent > 100 && errors > 0,
-        "the scribbles landed among real traffic"
-    );
+    // The vandal scribbled only while this writer kept trying (it waits on
+    // ATTEMPTS), so its scribbles landed among real traffic. Whether one of
+    // them hit a word in use at that moment (a live descriptor's tag) is
+    // chance: the writer never re-reads what only it writes, so a scribble
+    // over a free descriptor is simply overwritten. What must hold is above:
+    // every handle read or refused, no crash, no wait past its bound.
+    assert!(sent > 100, "the writer kept publishing under the scribbles");
     common::expect_success(vandal);
     common::expect_success(reader);
 }
