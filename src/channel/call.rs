@@ -236,6 +236,9 @@ impl Client {
             .try_borrow_mut()
             .map_err(|_| PostError::Busy)?
             .issue();
+        // Withdrawn unless the request is sent: on an error, and when the
+        // caller's fill closure unwinds out of `send`.
+        let unsent = Unsent { client: self, id };
         let head = Head::request(method, self.route, id);
         let io = &mut *io;
         let lane = Lane {
@@ -243,15 +246,8 @@ impl Client {
             reader: self.server,
             inline_max: self.inline_max,
         };
-        match send(&mut io.requests, lane, &head, payload, patience) {
-            Ok(()) => Ok(id),
-            Err(e) => {
-                if let Ok(mut t) = self.tickets.try_borrow_mut() {
-                    t.withdraw(id);
-                }
-                Err(PostError::Send(e))
-            }
-        }
+        send(&mut io.requests, lane, &head, payload, patience).map_err(PostError::Send)?;
+        Ok(unsent.sent())
     }
 
     /// Reads one reply (waiting until `deadline`) and files it.
@@ -436,6 +432,33 @@ impl Client {
         };
         if let Some(s) = kept {
             self.discard(s);
+        }
+    }
+}
+
+/// A ticket issued for a request that is not sent yet: dropping it (an
+/// error, or a fill closure that panicked) withdraws the id, so that it
+/// does not count against `max_in_flight` for ever.
+struct Unsent<'c> {
+    client: &'c Client,
+    id: u64,
+}
+
+impl Unsent<'_> {
+    /// The request went out: its ticket stays.
+    fn sent(self) -> u64 {
+        let id = self.id;
+        core::mem::forget(self);
+        id
+    }
+}
+
+impl Drop for Unsent<'_> {
+    fn drop(&mut self) {
+        // Not borrowed here: `post` holds no borrow of the tickets while
+        // it sends, and a fill closure that reached them got ClientBusy.
+        if let Ok(mut t) = self.client.tickets.try_borrow_mut() {
+            t.withdraw(self.id);
         }
     }
 }

@@ -21,7 +21,8 @@ impl Client {
     /// limit.
     ///
     /// `fill` must not use the client (it would get
-    /// [`CallError::ClientBusy`]).
+    /// [`CallError::ClientBusy`]). If `fill` panics, nothing is sent, the
+    /// request's ticket is withdrawn, and the panic goes on to the caller.
     ///
     /// ```no_run
     /// # fn f(client: &polycephaly::channel::Client) -> Result<(), Box<dyn std::error::Error>> {

@@ -1,0 +1,78 @@
+//! Regression tests for the channel review's findings: each test failed
+//! before its fix.
+//!
+//! The server serves in a thread, the clients call from the test's threads
+//! with one region handle (so they share a peer id, as clients of one
+//! process do). No sleep synchronises anything; every blocking call has a
+//! deadline far above what it needs, so a stall fails the test instead of
+//! hanging it.
+
+use polycephaly::sync::shim::{AtomicBool, Ordering};
+use std::{sync::Arc, thread::JoinHandle, time::Duration};
+
+use polycephaly::channel::{ChannelSpec, Client, Server};
+use polycephaly::region::Region;
+
+const STALL: Duration = Duration::from_secs(20);
+
+struct Running {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Server>,
+    region: Region,
+}
+
+fn start(spec: ChannelSpec, setup: impl FnOnce(&mut Server)) -> Running {
+    let mut server = Server::anonymous(spec).unwrap();
+    setup(&mut server);
+    let region = server.region().reopen(&Default::default()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::spawn(move || {
+        server.serve_until(|| flag.load(Ordering::Relaxed)).unwrap();
+        server
+    });
+    Running {
+        stop,
+        thread,
+        region,
+    }
+}
+
+impl Running {
+    fn client(&self) -> Client {
+        Client::attach_timeout(&self.region, STALL).unwrap()
+    }
+
+    fn finish(self) -> Server {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+fn small_lane() -> ChannelSpec {
+    ChannelSpec::new()
+        .with_clients(3)
+        .with_max_in_flight(4)
+        .with_lane_len(64 << 10)
+}
+
+#[test]
+fn a_panicking_fill_leaks_its_ticket() {
+    let run = start(small_lane(), |s| {
+        s.method("sum", |xs: &[u64]| xs.iter().sum::<u64>())
+            .unwrap();
+    });
+    let c = run.client();
+    let sum = c.method::<[u64], u64>("sum").unwrap();
+    for _ in 0..c.max_in_flight() {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = c.send_with(&sum, 4, |_| panic!("fill failed"));
+        }));
+        assert!(r.is_err());
+    }
+    let leaked = c.in_flight();
+    let r = c.call_timeout(&sum, &[1u64, 2][..], Duration::from_secs(2));
+    assert_eq!((leaked, r), (0, Ok(3)));
+    drop(c);
+    run.finish();
+}
