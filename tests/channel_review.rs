@@ -76,3 +76,41 @@ fn a_panicking_fill_leaks_its_ticket() {
     drop(c);
     run.finish();
 }
+
+#[test]
+fn a_slow_inline_fill_blocks_every_other_client() {
+    let run = start(small_lane(), |s| {
+        s.method("sum", |xs: &[u64]| xs.iter().sum::<u64>())
+            .unwrap();
+        s.method("ping", |x: &u64| *x).unwrap();
+    });
+    // The fill closure stays open until the test has made its call: it
+    // parks on a channel, not a sleep.
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let region = run.region.clone();
+    let slow = std::thread::spawn(move || {
+        let a = Client::attach_timeout(&region, STALL).unwrap();
+        let sum = a.method::<[u64], u64>("sum").unwrap();
+        let r = a.call_with_timeout(
+            &sum,
+            4,
+            |xs| {
+                entered_tx.send(()).unwrap();
+                done_rx.recv_timeout(STALL).unwrap();
+                xs.fill(1);
+            },
+            STALL,
+        );
+        assert_eq!(r, Ok(4));
+    });
+    entered_rx.recv_timeout(STALL).unwrap();
+    let b = run.client();
+    let ping = b.method::<u64, u64>("ping").unwrap();
+    let r = b.call_timeout(&ping, &5, Duration::from_secs(2));
+    done_tx.send(()).unwrap();
+    slow.join().unwrap();
+    assert_eq!(r, Ok(5));
+    drop(b);
+    run.finish();
+}

@@ -246,7 +246,15 @@ impl Client {
             reader: self.server,
             inline_max: self.inline_max,
         };
-        send(&mut io.requests, lane, &head, payload, patience).map_err(PostError::Send)?;
+        send(
+            &mut io.requests,
+            lane,
+            &mut io.scratch,
+            &head,
+            payload,
+            patience,
+        )
+        .map_err(PostError::Send)?;
         Ok(unsent.sent())
     }
 

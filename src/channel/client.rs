@@ -29,6 +29,9 @@ pub(super) struct Io {
     pub(super) requests: mpsc::Producer,
     pub(super) replies: spsc::Consumer,
     pub(super) writer: ArenaWriter,
+    /// Where an inline argument that a `send_with` closure builds is
+    /// staged before its frame is claimed (see `payload::send`).
+    pub(super) scratch: Vec<u64>,
 }
 
 /// A reply that arrived before its ticket was waited on.
@@ -311,6 +314,7 @@ impl Client {
                 requests,
                 replies,
                 writer,
+                scratch: Vec::new(),
             }),
             tickets: RefCell::new(Tickets::new()),
             reader,

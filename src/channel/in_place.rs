@@ -1,6 +1,8 @@
 //! Calls whose argument is built in place: `n` elements written by a
-//! closure straight into the request's frame or into a block of the
-//! client's lane (no copy of a large argument).
+//! closure straight into a block of the client's lane (no copy of a large
+//! argument), or, for an inline one, into a buffer of the client's that is
+//! copied into the request's frame (so that no frame of the shared request
+//! ring stays claimed while the closure runs).
 
 use core::time::Duration;
 
@@ -16,9 +18,11 @@ use crate::sync::clock::Instant;
 
 impl Client {
     /// Calls method `m` with `n` elements built in place by `fill` (zeroed
-    /// first, in the request's frame or in a block of the client's lane:
-    /// no copy of a large argument), and waits for the result without
-    /// limit.
+    /// first, in a block of the client's lane: no copy of a large
+    /// argument; an inline one is built in a buffer of the client's and
+    /// copied into the request's frame), and waits for the result without
+    /// limit. A slow `fill` delays only this call: no frame of the request
+    /// ring, which every client shares, is claimed while it runs.
     ///
     /// `fill` must not use the client (it would get
     /// [`CallError::ClientBusy`]). If `fill` panics, nothing is sent, the

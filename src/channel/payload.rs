@@ -389,12 +389,17 @@ impl<'s> Outgoing<'s, fn(&mut [u8])> {
 /// Sends a frame headed by `head` carrying `payload`, inline or by handle
 /// by the rule of the module docs.
 ///
-/// By handle, the block is built before the frame is claimed (no ring
-/// frame stays claimed while it is filled) and published only once the
-/// frame is claimed (a frame that cannot be had leaves no block behind).
+/// No ring frame stays claimed while caller code runs: a frame claimed in
+/// an MPSC ring holds up its consumer (it reads in claim order) and so
+/// every other producer's frames behind it. An inline payload that `fill`
+/// builds is built in `scratch` (8-aligned, at most `inline_max` bytes)
+/// and copied into the frame once it is claimed; by handle, the block is
+/// built before the frame is claimed and published only once the frame is
+/// claimed (a frame that cannot be had leaves no block behind).
 pub(crate) fn send<S: Sender, F: FnOnce(&mut [u8])>(
     tx: &mut S,
     lane: Lane<'_>,
+    scratch: &mut Vec<u64>,
     head: &Head,
     payload: Outgoing<'_, F>,
     patience: Patience,
@@ -406,16 +411,19 @@ pub(crate) fn send<S: Sender, F: FnOnce(&mut [u8])>(
         fill,
     } = payload;
     if lane.inline(len, align) {
+        let body: &[u8] = match src {
+            Some(bytes) => bytes,
+            None => {
+                scratch.clear();
+                scratch.resize(len.div_ceil(8), 0);
+                let staged = &mut bytemuck::cast_slice_mut(scratch.as_mut_slice())[..len];
+                fill(staged);
+                staged
+            }
+        };
         let mut frame = claim(tx, HEADER_LEN + len, patience)?;
         wire::encode_inline(&mut frame, head);
-        let body = &mut frame[HEADER_LEN..];
-        match src {
-            Some(bytes) => body.copy_from_slice(bytes),
-            None => {
-                body.fill(0);
-                fill(body);
-            }
-        }
+        frame[HEADER_LEN..].copy_from_slice(body);
         return frame.commit().map_err(|_| SendFault::Corrupted);
     }
     let mut b = block(lane.writer, len, src, patience)?;
