@@ -10,7 +10,7 @@
 use polycephaly::sync::shim::{AtomicBool, Ordering};
 use std::{sync::Arc, thread::JoinHandle, time::Duration};
 
-use polycephaly::channel::{ChannelSpec, Client, Server};
+use polycephaly::channel::{CallError, ChannelSpec, Client, Out, OutError, Server};
 use polycephaly::region::Region;
 
 const STALL: Duration = Duration::from_secs(20);
@@ -56,6 +56,101 @@ fn small_lane() -> ChannelSpec {
         .with_lane_len(64 << 10)
 }
 
+#[repr(C, align(128))]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Wide {
+    bytes: [u8; 128],
+}
+
+#[test]
+fn an_over_aligned_in_place_result_strands_the_caller() {
+    let run = start(small_lane(), |s| {
+        s.method_in_place("wide", |n: &u64, out: &mut Out<'_, Wide>| {
+            out.alloc(*n as usize)?;
+            Ok(())
+        })
+        .unwrap();
+        s.method_slice("big", |n: &u64| vec![7u8; *n as usize])
+            .unwrap();
+    });
+    let c = run.client();
+    let wide = c.method::<u64, [Wide]>("wide").unwrap();
+    let big = c.method::<u64, [u8]>("big").unwrap();
+    let r1 = c
+        .call_timeout(&wide, &1, Duration::from_secs(2))
+        .map(|p| p.len());
+    let held = c.call_timeout(&big, &4097, STALL).unwrap();
+    let r2 = c
+        .call_timeout(&wide, &1, Duration::from_secs(2))
+        .map(|p| p.len());
+    drop(held);
+    assert_eq!((r1, r2), (Ok(1), Ok(1)));
+    drop(c);
+    run.finish();
+}
+
+#[test]
+fn every_handler_fault_gets_a_reply_and_over_aligned_slices_travel() {
+    let run = start(small_lane(), |s| {
+        s.method_in_place("gone", |_: &u64, _: &mut Out<'_, u8>| {
+            Err(OutError::ClientGone)
+        })
+        .unwrap();
+        s.method_in_place("corrupt", |_: &u64, _: &mut Out<'_, u8>| {
+            Err(OutError::Corrupted)
+        })
+        .unwrap();
+        s.method_slice("wides", |n: &u64| {
+            (0..*n)
+                .map(|i| Wide {
+                    bytes: [i as u8; 128],
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap();
+        s.method("first_bytes", |xs: &[Wide]| {
+            xs.iter().map(|w| u64::from(w.bytes[0])).sum::<u64>()
+        })
+        .unwrap();
+    });
+    let c = run.client();
+    let quick = Duration::from_secs(2);
+    for name in ["gone", "corrupt"] {
+        let m = c.method::<u64, [u8]>(name).unwrap();
+        let r = c.call_timeout(&m, &0, quick);
+        assert!(
+            matches!(r, Err(CallError::HandlerFailed { .. })),
+            "{name}: {r:?}"
+        );
+    }
+    assert_eq!(c.in_flight(), 0);
+    // Over-aligned elements by handle (a block is only 64-aligned) both
+    // ways: built apart and copied, received as a copy when misaligned.
+    let wides = c.method::<u64, [Wide]>("wides").unwrap();
+    for n in [1u64, 3, 40] {
+        let got = c.call_timeout(&wides, &n, quick).unwrap();
+        assert_eq!(got.len(), n as usize);
+        for (i, w) in got.iter().enumerate() {
+            assert_eq!(w.bytes, [i as u8; 128]);
+        }
+    }
+    let first = c.method::<[Wide], u64>("first_bytes").unwrap();
+    let sum = c
+        .call_with_timeout(
+            &first,
+            40,
+            |xs: &mut [Wide]| {
+                for (i, w) in xs.iter_mut().enumerate() {
+                    w.bytes = [i as u8; 128];
+                }
+            },
+            quick,
+        )
+        .unwrap();
+    assert_eq!(sum, (0..40).sum::<u64>());
+    drop(c);
+    run.finish();
+}
 #[test]
 fn a_panicking_fill_leaks_its_ticket() {
     let run = start(small_lane(), |s| {

@@ -160,11 +160,19 @@ impl Client {
             len,
             align: align_of::<T>(),
             src: None,
-            // The room is aligned for T (see `payload::send`) and `len`
-            // long: the cast only fails for elements of no size.
+            // The room is `len` long and aligned for T (see
+            // `payload::send`) unless T is aligned beyond an arena block's
+            // 64 bytes: such elements (and elements of no size, which no
+            // byte room can be cast to) are built in a buffer of T and
+            // copied.
             fill: move |bytes: &mut [u8]| {
                 if let Ok(xs) = bytemuck::try_cast_slice_mut::<u8, T>(bytes) {
-                    fill(xs);
+                    return fill(xs);
+                }
+                let mut staged = vec![T::zeroed(); n];
+                fill(&mut staged);
+                if size_of::<T>() > 0 {
+                    bytes.copy_from_slice(bytemuck::cast_slice(&staged));
                 }
             },
         })

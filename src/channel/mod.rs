@@ -26,7 +26,9 @@
 //!   server registered) and calls by id. A request for an id the server
 //!   does not have is answered with [`CallError::UnknownMethod`].
 //! - **Failures.** A handler that panics is caught: its caller gets
-//!   [`CallError::HandlerPanicked`], the server goes on. A client that
+//!   [`CallError::HandlerPanicked`], the server goes on; a handler that
+//!   returns an error gets its caller the matching one. Every request of a
+//!   live client is answered. A client that
 //!   dies is dropped by the server: its queued requests are not run, its
 //!   slot and reply ring go to the next client (replies left in the ring
 //!   carry the old session in their route and are skipped), its arena

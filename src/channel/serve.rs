@@ -201,22 +201,35 @@ impl Core {
         // wait for a reader that never comes).
         // Relaxed: compared only (see `admit`).
         let here = self.ctl.slot(slot).owner.load(Ordering::Relaxed) == peer;
-        let sent = match ran {
-            Ok(()) if here => out.finish().map_err(Fault::Out),
-            other => {
+        if !here {
+            // Sends nothing, and rolls a block it holds back.
+            drop(out);
+            self.stats.dropped += 1;
+            return;
+        }
+        match ran {
+            Ok(()) => match out.finish() {
+                Ok(()) => self.stats.replies += 1,
+                // Finishing found the client gone (the ring's consumer
+                // role is free) or its ring corrupted: no reply can go.
+                Err(OutError::ClientGone | OutError::Corrupted) => self.stats.dropped += 1,
+                Err(e) => answer_fault(tx, &head, Fault::Out(e), self.stall, &mut self.stats),
+            },
+            // Whatever the handler's fault (even an `OutError` it made up,
+            // or got from a corrupted lane), its caller gets an error
+            // reply: otherwise it would wait for ever, and its ticket
+            // count against its requests in flight for ever.
+            Err(fault) => {
                 // Sends nothing, and rolls a block it holds back.
                 drop(out);
-                other.and(Err(Fault::Out(OutError::ClientGone)))
+                answer_fault(tx, &head, fault, self.stall, &mut self.stats);
             }
-        };
-        match sent {
-            Ok(()) => self.stats.replies += 1,
-            Err(fault) => answer_fault(tx, &head, fault, self.stall, &mut self.stats),
         }
     }
 }
 
-/// Sends the error reply a fault calls for, or counts the request dropped.
+/// Sends the error reply a fault calls for (counting the request dropped
+/// if it cannot be sent).
 fn answer_fault(
     tx: &mut spsc::Producer,
     head: &wire::Head,
@@ -224,10 +237,7 @@ fn answer_fault(
     stall: Duration,
     stats: &mut ServerStats,
 ) {
-    let Some((status, message)) = fault.status() else {
-        stats.dropped += 1;
-        return;
-    };
+    let (status, message) = fault.status();
     let patience = Patience::Until(Instant::now().checked_add(stall));
     match send_error(tx, head, status, &message, patience) {
         Ok(()) => stats.errors += 1,
