@@ -7,7 +7,7 @@
 //! deadline far above what it needs, so a stall fails the test instead of
 //! hanging it.
 
-use polycephaly::sync::shim::{AtomicBool, Ordering};
+use polycephaly::sync::shim::{AtomicBool, AtomicU64, Ordering};
 use std::{sync::Arc, thread::JoinHandle, time::Duration};
 
 use polycephaly::channel::{CallError, ChannelSpec, Client, Out, OutError, Server};
@@ -207,5 +207,47 @@ fn a_slow_inline_fill_blocks_every_other_client() {
     slow.join().unwrap();
     assert_eq!(r, Ok(5));
     drop(b);
+    run.finish();
+}
+
+#[test]
+fn a_dropped_sessions_queued_requests_run_after_a_same_peer_reconnect() {
+    let (gate, entered, count) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let (g, en, cn) = (gate.clone(), entered.clone(), count.clone());
+    let run = start(small_lane(), move |s| {
+        s.method("slow", move |x: &u64| {
+            en.fetch_add(1, Ordering::AcqRel);
+            while !g.load(Ordering::Acquire) {
+                std::thread::yield_now();
+            }
+            *x
+        })
+        .unwrap();
+        s.method("count", move |_: &u64| cn.fetch_add(1, Ordering::AcqRel))
+            .unwrap();
+    });
+    {
+        let c1 = run.client();
+        let (slow, count) = (
+            c1.method::<u64, u64>("slow").unwrap(),
+            c1.method::<u64, u64>("count").unwrap(),
+        );
+        drop(c1.send(&slow, &1).unwrap());
+        while entered.load(Ordering::Acquire) == 0 {
+            std::thread::yield_now();
+        }
+        for _ in 0..3 {
+            drop(c1.send(&count, &0).unwrap());
+        }
+    }
+    let c2 = run.client();
+    gate.store(true, Ordering::Release);
+    let cm = c2.method::<u64, u64>("count").unwrap();
+    assert_eq!(c2.call_timeout(&cm, &0, STALL).unwrap(), 0);
+    drop(c2);
     run.finish();
 }

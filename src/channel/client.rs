@@ -6,7 +6,10 @@ use core::fmt;
 use core::time::Duration;
 
 use super::error::{ConnectError, LookupError};
-use super::layout::{CLOSED, ControlView, FORMATTING, SERVING, next_session, route};
+use super::layout::{
+    CLOSED, ControlView, FORMATTING, SERVING, next_session, route, slot_owner, slot_session,
+    slot_word,
+};
 use super::method::Method;
 use super::open::announced;
 use super::shape::{Shape, Signature};
@@ -60,6 +63,7 @@ struct Lease {
     ctl: ControlView,
     slot: usize,
     me: u32,
+    session: u32,
     region: Region,
 }
 
@@ -68,11 +72,13 @@ impl Drop for Lease {
         if !self.region.opened_by_current_process() {
             return;
         }
-        // Release: pairs with the Acquire of the next claimer and of the
-        // server's scan; our roles were released before.
-        let _ = self.ctl.slot(self.slot).owner.compare_exchange(
-            self.me,
-            0,
+        // Free, the session kept for the next owner to bump. Release:
+        // pairs with the Acquire of the next claimer and of the server's
+        // scan; our roles were released before. Failure: the server found
+        // us dead (it cannot have, we live) or the word is not ours.
+        let _ = self.ctl.slot(self.slot).word.compare_exchange(
+            slot_word(self.me, self.session),
+            slot_word(0, self.session),
             Ordering::Release,
             Ordering::Relaxed,
         );
@@ -279,20 +285,15 @@ impl Client {
             .filter(|p| region.peer_alive(*p))
             .ok_or(ConnectError::PeerDead)?;
         let me = region.peer_id().to_raw();
-        let slot = claim_slot(region, &ctl, me).ok_or(ConnectError::Full { slots: a.slots })?;
+        let (slot, session) =
+            claim_slot(region, &ctl, me).ok_or(ConnectError::Full { slots: a.slots })?;
         let lease = Lease {
             ctl: ctl.clone(),
             slot,
             me,
+            session,
             region: region.clone(),
         };
-        let line = ctl.slot(slot);
-        // Only the slot's owner writes the session. Relaxed load: our own
-        // or a previous owner's value (whose claim we acquired).
-        let session = next_session(line.session.load(Ordering::Relaxed));
-        // Release: pairs with the server's Acquire load in `admit` (our
-        // requests' commits order it as well).
-        line.session.store(session, Ordering::Release);
         // Dropping `lease` on an error below gives the slot back.
         let replies = spsc::Consumer::attach(region, SectionId(FIRST_REPLY + slot as u16))?;
         let requests = mpsc::Producer::attach(region, REQUESTS)?;
@@ -472,27 +473,47 @@ impl Client {
     }
 }
 
-/// Claims a slot of `ctl` for `me`: a free one, or one whose owner is dead.
-fn claim_slot(region: &Region, ctl: &ControlView, me: u32) -> Option<usize> {
+/// How many times a claim looks again at a slot whose word changed under
+/// its CAS (each change is another process's progress: a claim, a release,
+/// the server freeing a dead owner's slot).
+const CLAIM_TRIES: u32 = 16;
+
+/// Claims a slot of `ctl` for `me`, a free one or one whose owner is dead,
+/// and starts the next session on it in the same CAS; returns the slot and
+/// the session.
+fn claim_slot(region: &Region, ctl: &ControlView, me: u32) -> Option<(usize, u32)> {
     for take_dead in [false, true] {
         for slot in 0..ctl.slots() {
             let line = ctl.slot(slot);
             // Acquire: pairs with the Release of the previous owner's (or
             // the server's) release of the slot.
-            let owner = line.owner.load(Ordering::Acquire);
-            let free = owner == 0
-                || (take_dead
-                    && owner != me
-                    && !PeerId::from_raw(owner).is_some_and(|p| region.peer_alive(p)));
-            // AcqRel: Acquire as above; Release orders our claim before the
-            // session we store next.
-            if free
-                && line
-                    .owner
-                    .compare_exchange(owner, me, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return Some(slot);
+            let mut w = line.word.load(Ordering::Acquire);
+            for _ in 0..CLAIM_TRIES {
+                let owner = slot_owner(w);
+                let free = owner == 0
+                    || (take_dead
+                        && owner != me
+                        && !PeerId::from_raw(owner).is_some_and(|p| region.peer_alive(p)));
+                if !free {
+                    break;
+                }
+                // The session after the one the word holds: the previous
+                // owner's last, read by this very CAS, so never one it used.
+                let session = next_session(slot_session(w));
+                // AcqRel: Acquire as above; Release publishes our claim to
+                // the server's Acquire loads (our requests' commits order
+                // it before them as well). Failure, Acquire: the word
+                // changed (say the server just freed a dead owner's slot):
+                // look at what it is now rather than give the slot up.
+                match line.word.compare_exchange(
+                    w,
+                    slot_word(me, session),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return Some((slot, session)),
+                    Err(now) => w = now,
+                }
             }
         }
     }

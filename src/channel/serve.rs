@@ -3,7 +3,7 @@
 
 use core::time::Duration;
 
-use super::layout::{ControlView, SERVING, split_route};
+use super::layout::{ControlView, SERVING, slot_owner, slot_session, slot_word, split_route};
 use super::payload::{Fault, Lane, OutError, Patience, ReplyOut, send_error};
 use super::registry::Registry;
 use super::server::ServerStats;
@@ -30,6 +30,13 @@ pub(super) struct ClientState {
     peer: u32,
     /// Whether requests of this session are answered.
     live: bool,
+}
+
+impl ClientState {
+    /// The slot's word while this session holds it.
+    fn word(&self) -> u64 {
+        slot_word(self.peer, self.session)
+    }
 }
 
 /// Everything but the request ring, so that a request frame (a borrow of
@@ -92,22 +99,28 @@ impl Core {
             let line = self.ctl.slot(slot);
             // Acquire: pairs with the client's claim (or release) of the
             // slot.
-            let owner = line.owner.load(Ordering::Acquire);
-            if st.live && owner != st.peer {
+            let w = line.word.load(Ordering::Acquire);
+            if st.live && w != st.word() {
                 st.live = false;
             }
+            let owner = slot_owner(w);
             if owner == 0 {
                 continue;
             }
             let alive = PeerId::from_raw(owner).is_some_and(|p| self.region.peer_alive(p));
             if !alive {
                 st.live = false;
-                // AcqRel: the slot goes back to the clients; a client that
-                // claims it next starts a new session. Failure: a new
-                // client took it over already.
+                // AcqRel: the slot goes back to the clients, its session
+                // kept; a client that claims it next starts the next one.
+                // Failure: a new client took it over already.
                 if line
-                    .owner
-                    .compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .word
+                    .compare_exchange(
+                        w,
+                        slot_word(0, slot_session(w)),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
                     .is_ok()
                 {
                     self.stats.clients_dropped += 1;
@@ -117,29 +130,29 @@ impl Core {
     }
 
     /// The slot of a request's route if its session is the slot's current
-    /// one (adopting a new session), `None` for a client that is gone.
+    /// one (adopting a new session), `None` for a client that is gone
+    /// (another session holds the slot, even one of the same process).
     #[inline]
     fn admit(&mut self, route: u32) -> Option<usize> {
         let (slot, session) = split_route(route);
         let st = self.clients.get_mut(slot)?;
         let line = self.ctl.slot(slot);
-        // Relaxed: compared only; a stale value is an older owner, which
-        // the Acquire loads below sort out.
-        let owner = line.owner.load(Ordering::Relaxed);
-        if st.live && st.session == session && owner == st.peer {
+        // The fast path: the session we answer, still the slot's (owner
+        // and session compared at once). Relaxed: compared only; any other
+        // value goes the slow way.
+        if st.live && st.session == session && line.word.load(Ordering::Relaxed) == st.word() {
             return Some(slot);
         }
-        // Acquire (both): pair with the client's claim of the slot and
-        // bump of the session, which happen before its request's commit
-        // (whose Release our read of the frame acquired already).
-        let current = line.session.load(Ordering::Acquire);
-        let owner = line.owner.load(Ordering::Acquire);
-        if session == 0 || current != session || PeerId::from_raw(owner).is_none() {
+        // Acquire: pairs with the client's claim of the slot (its CAS),
+        // which happens before its request's commit (whose Release our
+        // read of the frame acquired already).
+        let w = line.word.load(Ordering::Acquire);
+        if session == 0 || slot_session(w) != session || slot_owner(w) == 0 {
             return None;
         }
         *st = ClientState {
             session,
-            peer: owner,
+            peer: slot_owner(w),
             live: true,
         };
         Some(slot)
@@ -165,6 +178,7 @@ impl Core {
             return;
         };
         let head = msg.head;
+        let ours = self.clients[slot].word();
         let peer = self.clients[slot].peer;
         let Some(client) = PeerId::from_raw(peer) else {
             return;
@@ -197,10 +211,10 @@ impl Core {
         let ran = self.registry.dispatch(head.method, arg, &mut out);
         // The argument's block goes back to the client's lane now.
         drop(held);
-        // A client that left meanwhile gets nothing (its blocks would
-        // wait for a reader that never comes).
-        // Relaxed: compared only (see `admit`).
-        let here = self.ctl.slot(slot).owner.load(Ordering::Relaxed) == peer;
+        // A session that ended meanwhile gets nothing (its blocks would
+        // wait for a reader that never comes), even if its process claimed
+        // the slot again. Relaxed: compared only (see `admit`).
+        let here = self.ctl.slot(slot).word.load(Ordering::Relaxed) == ours;
         if !here {
             // Sends nothing, and rolls a block it holds back.
             drop(out);

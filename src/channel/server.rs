@@ -238,8 +238,8 @@ impl Server {
         (0..self.core.clients.len())
             .filter_map(|slot| {
                 // Acquire: pairs with the client's claim of the slot.
-                let owner = self.core.ctl.slot(slot).owner.load(Ordering::Acquire);
-                PeerId::from_raw(owner).map(|peer| ClientInfo { slot, peer })
+                let w = self.core.ctl.slot(slot).word.load(Ordering::Acquire);
+                PeerId::from_raw(super::layout::slot_owner(w)).map(|peer| ClientInfo { slot, peer })
             })
             .collect()
     }
