@@ -56,6 +56,30 @@ fn small_lane() -> ChannelSpec {
         .with_lane_len(64 << 10)
 }
 
+fn big_methods(s: &mut Server) {
+    s.set_stall_timeout(Duration::from_millis(200));
+    s.method_slice("big", |n: &u64| vec![7u8; *n as usize])
+        .unwrap();
+    s.method("ping", |x: &u64| *x).unwrap();
+}
+
+#[test]
+fn one_clients_held_payload_makes_other_clients_busy() {
+    let run = start(small_lane(), big_methods);
+    let (a, b) = (run.client(), run.client());
+    let big_a = a.method::<u64, [u8]>("big").unwrap();
+    let held = a.call_timeout(&big_a, &(16 << 10), STALL).unwrap();
+    assert!(held.is_in_place());
+    let big = b.method::<u64, [u8]>("big").unwrap();
+    for i in 0..16 {
+        let r = b.call_timeout(&big, &(16 << 10), STALL);
+        assert!(r.is_ok(), "call {i}: {r:?}");
+    }
+    drop(held);
+    drop((a, b));
+    run.finish();
+}
+
 #[repr(C, align(128))]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Wide {

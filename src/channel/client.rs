@@ -297,7 +297,9 @@ impl Client {
         // Dropping `lease` on an error below gives the slot back.
         let replies = spsc::Consumer::attach(region, SectionId(FIRST_REPLY + slot as u16))?;
         let requests = mpsc::Producer::attach(region, REQUESTS)?;
-        let writer = ArenaWriter::attach(region, ARENA)?;
+        // Lane `slot` is ours: its previous writer, the slot's previous
+        // owner, gave it up before the slot (or died: taken over).
+        let writer = ArenaWriter::attach_lane(region, ARENA, slot as u16)?;
         let reader = ArenaReader::attach(region, ARENA)?;
         // The inline threshold as the server announced it, within what both
         // rings can carry; in flight, what the reply ring has room for.

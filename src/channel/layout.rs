@@ -63,8 +63,9 @@ use crate::sync::shim::{AtomicU32, AtomicU64};
 pub const CONTROL_KIND: SectionKind = SectionKind::User(0x4348);
 /// `magic` of a formatted control section ("PCYCHAN" and a 1).
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PCYCHAN1");
-/// The layout version (2: a slot's owner and session in one word).
-pub(crate) const VERSION: u32 = 2;
+/// The layout version (2: a slot's owner and session in one word; 3: two
+/// arena lanes per slot, the client's and the server's for it).
+pub(crate) const VERSION: u32 = 3;
 
 /// `state`: the server has not finished formatting.
 pub(crate) const FORMATTING: u32 = 0;

@@ -72,8 +72,9 @@
 //!
 //! The region's sections: 0 the control section (a header, one line per
 //! client slot, the method table: see `layout.rs`), 1 the request ring
-//! (MPSC), 2 the arena (one lane per client slot, the last lane the
-//! server's), 3.. one reply ring (SPSC) per client slot, sized so that the
+//! (MPSC), 2 the arena (two lanes per client slot: the client's, and the
+//! server's for that slot's results alone), 3.. one reply ring (SPSC) per
+//! client slot, sized so that the
 //! replies of a client's `max_in_flight` requests always fit: a server
 //! never waits on a client that follows the protocol.
 //!

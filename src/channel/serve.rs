@@ -43,7 +43,10 @@ impl ClientState {
 /// the ring) can be handled by `&mut Core`.
 pub(super) struct Core {
     pub(super) replies: Vec<spsc::Producer>,
-    pub(super) writer: ArenaWriter,
+    /// The server's lanes, one per slot: the replies to slot `i` are
+    /// built in `writers[i]`, so that blocks one client holds (or leaves
+    /// unread) never take room from another's.
+    pub(super) writers: Vec<ArenaWriter>,
     pub(super) reader: ArenaReader,
     pub(super) registry: Registry,
     pub(super) clients: Vec<ClientState>,
@@ -183,7 +186,8 @@ impl Core {
         let Some(client) = PeerId::from_raw(peer) else {
             return;
         };
-        let Some(tx) = self.replies.get_mut(slot) else {
+        let (Some(tx), Some(writer)) = (self.replies.get_mut(slot), self.writers.get_mut(slot))
+        else {
             return;
         };
         let held = match msg.body {
@@ -203,7 +207,7 @@ impl Core {
             (None, Body::Block(_)) => &[],
         };
         let lane = Lane {
-            writer: &mut self.writer,
+            writer,
             reader: client,
             inline_max: self.inline_max,
         };

@@ -169,8 +169,11 @@ impl Server {
         let replies = (0..spec.clients())
             .map(|s| spsc::Producer::attach(&region, SectionId(FIRST_REPLY + s)))
             .collect::<Result<Vec<_>, _>>()?;
-        // The last lane is the server's; clients take the others.
-        let writer = ArenaWriter::attach_lane(&region, ARENA, spec.clients())?;
+        // Lanes clients.. are the server's, one per slot (a process may
+        // write several lanes); client `i` writes lane `i`.
+        let writers = (0..spec.clients())
+            .map(|s| ArenaWriter::attach_lane(&region, ARENA, spec.clients() + s))
+            .collect::<Result<Vec<_>, _>>()?;
         let reader = ArenaReader::attach(&region, ARENA)?;
         let h = ctl.header();
         // Relaxed (all): published by the Release store of BOUND below.
@@ -190,7 +193,7 @@ impl Server {
             requests,
             core: Core {
                 replies,
-                writer,
+                writers,
                 reader,
                 registry: Registry::new(usize::from(spec.methods())),
                 clients: vec![ClientState::default(); slots],
@@ -250,7 +253,9 @@ impl Server {
     pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
         self.core.strategy = strategy;
         self.requests.set_wait_strategy(strategy);
-        self.core.writer.set_wait_strategy(strategy);
+        for w in &mut self.core.writers {
+            w.set_wait_strategy(strategy);
+        }
         for r in &mut self.core.replies {
             r.set_wait_strategy(strategy);
         }
