@@ -64,6 +64,30 @@ fn big_methods(s: &mut Server) {
 }
 
 #[test]
+fn unread_block_reply_of_a_dropped_client_jams_the_server_lane() {
+    let run = start(small_lane(), big_methods);
+    let helper = run.client();
+    let ping = helper.method::<u64, u64>("ping").unwrap();
+    {
+        let c1 = run.client();
+        let big = c1.method::<u64, [u8]>("big").unwrap();
+        let t = c1.send(&big, &(16 << 10)).unwrap();
+        // Served in order: once ping is answered, big's reply is in c1's
+        // ring, unread.
+        assert_eq!(helper.call_timeout(&ping, &1, STALL).unwrap(), 1);
+        drop(t);
+    }
+    let c2 = run.client();
+    let big = c2.method::<u64, [u8]>("big").unwrap();
+    for i in 0..16 {
+        let r = c2.call_timeout(&big, &(16 << 10), STALL);
+        assert!(r.is_ok(), "call {i}: {r:?}");
+    }
+    drop((c2, helper));
+    run.finish();
+}
+
+#[test]
 fn one_clients_held_payload_makes_other_clients_busy() {
     let run = start(small_lane(), big_methods);
     let (a, b) = (run.client(), run.client());

@@ -297,13 +297,21 @@ impl Client {
     }
 
     /// A frame decoded, if it is a reply (or error reply) to this client's
-    /// session; a malformed or foreign frame is dropped (a foreign one's
-    /// block was published for an earlier client of the slot, and is
-    /// reclaimed as that client is gone).
+    /// session; a malformed or foreign frame is dropped. A foreign one's
+    /// block was published for an earlier client of the slot: read and
+    /// released, so that it holds nothing up if that client was of this
+    /// process (the same peer, whose read it owes); for another peer the
+    /// server forgave the read when the session ended.
     #[inline]
     fn ours<'f>(&self, frame: &'f [u8]) -> Option<Message<'f>> {
         let msg = wire::decode(frame).ok()?;
-        (msg.head.route == self.route && msg.head.kind != Kind::Request).then_some(msg)
+        if msg.head.route == self.route && msg.head.kind != Kind::Request {
+            return Some(msg);
+        }
+        if let Body::Block(h) = msg.body {
+            drop(self.reader.read_bytes(&h));
+        }
+        None
     }
 
     /// Releases what a dropped reply holds: a block published for us is

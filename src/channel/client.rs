@@ -13,9 +13,9 @@ use super::layout::{
 use super::method::Method;
 use super::open::announced;
 use super::shape::{Shape, Signature};
-use super::spec::{ARENA, FIRST_REPLY, MAX_INLINE, REQUESTS, in_flight_for};
+use super::spec::{ARENA, FIRST_REPLY, MAX_INLINE, REQUESTS, in_flight_for, ring_frame_len};
 use super::tickets::Tickets;
-use super::wire::HEADER_LEN;
+use super::wire::{self, Body, HEADER_LEN};
 use crate::arena::{ArenaReader, ArenaWriter, BlockHandle};
 use crate::region::{OpenError, PeerId, Region, SectionId};
 use crate::ring::{mpsc, spsc};
@@ -113,6 +113,44 @@ pub struct Client {
     slot: usize,
     // Last: released after the ring roles (see `Lease`).
     lease: Lease,
+}
+
+impl Drop for Client {
+    /// Lets go of every reply block the server published for this client
+    /// and that it did not read: the replies kept for tickets, and those
+    /// still in the reply ring (tickets given up on, or never waited on).
+    /// Unread, they would be owed by this client's peer, which may live
+    /// on (another client of the same process, say), and would hold up
+    /// the server's lane for the slot's next owner. (A reply the server
+    /// sends after this, while the slot is still ours, is forgiven by the
+    /// server once it sees the session end.) Then the fields go: the ring
+    /// roles, then the slot.
+    fn drop(&mut self) {
+        if !self.lease.region.opened_by_current_process() {
+            return;
+        }
+        let kept = self.tickets.get_mut().drain();
+        for s in kept {
+            self.discard(s);
+        }
+        let io = self.io.get_mut();
+        // Bounded: what the ring can hold, and the replies still coming
+        // to requests in flight (a server that kept sending would
+        // otherwise keep us here).
+        let limit = io.replies.capacity() / ring_frame_len(HEADER_LEN) + self.max_in_flight;
+        for _ in 0..limit {
+            let Ok(frame) = io.replies.try_read() else {
+                break;
+            };
+            if let Ok(wire::Message {
+                body: Body::Block(h),
+                ..
+            }) = wire::decode(&frame)
+            {
+                drop(self.reader.read_bytes(&h));
+            }
+        }
+    }
 }
 
 impl fmt::Debug for Client {

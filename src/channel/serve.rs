@@ -98,13 +98,13 @@ impl Core {
     /// dead one is dropped and its slot freed for the next client.
     pub(super) fn scan(&mut self) {
         self.last_scan = Some(Instant::now());
-        for (slot, st) in self.clients.iter_mut().enumerate() {
+        for (slot, (st, writer)) in self.clients.iter_mut().zip(&mut self.writers).enumerate() {
             let line = self.ctl.slot(slot);
             // Acquire: pairs with the client's claim (or release) of the
             // slot.
             let w = line.word.load(Ordering::Acquire);
             if st.live && w != st.word() {
-                st.live = false;
+                end_session(st, writer);
             }
             let owner = slot_owner(w);
             if owner == 0 {
@@ -112,7 +112,9 @@ impl Core {
             }
             let alive = PeerId::from_raw(owner).is_some_and(|p| self.region.peer_alive(p));
             if !alive {
-                st.live = false;
+                if st.live {
+                    end_session(st, writer);
+                }
                 // AcqRel: the slot goes back to the clients, its session
                 // kept; a client that claims it next starts the next one.
                 // Failure: a new client took it over already.
@@ -150,6 +152,11 @@ impl Core {
         // which happens before its request's commit (whose Release our
         // read of the frame acquired already).
         let w = line.word.load(Ordering::Acquire);
+        if st.live && w != st.word() {
+            if let Some(writer) = self.writers.get_mut(slot) {
+                end_session(st, writer);
+            }
+        }
         if session == 0 || slot_session(w) != session || slot_owner(w) == 0 {
             return None;
         }
@@ -244,6 +251,17 @@ impl Core {
             }
         }
     }
+}
+
+/// The session the server answered on a slot ended (its client left or
+/// died; the slot may have a new owner, even of the same process): its
+/// requests are no longer answered, and the results the server published
+/// for it that it did not read are forgiven, so that they do not hold up
+/// the slot's lane (a reply sent just as the client left, after it looked
+/// for unread ones, would otherwise be owed by a peer that may live on).
+fn end_session(st: &mut ClientState, writer: &mut ArenaWriter) {
+    st.live = false;
+    writer.forgive_owed();
 }
 
 /// Sends the error reply a fault calls for (counting the request dropped
