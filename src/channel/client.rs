@@ -304,11 +304,17 @@ impl Client {
                 s if s > CLOSED => return Err(not("unknown channel state")),
                 _ => {}
             }
-            if s > FORMATTING {
+            let server_alive = if s > FORMATTING {
                 let (_, a) = announced(region).map_err(not)?;
-                if !PeerId::from_raw(a.server).is_some_and(|p| region.peer_alive(p)) {
-                    return Err(ConnectError::PeerDead);
-                }
+                PeerId::from_raw(a.server).is_some_and(|p| region.peer_alive(p))
+            } else {
+                // Not formatted yet: the server has not said who it is, but
+                // it created the region. One that died here would leave us
+                // waiting for ever.
+                region.creator().is_alive()
+            };
+            if !server_alive {
+                return Err(ConnectError::PeerDead);
             }
             if wait.expired() {
                 return Err(match wait {

@@ -8,7 +8,7 @@ use std::process::Command;
 use bytemuck::Pod;
 
 use super::error::{BindError, RegisterError, ServeError, TryServeError};
-use super::layout::{BOUND, CLOSED};
+use super::layout::{BOUND, CLOSED, FORMATTING};
 use super::method::Method;
 use super::open::control_for;
 use super::payload::{Out, OutError};
@@ -508,16 +508,23 @@ fn take_over_stale(name: &str) -> Result<(), BindError> {
         name: name.to_owned(),
     };
     let old = Region::open(name).map_err(|_| taken())?;
-    let (ctl, announced) = super::open::announced(&old).map_err(|_| taken())?;
+    let probe = control_for(&old, 1, 1).map_err(|_| taken())?;
     // Acquire: pairs with the old server's Release stores of the state.
-    let state = ctl.header().state.word().load(Ordering::Acquire);
-    let alive = PeerId::from_raw(announced.server).is_some_and(|p| old.peer_alive(p));
+    let state = probe.header().state.word().load(Ordering::Acquire);
+    let alive = if state == FORMATTING {
+        // It died (or lives) before it announced itself: it created the
+        // region.
+        old.creator().is_alive()
+    } else {
+        let (_, announced) = super::open::announced(&old).map_err(|_| taken())?;
+        PeerId::from_raw(announced.server).is_some_and(|p| old.peer_alive(p))
+    };
     if alive && state != CLOSED {
         return Err(BindError::InUse {
             name: name.to_owned(),
         });
     }
-    drop(ctl);
+    drop(probe);
     drop(old);
     // Somebody may have unlinked it meanwhile: then there is nothing to do.
     let _ = rustix::shm::unlink(name);
