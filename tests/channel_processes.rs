@@ -507,3 +507,52 @@ fn a_killed_server_ends_every_wait_with_peer_dead() {
     drop(server);
     assert!(Region::open(&name).is_err(), "unlinked on drop");
 }
+
+/// A server that dies after creating its region and before formatting the
+/// channel in it: the region is left with its control section in state
+/// FORMATTING (here: a kept `/dev/shm` file, so that the name outlives it).
+fn half_server() {
+    Region::builder()
+        .named(&std::env::var(NAME_VAR).unwrap())
+        .keep(true)
+        .section(polycephaly::channel::CONTROL_KIND, 4096)
+        .build()
+        .unwrap();
+}
+
+#[test]
+fn a_server_dead_before_formatting_is_peer_dead_and_its_name_taken_over() {
+    if common::role().as_deref() == Some("half") {
+        return half_server();
+    }
+    let test = "a_server_dead_before_formatting_is_peer_dead_and_its_name_taken_over";
+    let name = unique("half");
+    // Whatever happens, the kept file goes.
+    struct Unlink(String);
+    impl Drop for Unlink {
+        fn drop(&mut self) {
+            let _ = rustix::shm::unlink(self.0.as_str());
+        }
+    }
+    let _unlink = Unlink(name.clone());
+    let words = words_region();
+    common::expect_success(spawn_named(test, "half", &name, &words));
+    // A wait without limit would never end; with one, it must not be what
+    // ends it.
+    let quick = Duration::from_secs(5);
+    let region = Region::open(&name).unwrap();
+    assert!(!region.creator().is_alive());
+    assert!(matches!(
+        Client::attach_timeout(&region, quick),
+        Err(polycephaly::channel::ConnectError::PeerDead)
+    ));
+    assert!(matches!(
+        Client::connect_timeout(&name, quick),
+        Err(polycephaly::channel::ConnectError::PeerDead)
+    ));
+    drop(region);
+    // The name is stale: a new server takes it over.
+    let server = Server::bind(&name, ChannelSpec::new().with_lane_len(MIB)).unwrap();
+    drop(server);
+    assert!(Region::open(&name).is_err(), "unlinked on drop");
+}

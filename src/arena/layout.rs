@@ -56,8 +56,9 @@
 //!   each successful acquisition (saturating at 0), set only by publish.
 //! - a hold word is changed only by compare-and-swap: by its slot's peer
 //!   (count up at acquire, down at release; owed cleared at acquire), by
-//!   the writer (owed set at publish; a dead peer's word cleared once the
-//!   block is reclaimed).
+//!   the writer (owed set at publish, or cleared when the writer knows
+//!   the read will not come; a dead peer's word cleared once the block is
+//!   reclaimed).
 //! - `head_seq <= next_seq <= head_seq + blocks`: written only by the lane's
 //!   writer (Release), read by the next writer when it takes the lane over.
 //!

@@ -446,6 +446,24 @@ impl ArenaWriter {
         BlockHandle::new(self.lane as u16, seq, start, count, elem_size, align_log2)
     }
 
+    /// Forgets the reads still owed on the lane's live blocks published for
+    /// named readers: whoever they were for will not read them (the
+    /// channel session they answered ended), so each is reclaimed once no
+    /// live peer holds it. Holds are untouched: a reader that reads one
+    /// anyway gets it, held until it lets go, or `Stale` once it is
+    /// reclaimed (the handshake of every read, `lane.rs`; clearing an owed
+    /// bit is to the writer what the reader's own first read is).
+    /// (Its one user, the channel, is not built under loom.)
+    #[cfg(not(loom))]
+    pub(crate) fn forgive_owed(&mut self) {
+        let lane = self.view.lane(self.lane);
+        for b in self.state.live.iter().filter(|b| b.mode == MODE_NAMED) {
+            for word in &lane.desc(b.seq).holds {
+                forgive(word);
+            }
+        }
+    }
+
     /// Forgets block `seq`, allocated and never published (its guard was
     /// dropped): the lane is as before the allocation.
     pub(crate) fn rollback(&mut self, seq: u64) {
@@ -502,6 +520,25 @@ fn owe(d: &super::layout::Desc, id: PeerId) {
     }
 }
 
+/// Clears the owed bit of a hold word (see [`ArenaWriter::forgive_owed`]).
+#[cfg(not(loom))]
+fn forgive(word: &crate::sync::shim::AtomicU32) {
+    // Relaxed: the CAS checks it.
+    let mut w = word.load(Ordering::Relaxed);
+    // Bounded: only the slot's peer and this writer change the word.
+    for _ in 0..64 {
+        if w & OWED == 0 {
+            return;
+        }
+        // Relaxed: only this writer's own reclaim looks at the owed bit
+        // (in program order); a reader's hold is ordered by F_A/F_R.
+        match word.compare_exchange_weak(w, w & !OWED, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(x) => w = x,
+        }
+    }
+}
+
 /// `n` elements of `T` in bytes (`u64::MAX` on overflow: too large).
 fn bytes_of<T: Pod>(n: usize) -> u64 {
     const {
@@ -515,4 +552,32 @@ fn bytes_of<T: Pod>(n: usize) -> u64 {
         );
     };
     (n as u64).saturating_mul(size_of::<T>() as u64)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::super::{ArenaSpec, HeapArena, ReadError};
+    use super::*;
+
+    #[test]
+    fn forgiven_reads_free_a_block_but_never_one_held() {
+        let arena = HeapArena::new(ArenaSpec::new(1, 4096)).unwrap();
+        let mut w = arena.writer().unwrap();
+        let r = arena.reader().unwrap();
+        // A block owed to a live reader that will never read it fills the
+        // lane.
+        let unread = w.try_alloc::<u8>(4096).unwrap().publish_to(r.peer_id());
+        assert_eq!(w.try_alloc::<u8>(1).unwrap_err(), TryAllocError::Full);
+        w.forgive_owed();
+        let held = w.try_alloc::<u8>(4096).unwrap().publish_to(r.peer_id());
+        assert_eq!(r.read_bytes(&unread).unwrap_err(), ReadError::Stale);
+        // Forgiving a block another peer is reading keeps it until that
+        // peer lets go.
+        let other = arena.reader().unwrap();
+        let guard = other.read_bytes(&held).unwrap();
+        w.forgive_owed();
+        assert_eq!(w.try_alloc::<u8>(1).unwrap_err(), TryAllocError::Full);
+        drop(guard);
+        assert!(w.try_alloc::<u8>(4096).is_ok());
+    }
 }

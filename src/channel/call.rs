@@ -236,6 +236,9 @@ impl Client {
             .try_borrow_mut()
             .map_err(|_| PostError::Busy)?
             .issue();
+        // Withdrawn unless the request is sent: on an error, and when the
+        // caller's fill closure unwinds out of `send`.
+        let unsent = Unsent { client: self, id };
         let head = Head::request(method, self.route, id);
         let io = &mut *io;
         let lane = Lane {
@@ -243,15 +246,16 @@ impl Client {
             reader: self.server,
             inline_max: self.inline_max,
         };
-        match send(&mut io.requests, lane, &head, payload, patience) {
-            Ok(()) => Ok(id),
-            Err(e) => {
-                if let Ok(mut t) = self.tickets.try_borrow_mut() {
-                    t.withdraw(id);
-                }
-                Err(PostError::Send(e))
-            }
-        }
+        send(
+            &mut io.requests,
+            lane,
+            &mut io.scratch,
+            &head,
+            payload,
+            patience,
+        )
+        .map_err(PostError::Send)?;
+        Ok(unsent.sent())
     }
 
     /// Reads one reply (waiting until `deadline`) and files it.
@@ -293,13 +297,21 @@ impl Client {
     }
 
     /// A frame decoded, if it is a reply (or error reply) to this client's
-    /// session; a malformed or foreign frame is dropped (a foreign one's
-    /// block was published for an earlier client of the slot, and is
-    /// reclaimed as that client is gone).
+    /// session; a malformed or foreign frame is dropped. A foreign one's
+    /// block was published for an earlier client of the slot: read and
+    /// released, so that it holds nothing up if that client was of this
+    /// process (the same peer, whose read it owes); for another peer the
+    /// server forgave the read when the session ended.
     #[inline]
     fn ours<'f>(&self, frame: &'f [u8]) -> Option<Message<'f>> {
         let msg = wire::decode(frame).ok()?;
-        (msg.head.route == self.route && msg.head.kind != Kind::Request).then_some(msg)
+        if msg.head.route == self.route && msg.head.kind != Kind::Request {
+            return Some(msg);
+        }
+        if let Body::Block(h) = msg.body {
+            drop(self.reader.read_bytes(&h));
+        }
+        None
     }
 
     /// Releases what a dropped reply holds: a block published for us is
@@ -436,6 +448,33 @@ impl Client {
         };
         if let Some(s) = kept {
             self.discard(s);
+        }
+    }
+}
+
+/// A ticket issued for a request that is not sent yet: dropping it (an
+/// error, or a fill closure that panicked) withdraws the id, so that it
+/// does not count against `max_in_flight` for ever.
+struct Unsent<'c> {
+    client: &'c Client,
+    id: u64,
+}
+
+impl Unsent<'_> {
+    /// The request went out: its ticket stays.
+    fn sent(self) -> u64 {
+        let id = self.id;
+        core::mem::forget(self);
+        id
+    }
+}
+
+impl Drop for Unsent<'_> {
+    fn drop(&mut self) {
+        // Not borrowed here: `post` holds no borrow of the tickets while
+        // it sends, and a fill closure that reached them got ClientBusy.
+        if let Ok(mut t) = self.client.tickets.try_borrow_mut() {
+            t.withdraw(self.id);
         }
     }
 }

@@ -6,13 +6,16 @@ use core::fmt;
 use core::time::Duration;
 
 use super::error::{ConnectError, LookupError};
-use super::layout::{CLOSED, ControlView, FORMATTING, SERVING, next_session, route};
+use super::layout::{
+    CLOSED, ControlView, FORMATTING, SERVING, next_session, route, slot_owner, slot_session,
+    slot_word,
+};
 use super::method::Method;
 use super::open::announced;
 use super::shape::{Shape, Signature};
-use super::spec::{ARENA, FIRST_REPLY, MAX_INLINE, REQUESTS, in_flight_for};
+use super::spec::{ARENA, FIRST_REPLY, MAX_INLINE, REQUESTS, in_flight_for, ring_frame_len};
 use super::tickets::Tickets;
-use super::wire::HEADER_LEN;
+use super::wire::{self, Body, HEADER_LEN};
 use crate::arena::{ArenaReader, ArenaWriter, BlockHandle};
 use crate::region::{OpenError, PeerId, Region, SectionId};
 use crate::ring::{mpsc, spsc};
@@ -29,6 +32,9 @@ pub(super) struct Io {
     pub(super) requests: mpsc::Producer,
     pub(super) replies: spsc::Consumer,
     pub(super) writer: ArenaWriter,
+    /// Where an inline argument that a `send_with` closure builds is
+    /// staged before its frame is claimed (see `payload::send`).
+    pub(super) scratch: Vec<u64>,
 }
 
 /// A reply that arrived before its ticket was waited on.
@@ -57,6 +63,7 @@ struct Lease {
     ctl: ControlView,
     slot: usize,
     me: u32,
+    session: u32,
     region: Region,
 }
 
@@ -65,11 +72,13 @@ impl Drop for Lease {
         if !self.region.opened_by_current_process() {
             return;
         }
-        // Release: pairs with the Acquire of the next claimer and of the
-        // server's scan; our roles were released before.
-        let _ = self.ctl.slot(self.slot).owner.compare_exchange(
-            self.me,
-            0,
+        // Free, the session kept for the next owner to bump. Release:
+        // pairs with the Acquire of the next claimer and of the server's
+        // scan; our roles were released before. Failure: the server found
+        // us dead (it cannot have, we live) or the word is not ours.
+        let _ = self.ctl.slot(self.slot).word.compare_exchange(
+            slot_word(self.me, self.session),
+            slot_word(0, self.session),
             Ordering::Release,
             Ordering::Relaxed,
         );
@@ -104,6 +113,44 @@ pub struct Client {
     slot: usize,
     // Last: released after the ring roles (see `Lease`).
     lease: Lease,
+}
+
+impl Drop for Client {
+    /// Lets go of every reply block the server published for this client
+    /// and that it did not read: the replies kept for tickets, and those
+    /// still in the reply ring (tickets given up on, or never waited on).
+    /// Unread, they would be owed by this client's peer, which may live
+    /// on (another client of the same process, say), and would hold up
+    /// the server's lane for the slot's next owner. (A reply the server
+    /// sends after this, while the slot is still ours, is forgiven by the
+    /// server once it sees the session end.) Then the fields go: the ring
+    /// roles, then the slot.
+    fn drop(&mut self) {
+        if !self.lease.region.opened_by_current_process() {
+            return;
+        }
+        let kept = self.tickets.get_mut().drain();
+        for s in kept {
+            self.discard(s);
+        }
+        let io = self.io.get_mut();
+        // Bounded: what the ring can hold, and the replies still coming
+        // to requests in flight (a server that kept sending would
+        // otherwise keep us here).
+        let limit = io.replies.capacity() / ring_frame_len(HEADER_LEN) + self.max_in_flight;
+        for _ in 0..limit {
+            let Ok(frame) = io.replies.try_read() else {
+                break;
+            };
+            if let Ok(wire::Message {
+                body: Body::Block(h),
+                ..
+            }) = wire::decode(&frame)
+            {
+                drop(self.reader.read_bytes(&h));
+            }
+        }
+    }
 }
 
 impl fmt::Debug for Client {
@@ -257,11 +304,17 @@ impl Client {
                 s if s > CLOSED => return Err(not("unknown channel state")),
                 _ => {}
             }
-            if s > FORMATTING {
+            let server_alive = if s > FORMATTING {
                 let (_, a) = announced(region).map_err(not)?;
-                if !PeerId::from_raw(a.server).is_some_and(|p| region.peer_alive(p)) {
-                    return Err(ConnectError::PeerDead);
-                }
+                PeerId::from_raw(a.server).is_some_and(|p| region.peer_alive(p))
+            } else {
+                // Not formatted yet: the server has not said who it is, but
+                // it created the region. One that died here would leave us
+                // waiting for ever.
+                region.creator().is_alive()
+            };
+            if !server_alive {
+                return Err(ConnectError::PeerDead);
             }
             if wait.expired() {
                 return Err(match wait {
@@ -276,24 +329,21 @@ impl Client {
             .filter(|p| region.peer_alive(*p))
             .ok_or(ConnectError::PeerDead)?;
         let me = region.peer_id().to_raw();
-        let slot = claim_slot(region, &ctl, me).ok_or(ConnectError::Full { slots: a.slots })?;
+        let (slot, session) =
+            claim_slot(region, &ctl, me).ok_or(ConnectError::Full { slots: a.slots })?;
         let lease = Lease {
             ctl: ctl.clone(),
             slot,
             me,
+            session,
             region: region.clone(),
         };
-        let line = ctl.slot(slot);
-        // Only the slot's owner writes the session. Relaxed load: our own
-        // or a previous owner's value (whose claim we acquired).
-        let session = next_session(line.session.load(Ordering::Relaxed));
-        // Release: pairs with the server's Acquire load in `admit` (our
-        // requests' commits order it as well).
-        line.session.store(session, Ordering::Release);
         // Dropping `lease` on an error below gives the slot back.
         let replies = spsc::Consumer::attach(region, SectionId(FIRST_REPLY + slot as u16))?;
         let requests = mpsc::Producer::attach(region, REQUESTS)?;
-        let writer = ArenaWriter::attach(region, ARENA)?;
+        // Lane `slot` is ours: its previous writer, the slot's previous
+        // owner, gave it up before the slot (or died: taken over).
+        let writer = ArenaWriter::attach_lane(region, ARENA, slot as u16)?;
         let reader = ArenaReader::attach(region, ARENA)?;
         // The inline threshold as the server announced it, within what both
         // rings can carry; in flight, what the reply ring has room for.
@@ -311,6 +361,7 @@ impl Client {
                 requests,
                 replies,
                 writer,
+                scratch: Vec::new(),
             }),
             tickets: RefCell::new(Tickets::new()),
             reader,
@@ -468,27 +519,47 @@ impl Client {
     }
 }
 
-/// Claims a slot of `ctl` for `me`: a free one, or one whose owner is dead.
-fn claim_slot(region: &Region, ctl: &ControlView, me: u32) -> Option<usize> {
+/// How many times a claim looks again at a slot whose word changed under
+/// its CAS (each change is another process's progress: a claim, a release,
+/// the server freeing a dead owner's slot).
+const CLAIM_TRIES: u32 = 16;
+
+/// Claims a slot of `ctl` for `me`, a free one or one whose owner is dead,
+/// and starts the next session on it in the same CAS; returns the slot and
+/// the session.
+fn claim_slot(region: &Region, ctl: &ControlView, me: u32) -> Option<(usize, u32)> {
     for take_dead in [false, true] {
         for slot in 0..ctl.slots() {
             let line = ctl.slot(slot);
             // Acquire: pairs with the Release of the previous owner's (or
             // the server's) release of the slot.
-            let owner = line.owner.load(Ordering::Acquire);
-            let free = owner == 0
-                || (take_dead
-                    && owner != me
-                    && !PeerId::from_raw(owner).is_some_and(|p| region.peer_alive(p)));
-            // AcqRel: Acquire as above; Release orders our claim before the
-            // session we store next.
-            if free
-                && line
-                    .owner
-                    .compare_exchange(owner, me, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return Some(slot);
+            let mut w = line.word.load(Ordering::Acquire);
+            for _ in 0..CLAIM_TRIES {
+                let owner = slot_owner(w);
+                let free = owner == 0
+                    || (take_dead
+                        && owner != me
+                        && !PeerId::from_raw(owner).is_some_and(|p| region.peer_alive(p)));
+                if !free {
+                    break;
+                }
+                // The session after the one the word holds: the previous
+                // owner's last, read by this very CAS, so never one it used.
+                let session = next_session(slot_session(w));
+                // AcqRel: Acquire as above; Release publishes our claim to
+                // the server's Acquire loads (our requests' commits order
+                // it before them as well). Failure, Acquire: the word
+                // changed (say the server just freed a dead owner's slot):
+                // look at what it is now rather than give the slot up.
+                match line.word.compare_exchange(
+                    w,
+                    slot_word(me, session),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return Some((slot, session)),
+                    Err(now) => w = now,
+                }
             }
         }
     }

@@ -283,6 +283,14 @@ pub enum CallError {
         /// The server's words.
         message: String,
     },
+    /// The handler failed with an error of no other kind (it returned
+    /// [`OutError::Corrupted`](super::OutError::Corrupted) or
+    /// [`OutError::ClientGone`](super::OutError::ClientGone)).
+    #[error("the handler failed: {message}")]
+    HandlerFailed {
+        /// The server's words.
+        message: String,
+    },
     /// An error reply with a status this version does not know.
     #[error("the server failed the call (status {status}): {message}")]
     Remote {
@@ -352,6 +360,7 @@ impl CallError {
             Status::Panicked => CallError::HandlerPanicked { message },
             Status::ReplyTooLarge => CallError::ReplyTooLarge { message },
             Status::Busy => CallError::Busy { message },
+            Status::Failed => CallError::HandlerFailed { message },
             other => CallError::Remote {
                 status: other.code(),
                 message,

@@ -1,6 +1,8 @@
 //! Calls whose argument is built in place: `n` elements written by a
-//! closure straight into the request's frame or into a block of the
-//! client's lane (no copy of a large argument).
+//! closure straight into a block of the client's lane (no copy of a large
+//! argument), or, for an inline one, into a buffer of the client's that is
+//! copied into the request's frame (so that no frame of the shared request
+//! ring stays claimed while the closure runs).
 
 use core::time::Duration;
 
@@ -16,12 +18,15 @@ use crate::sync::clock::Instant;
 
 impl Client {
     /// Calls method `m` with `n` elements built in place by `fill` (zeroed
-    /// first, in the request's frame or in a block of the client's lane:
-    /// no copy of a large argument), and waits for the result without
-    /// limit.
+    /// first, in a block of the client's lane: no copy of a large
+    /// argument; an inline one is built in a buffer of the client's and
+    /// copied into the request's frame), and waits for the result without
+    /// limit. A slow `fill` delays only this call: no frame of the request
+    /// ring, which every client shares, is claimed while it runs.
     ///
     /// `fill` must not use the client (it would get
-    /// [`CallError::ClientBusy`]).
+    /// [`CallError::ClientBusy`]). If `fill` panics, nothing is sent, the
+    /// request's ticket is withdrawn, and the panic goes on to the caller.
     ///
     /// ```no_run
     /// # fn f(client: &polycephaly::channel::Client) -> Result<(), Box<dyn std::error::Error>> {
@@ -155,11 +160,19 @@ impl Client {
             len,
             align: align_of::<T>(),
             src: None,
-            // The room is aligned for T (see `payload::send`) and `len`
-            // long: the cast only fails for elements of no size.
+            // The room is `len` long and aligned for T (see
+            // `payload::send`) unless T is aligned beyond an arena block's
+            // 64 bytes: such elements (and elements of no size, which no
+            // byte room can be cast to) are built in a buffer of T and
+            // copied.
             fill: move |bytes: &mut [u8]| {
                 if let Ok(xs) = bytemuck::try_cast_slice_mut::<u8, T>(bytes) {
-                    fill(xs);
+                    return fill(xs);
+                }
+                let mut staged = vec![T::zeroed(); n];
+                fill(&mut staged);
+                if size_of::<T>() > 0 {
+                    bytes.copy_from_slice(bytemuck::cast_slice(&staged));
                 }
             },
         })

@@ -14,8 +14,9 @@
 //!      | inline_max: u32   largest inline payload                |
 //!      | max_in_flight: u32                                      |
 //!  64  +---------------------------------------------------------+
-//!      | slot[i]: owner: u32    raw PeerId of the client, 0 free  |  lines 1..1+slots
-//!      |          session: u32  bumped by each new owner         |
+//!      | slot[i]: word: u64     owner (bits 0..32): raw PeerId   |  lines 1..1+slots
+//!      |                        of the client, 0 free;           |
+//!      |                        session (bits 32..56)            |
 //!      +---------------------------------------------------------+
 //!      | method[j]: meta: u64   name length (bits 0..8)          |  one line each
 //!      |            arg: u64    Signature of the argument        |
@@ -39,13 +40,18 @@
 //! - `methods` (the count) is written by the server alone, Release, after
 //!   the entry it adds is complete; entries below it never change. A
 //!   reader loads it with Acquire and never trusts it beyond `methods_cap`.
-//! - `slot.owner`: 0 free, or the raw id of the client holding the slot;
-//!   taken by CAS (from 0, or from a dead owner) by a connecting client,
-//!   given back by CAS by the client (on drop) or by the server (once it
-//!   found the owner dead). `slot.session`: bumped (AcqRel) by each new
-//!   owner right after its claim, never 0 in use, 24 bits: it goes into
-//!   every frame's `route`, so that a reply meant for an earlier owner of
-//!   the slot is never taken for one of the current owner's.
+//! - `slot.word` packs the slot's owner and session, so that one CAS
+//!   changes both and one load sees both (see [`slot_word`]). Owner: 0
+//!   free, or the raw id of the client holding the slot. Session: 24 bits,
+//!   never 0 once claimed, bumped by each new owner *in the CAS that claims
+//!   the slot* (from a free word, or one of a dead owner) with the session
+//!   the word held; the word is given back by CAS, its session kept, by
+//!   the client (on drop) or by the server (once it found the owner
+//!   dead). The session goes into every frame's `route`: a reply meant for
+//!   an earlier owner of the slot is never taken for one of the current
+//!   owner's, and the server answers a request only while the word is its
+//!   (owner, session), even when one process leaves and claims the slot
+//!   again (same owner, another session).
 
 use core::ptr::NonNull;
 
@@ -57,8 +63,9 @@ use crate::sync::shim::{AtomicU32, AtomicU64};
 pub const CONTROL_KIND: SectionKind = SectionKind::User(0x4348);
 /// `magic` of a formatted control section ("PCYCHAN" and a 1).
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PCYCHAN1");
-/// The layout version.
-pub(crate) const VERSION: u32 = 1;
+/// The layout version (2: a slot's owner and session in one word; 3: two
+/// arena lanes per slot, the client's and the server's for it).
+pub(crate) const VERSION: u32 = 3;
 
 /// `state`: the server has not finished formatting.
 pub(crate) const FORMATTING: u32 = 0;
@@ -76,6 +83,22 @@ pub const MAX_NAME_LEN: usize = 40;
 pub(crate) const SLOT_BITS: u32 = 8;
 /// Sessions are 24 bits.
 pub(crate) const SESSION_MASK: u32 = (1 << (32 - SLOT_BITS)) - 1;
+
+/// A slot's word: `owner` (a raw `PeerId`, 0 free) in bits 0..32, its
+/// `session` (24 bits) in bits 32..56.
+pub(crate) const fn slot_word(owner: u32, session: u32) -> u64 {
+    ((session & SESSION_MASK) as u64) << 32 | owner as u64
+}
+
+/// The owner in a slot's word (0: free).
+pub(crate) const fn slot_owner(word: u64) -> u32 {
+    word as u32
+}
+
+/// The session in a slot's word.
+pub(crate) const fn slot_session(word: u64) -> u32 {
+    (word >> 32) as u32 & SESSION_MASK
+}
 
 /// A route: the slot and its owner's session.
 pub(crate) fn route(slot: usize, session: u32) -> u32 {
@@ -117,8 +140,8 @@ pub(crate) struct Header {
 #[repr(C, align(64))]
 #[derive(Debug)]
 pub(crate) struct Slot {
-    pub(crate) owner: AtomicU32,
-    pub(crate) session: AtomicU32,
+    /// Owner and session: [`slot_word`].
+    pub(crate) word: AtomicU64,
 }
 
 /// One method table entry (see the module docs).
@@ -143,7 +166,7 @@ const _: () = {
     assert!(offset_of!(Header, inline_max) == 32);
     assert!(offset_of!(Header, max_in_flight) == 36);
     assert!(size_of::<Slot>() == 64 && align_of::<Slot>() == 64);
-    assert!(offset_of!(Slot, session) == 4);
+    assert!(offset_of!(Slot, word) == 0);
     assert!(size_of::<MethodEntry>() == 64 && align_of::<MethodEntry>() == 64);
     assert!(offset_of!(MethodEntry, arg) == 8);
     assert!(offset_of!(MethodEntry, result) == 16);
@@ -257,6 +280,11 @@ mod tests {
         for (slot, session) in [(0, 1), (7, 0x00FF_FFFF), (46, 12345)] {
             assert_eq!(split_route(route(slot, session)), (slot, session));
         }
+        for (owner, session) in [(0, 0), (0x0102_0304, 1), (u32::MAX, SESSION_MASK)] {
+            let w = slot_word(owner, session);
+            assert_eq!((slot_owner(w), slot_session(w)), (owner, session));
+        }
+        assert_eq!(slot_session(u64::MAX), SESSION_MASK);
         assert_eq!(next_session(SESSION_MASK), 1);
         assert_eq!(next_session(0), 1);
         assert_eq!(next_session(5), 6);

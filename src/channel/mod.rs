@@ -26,7 +26,9 @@
 //!   server registered) and calls by id. A request for an id the server
 //!   does not have is answered with [`CallError::UnknownMethod`].
 //! - **Failures.** A handler that panics is caught: its caller gets
-//!   [`CallError::HandlerPanicked`], the server goes on. A client that
+//!   [`CallError::HandlerPanicked`], the server goes on; a handler that
+//!   returns an error gets its caller the matching one. Every request of a
+//!   live client is answered. A client that
 //!   dies is dropped by the server: its queued requests are not run, its
 //!   slot and reply ring go to the next client (replies left in the ring
 //!   carry the old session in their route and are skipped), its arena
@@ -70,8 +72,9 @@
 //!
 //! The region's sections: 0 the control section (a header, one line per
 //! client slot, the method table: see `layout.rs`), 1 the request ring
-//! (MPSC), 2 the arena (one lane per client slot, the last lane the
-//! server's), 3.. one reply ring (SPSC) per client slot, sized so that the
+//! (MPSC), 2 the arena (two lanes per client slot: the client's, and the
+//! server's for that slot's results alone), 3.. one reply ring (SPSC) per
+//! client slot, sized so that the
 //! replies of a client's `max_in_flight` requests always fit: a server
 //! never waits on a client that follows the protocol.
 //!

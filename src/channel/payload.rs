@@ -12,7 +12,6 @@
 //! reclaimed once that peer has read and released it, or died.
 
 use core::fmt;
-use core::marker::PhantomData;
 use core::ops::Deref;
 use core::time::Duration;
 
@@ -69,17 +68,24 @@ impl<'a, T: Pod> Payload<'a, T> {
         })
     }
 
-    /// The block `guard` holds, seen as `[T]`; `None` (releasing it) if
-    /// its length or place does not fit `T`.
+    /// The block `guard` holds, seen as `[T]` in place; a copy (releasing
+    /// the block) if `T` is aligned beyond the block's place (blocks are
+    /// 64-aligned); `None` (releasing it) if its length does not fit `T`.
     pub(crate) fn in_block(guard: ReadGuard<'a, u8>) -> Option<Self> {
-        bytemuck::try_cast_slice::<u8, T>(&guard).ok()?;
-        Some(Self {
-            repr: Repr::Block(guard),
-        })
+        match bytemuck::try_cast_slice::<u8, T>(&guard) {
+            Ok(_) => Some(Self {
+                repr: Repr::Block(guard),
+            }),
+            Err(bytemuck::PodCastError::TargetAlignmentGreaterAndInputNotAligned) => {
+                Self::copied(&guard)
+            }
+            Err(_) => None,
+        }
     }
 
     /// Whether the elements are read in place from an arena block (not a
-    /// copy).
+    /// copy: inline payloads are copies, and so are blocks of elements
+    /// aligned beyond 64 bytes, a block's alignment).
     pub fn is_in_place(&self) -> bool {
         matches!(self.repr, Repr::Block(_))
     }
@@ -157,18 +163,21 @@ pub(crate) enum Fault {
 }
 
 impl Fault {
-    /// The error reply for this fault; `None` when none can be sent (the
-    /// receiver is gone) or none should be (the ring is corrupted).
-    pub(crate) fn status(&self) -> Option<(Status, String)> {
-        Some(match self {
-            Fault::Out(OutError::ClientGone | OutError::Corrupted) => return None,
+    /// The error reply for this fault. Every fault of a request has one:
+    /// whether it can be sent (the client still there, its ring sane) is
+    /// the sender's to find out, not the fault's to guess.
+    pub(crate) fn status(&self) -> (Status, String) {
+        match self {
             Fault::Out(e @ OutError::TooLarge { .. }) => (Status::ReplyTooLarge, e.to_string()),
             Fault::Out(e @ OutError::Busy) => (Status::Busy, e.to_string()),
             Fault::Out(e @ OutError::AlreadyAllocated) => (Status::Panicked, e.to_string()),
+            Fault::Out(e @ (OutError::ClientGone | OutError::Corrupted)) => {
+                (Status::Failed, e.to_string())
+            }
             Fault::BadArgument(m) => (Status::BadArgument, m.clone()),
             Fault::Panicked(m) => (Status::Panicked, m.clone()),
             Fault::UnknownMethod => (Status::UnknownMethod, String::new()),
-        })
+        }
     }
 }
 
@@ -201,17 +210,28 @@ pub enum OutError {
 /// Room for a result, handed out once per reply (object safe, so that the
 /// registry's handlers do not depend on the kind of ring).
 pub(crate) trait Outbox {
-    /// `len` zeroed bytes aligned for `align`, written in place where the
-    /// result travels.
+    /// `len` zeroed bytes, written in place where the result travels:
+    /// 8-aligned when inline (only for `align <= 8`), else 64-aligned (an
+    /// arena block), so aligned for `align` unless it is above 64.
     fn room(&mut self, len: usize, align: usize) -> Result<&mut [u8], OutError>;
+
+    /// The room [`room`](Self::room) gave, again; `None` if none was
+    /// asked for.
+    fn reserved(&mut self) -> Option<&mut [u8]>;
 }
 
 /// Where an in-place handler builds its result: [`alloc`](Self::alloc)
 /// gives room for `n` elements, in the reply's frame or in a block of the
 /// server's lane (by size, as for every payload), zeroed. Once per call.
+///
+/// Elements aligned beyond 64 bytes (an arena block's alignment) cannot be
+/// built where they travel: they are built in a buffer of the server's and
+/// copied there when the handler returns.
 pub struct Out<'o, T> {
     outbox: &'o mut dyn Outbox,
-    _t: PhantomData<fn(T)>,
+    /// The result of over-aligned elements, built here and copied into the
+    /// outbox's room by [`flush`](Self::flush).
+    staged: Option<Vec<T>>,
 }
 
 impl<T> fmt::Debug for Out<'_, T> {
@@ -224,7 +244,7 @@ impl<'o, T: Pod> Out<'o, T> {
     pub(crate) fn new(outbox: &'o mut dyn Outbox) -> Self {
         Self {
             outbox,
-            _t: PhantomData,
+            staged: None,
         }
     }
 
@@ -241,13 +261,38 @@ impl<'o, T: Pod> Out<'o, T> {
             bytes: u64::MAX,
             max: 0,
         })?;
-        let room = self.outbox.room(bytes, align_of::<T>())?;
+        let aligned = {
+            let room = self.outbox.room(bytes, align_of::<T>())?;
+            room.as_ptr() as usize % align_of::<T>() == 0
+        };
         if size_of::<T>() == 0 {
             return Ok(&mut []);
         }
-        // The room is aligned for T (inline: 8-aligned and align <= 8;
-        // else a 64-aligned block) and `bytes` long.
-        bytemuck::try_cast_slice_mut(room).map_err(|_| OutError::Corrupted)
+        if aligned {
+            // In place: `bytes` long and aligned for T (inline: 8-aligned
+            // and align <= 8; else a 64-aligned block and align <= 64).
+            let room = self.outbox.reserved().ok_or(OutError::Corrupted)?;
+            return bytemuck::try_cast_slice_mut(room).map_err(|_| OutError::Corrupted);
+        }
+        // Aligned beyond the block: built in an aligned buffer, copied
+        // into the room by `flush`.
+        Ok(self.staged.insert(vec![T::zeroed(); n]).as_mut_slice())
+    }
+
+    /// Copies a result built apart (over-aligned elements) to where it
+    /// travels; nothing to do for one built in place.
+    pub(crate) fn flush(self) -> Result<(), OutError> {
+        let Some(v) = self.staged else {
+            return Ok(());
+        };
+        let src: &[u8] = bytemuck::cast_slice(&v);
+        match self.outbox.reserved() {
+            Some(room) if room.len() == src.len() => {
+                room.copy_from_slice(src);
+                Ok(())
+            }
+            _ => Err(OutError::Corrupted),
+        }
     }
 }
 
@@ -389,12 +434,17 @@ impl<'s> Outgoing<'s, fn(&mut [u8])> {
 /// Sends a frame headed by `head` carrying `payload`, inline or by handle
 /// by the rule of the module docs.
 ///
-/// By handle, the block is built before the frame is claimed (no ring
-/// frame stays claimed while it is filled) and published only once the
-/// frame is claimed (a frame that cannot be had leaves no block behind).
+/// No ring frame stays claimed while caller code runs: a frame claimed in
+/// an MPSC ring holds up its consumer (it reads in claim order) and so
+/// every other producer's frames behind it. An inline payload that `fill`
+/// builds is built in `scratch` (8-aligned, at most `inline_max` bytes)
+/// and copied into the frame once it is claimed; by handle, the block is
+/// built before the frame is claimed and published only once the frame is
+/// claimed (a frame that cannot be had leaves no block behind).
 pub(crate) fn send<S: Sender, F: FnOnce(&mut [u8])>(
     tx: &mut S,
     lane: Lane<'_>,
+    scratch: &mut Vec<u64>,
     head: &Head,
     payload: Outgoing<'_, F>,
     patience: Patience,
@@ -406,16 +456,19 @@ pub(crate) fn send<S: Sender, F: FnOnce(&mut [u8])>(
         fill,
     } = payload;
     if lane.inline(len, align) {
+        let body: &[u8] = match src {
+            Some(bytes) => bytes,
+            None => {
+                scratch.clear();
+                scratch.resize(len.div_ceil(8), 0);
+                let staged = &mut bytemuck::cast_slice_mut(scratch.as_mut_slice())[..len];
+                fill(staged);
+                staged
+            }
+        };
         let mut frame = claim(tx, HEADER_LEN + len, patience)?;
         wire::encode_inline(&mut frame, head);
-        let body = &mut frame[HEADER_LEN..];
-        match src {
-            Some(bytes) => body.copy_from_slice(bytes),
-            None => {
-                body.fill(0);
-                fill(body);
-            }
-        }
+        frame[HEADER_LEN..].copy_from_slice(body);
         return frame.commit().map_err(|_| SendFault::Corrupted);
     }
     let mut b = block(lane.writer, len, src, patience)?;
@@ -562,6 +615,17 @@ fn with_claim<S: Sender>(
 }
 
 impl<S: Sender> Outbox for ReplyOut<'_, S> {
+    fn reserved(&mut self) -> Option<&mut [u8]> {
+        match &mut self.state {
+            OutState::Empty => None,
+            OutState::Inline(len) => {
+                let staged: &mut [u8] = bytemuck::cast_slice_mut(self.scratch.as_mut_slice());
+                staged.get_mut(..*len)
+            }
+            OutState::Block(b) => Some(&mut b[..]),
+        }
+    }
+
     fn room(&mut self, len: usize, align: usize) -> Result<&mut [u8], OutError> {
         if !matches!(self.state, OutState::Empty) {
             return Err(OutError::AlreadyAllocated);

@@ -182,6 +182,11 @@ where
     F: Fn(&A, &mut Out<'_, R>) -> Result<(), OutError> + Send + 'static,
 {
     Box::new(move |arg, out| {
-        with_arg::<A, _>(arg, |a| f(a, &mut Out::new(out)))?.map_err(Fault::Out)
+        with_arg::<A, _>(arg, |a| {
+            let mut o = Out::new(out);
+            f(a, &mut o)?;
+            o.flush()
+        })?
+        .map_err(Fault::Out)
     })
 }

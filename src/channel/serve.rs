@@ -3,7 +3,7 @@
 
 use core::time::Duration;
 
-use super::layout::{ControlView, SERVING, split_route};
+use super::layout::{ControlView, SERVING, slot_owner, slot_session, slot_word, split_route};
 use super::payload::{Fault, Lane, OutError, Patience, ReplyOut, send_error};
 use super::registry::Registry;
 use super::server::ServerStats;
@@ -32,11 +32,21 @@ pub(super) struct ClientState {
     live: bool,
 }
 
+impl ClientState {
+    /// The slot's word while this session holds it.
+    fn word(&self) -> u64 {
+        slot_word(self.peer, self.session)
+    }
+}
+
 /// Everything but the request ring, so that a request frame (a borrow of
 /// the ring) can be handled by `&mut Core`.
 pub(super) struct Core {
     pub(super) replies: Vec<spsc::Producer>,
-    pub(super) writer: ArenaWriter,
+    /// The server's lanes, one per slot: the replies to slot `i` are
+    /// built in `writers[i]`, so that blocks one client holds (or leaves
+    /// unread) never take room from another's.
+    pub(super) writers: Vec<ArenaWriter>,
     pub(super) reader: ArenaReader,
     pub(super) registry: Registry,
     pub(super) clients: Vec<ClientState>,
@@ -88,26 +98,34 @@ impl Core {
     /// dead one is dropped and its slot freed for the next client.
     pub(super) fn scan(&mut self) {
         self.last_scan = Some(Instant::now());
-        for (slot, st) in self.clients.iter_mut().enumerate() {
+        for (slot, (st, writer)) in self.clients.iter_mut().zip(&mut self.writers).enumerate() {
             let line = self.ctl.slot(slot);
             // Acquire: pairs with the client's claim (or release) of the
             // slot.
-            let owner = line.owner.load(Ordering::Acquire);
-            if st.live && owner != st.peer {
-                st.live = false;
+            let w = line.word.load(Ordering::Acquire);
+            if st.live && w != st.word() {
+                end_session(st, writer);
             }
+            let owner = slot_owner(w);
             if owner == 0 {
                 continue;
             }
             let alive = PeerId::from_raw(owner).is_some_and(|p| self.region.peer_alive(p));
             if !alive {
-                st.live = false;
-                // AcqRel: the slot goes back to the clients; a client that
-                // claims it next starts a new session. Failure: a new
-                // client took it over already.
+                if st.live {
+                    end_session(st, writer);
+                }
+                // AcqRel: the slot goes back to the clients, its session
+                // kept; a client that claims it next starts the next one.
+                // Failure: a new client took it over already.
                 if line
-                    .owner
-                    .compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .word
+                    .compare_exchange(
+                        w,
+                        slot_word(0, slot_session(w)),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
                     .is_ok()
                 {
                     self.stats.clients_dropped += 1;
@@ -117,29 +135,34 @@ impl Core {
     }
 
     /// The slot of a request's route if its session is the slot's current
-    /// one (adopting a new session), `None` for a client that is gone.
+    /// one (adopting a new session), `None` for a client that is gone
+    /// (another session holds the slot, even one of the same process).
     #[inline]
     fn admit(&mut self, route: u32) -> Option<usize> {
         let (slot, session) = split_route(route);
         let st = self.clients.get_mut(slot)?;
         let line = self.ctl.slot(slot);
-        // Relaxed: compared only; a stale value is an older owner, which
-        // the Acquire loads below sort out.
-        let owner = line.owner.load(Ordering::Relaxed);
-        if st.live && st.session == session && owner == st.peer {
+        // The fast path: the session we answer, still the slot's (owner
+        // and session compared at once). Relaxed: compared only; any other
+        // value goes the slow way.
+        if st.live && st.session == session && line.word.load(Ordering::Relaxed) == st.word() {
             return Some(slot);
         }
-        // Acquire (both): pair with the client's claim of the slot and
-        // bump of the session, which happen before its request's commit
-        // (whose Release our read of the frame acquired already).
-        let current = line.session.load(Ordering::Acquire);
-        let owner = line.owner.load(Ordering::Acquire);
-        if session == 0 || current != session || PeerId::from_raw(owner).is_none() {
+        // Acquire: pairs with the client's claim of the slot (its CAS),
+        // which happens before its request's commit (whose Release our
+        // read of the frame acquired already).
+        let w = line.word.load(Ordering::Acquire);
+        if st.live && w != st.word() {
+            if let Some(writer) = self.writers.get_mut(slot) {
+                end_session(st, writer);
+            }
+        }
+        if session == 0 || slot_session(w) != session || slot_owner(w) == 0 {
             return None;
         }
         *st = ClientState {
             session,
-            peer: owner,
+            peer: slot_owner(w),
             live: true,
         };
         Some(slot)
@@ -165,11 +188,13 @@ impl Core {
             return;
         };
         let head = msg.head;
+        let ours = self.clients[slot].word();
         let peer = self.clients[slot].peer;
         let Some(client) = PeerId::from_raw(peer) else {
             return;
         };
-        let Some(tx) = self.replies.get_mut(slot) else {
+        let (Some(tx), Some(writer)) = (self.replies.get_mut(slot), self.writers.get_mut(slot))
+        else {
             return;
         };
         let held = match msg.body {
@@ -189,7 +214,7 @@ impl Core {
             (None, Body::Block(_)) => &[],
         };
         let lane = Lane {
-            writer: &mut self.writer,
+            writer,
             reader: client,
             inline_max: self.inline_max,
         };
@@ -197,26 +222,50 @@ impl Core {
         let ran = self.registry.dispatch(head.method, arg, &mut out);
         // The argument's block goes back to the client's lane now.
         drop(held);
-        // A client that left meanwhile gets nothing (its blocks would
-        // wait for a reader that never comes).
-        // Relaxed: compared only (see `admit`).
-        let here = self.ctl.slot(slot).owner.load(Ordering::Relaxed) == peer;
-        let sent = match ran {
-            Ok(()) if here => out.finish().map_err(Fault::Out),
-            other => {
+        // A session that ended meanwhile gets nothing (its blocks would
+        // wait for a reader that never comes), even if its process claimed
+        // the slot again. Relaxed: compared only (see `admit`).
+        let here = self.ctl.slot(slot).word.load(Ordering::Relaxed) == ours;
+        if !here {
+            // Sends nothing, and rolls a block it holds back.
+            drop(out);
+            self.stats.dropped += 1;
+            return;
+        }
+        match ran {
+            Ok(()) => match out.finish() {
+                Ok(()) => self.stats.replies += 1,
+                // Finishing found the client gone (the ring's consumer
+                // role is free) or its ring corrupted: no reply can go.
+                Err(OutError::ClientGone | OutError::Corrupted) => self.stats.dropped += 1,
+                Err(e) => answer_fault(tx, &head, Fault::Out(e), self.stall, &mut self.stats),
+            },
+            // Whatever the handler's fault (even an `OutError` it made up,
+            // or got from a corrupted lane), its caller gets an error
+            // reply: otherwise it would wait for ever, and its ticket
+            // count against its requests in flight for ever.
+            Err(fault) => {
                 // Sends nothing, and rolls a block it holds back.
                 drop(out);
-                other.and(Err(Fault::Out(OutError::ClientGone)))
+                answer_fault(tx, &head, fault, self.stall, &mut self.stats);
             }
-        };
-        match sent {
-            Ok(()) => self.stats.replies += 1,
-            Err(fault) => answer_fault(tx, &head, fault, self.stall, &mut self.stats),
         }
     }
 }
 
-/// Sends the error reply a fault calls for, or counts the request dropped.
+/// The session the server answered on a slot ended (its client left or
+/// died; the slot may have a new owner, even of the same process): its
+/// requests are no longer answered, and the results the server published
+/// for it that it did not read are forgiven, so that they do not hold up
+/// the slot's lane (a reply sent just as the client left, after it looked
+/// for unread ones, would otherwise be owed by a peer that may live on).
+fn end_session(st: &mut ClientState, writer: &mut ArenaWriter) {
+    st.live = false;
+    writer.forgive_owed();
+}
+
+/// Sends the error reply a fault calls for (counting the request dropped
+/// if it cannot be sent).
 fn answer_fault(
     tx: &mut spsc::Producer,
     head: &wire::Head,
@@ -224,10 +273,7 @@ fn answer_fault(
     stall: Duration,
     stats: &mut ServerStats,
 ) {
-    let Some((status, message)) = fault.status() else {
-        stats.dropped += 1;
-        return;
-    };
+    let (status, message) = fault.status();
     let patience = Patience::Until(Instant::now().checked_add(stall));
     match send_error(tx, head, status, &message, patience) {
         Ok(()) => stats.errors += 1,

@@ -8,7 +8,7 @@ use std::process::Command;
 use bytemuck::Pod;
 
 use super::error::{BindError, RegisterError, ServeError, TryServeError};
-use super::layout::{BOUND, CLOSED};
+use super::layout::{BOUND, CLOSED, FORMATTING};
 use super::method::Method;
 use super::open::control_for;
 use super::payload::{Out, OutError};
@@ -169,8 +169,11 @@ impl Server {
         let replies = (0..spec.clients())
             .map(|s| spsc::Producer::attach(&region, SectionId(FIRST_REPLY + s)))
             .collect::<Result<Vec<_>, _>>()?;
-        // The last lane is the server's; clients take the others.
-        let writer = ArenaWriter::attach_lane(&region, ARENA, spec.clients())?;
+        // Lanes clients.. are the server's, one per slot (a process may
+        // write several lanes); client `i` writes lane `i`.
+        let writers = (0..spec.clients())
+            .map(|s| ArenaWriter::attach_lane(&region, ARENA, spec.clients() + s))
+            .collect::<Result<Vec<_>, _>>()?;
         let reader = ArenaReader::attach(&region, ARENA)?;
         let h = ctl.header();
         // Relaxed (all): published by the Release store of BOUND below.
@@ -190,7 +193,7 @@ impl Server {
             requests,
             core: Core {
                 replies,
-                writer,
+                writers,
                 reader,
                 registry: Registry::new(usize::from(spec.methods())),
                 clients: vec![ClientState::default(); slots],
@@ -238,8 +241,8 @@ impl Server {
         (0..self.core.clients.len())
             .filter_map(|slot| {
                 // Acquire: pairs with the client's claim of the slot.
-                let owner = self.core.ctl.slot(slot).owner.load(Ordering::Acquire);
-                PeerId::from_raw(owner).map(|peer| ClientInfo { slot, peer })
+                let w = self.core.ctl.slot(slot).word.load(Ordering::Acquire);
+                PeerId::from_raw(super::layout::slot_owner(w)).map(|peer| ClientInfo { slot, peer })
             })
             .collect()
     }
@@ -250,7 +253,9 @@ impl Server {
     pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
         self.core.strategy = strategy;
         self.requests.set_wait_strategy(strategy);
-        self.core.writer.set_wait_strategy(strategy);
+        for w in &mut self.core.writers {
+            w.set_wait_strategy(strategy);
+        }
         for r in &mut self.core.replies {
             r.set_wait_strategy(strategy);
         }
@@ -503,16 +508,23 @@ fn take_over_stale(name: &str) -> Result<(), BindError> {
         name: name.to_owned(),
     };
     let old = Region::open(name).map_err(|_| taken())?;
-    let (ctl, announced) = super::open::announced(&old).map_err(|_| taken())?;
+    let probe = control_for(&old, 1, 1).map_err(|_| taken())?;
     // Acquire: pairs with the old server's Release stores of the state.
-    let state = ctl.header().state.word().load(Ordering::Acquire);
-    let alive = PeerId::from_raw(announced.server).is_some_and(|p| old.peer_alive(p));
+    let state = probe.header().state.word().load(Ordering::Acquire);
+    let alive = if state == FORMATTING {
+        // It died (or lives) before it announced itself: it created the
+        // region.
+        old.creator().is_alive()
+    } else {
+        let (_, announced) = super::open::announced(&old).map_err(|_| taken())?;
+        PeerId::from_raw(announced.server).is_some_and(|p| old.peer_alive(p))
+    };
     if alive && state != CLOSED {
         return Err(BindError::InUse {
             name: name.to_owned(),
         });
     }
-    drop(ctl);
+    drop(probe);
     drop(old);
     // Somebody may have unlinked it meanwhile: then there is nothing to do.
     let _ = rustix::shm::unlink(name);

@@ -14,7 +14,8 @@ use super::wire::{BLOCK_FRAME_LEN, HEADER_LEN};
 pub(crate) const CONTROL: SectionId = SectionId(0);
 /// Section 1: the request ring (MPSC, clients to the server).
 pub(crate) const REQUESTS: SectionId = SectionId(1);
-/// Section 2: the arena (one lane per client slot, one for the server).
+/// Section 2: the arena: lane `i` the client of slot `i` writes (its
+/// requests), lane `clients + i` the server writes for it (its replies).
 pub(crate) const ARENA: SectionId = SectionId(2);
 /// Sections 3..: the reply rings (SPSC, one per client slot).
 pub(crate) const FIRST_REPLY: u16 = 3;
@@ -32,10 +33,12 @@ pub const MAX_IN_FLIGHT: u32 = 1024;
 /// for the rest are.
 ///
 /// The region holds a control section, one MPSC ring of requests, an arena
-/// with a lane per client and one for the server, and one SPSC ring of
-/// replies per client slot, sized so that the replies to every request a
-/// client may have in flight always fit (the server never waits for a
-/// client that follows the protocol).
+/// with two lanes per client slot (the client's, for its requests, and the
+/// server's, for the replies to that slot alone: what one client holds
+/// never takes room from another's results), and one SPSC ring of replies
+/// per client slot, sized so that the replies to every request a client
+/// may have in flight always fit (the server never waits for a client that
+/// follows the protocol).
 ///
 /// ```
 /// use polycephaly::channel::ChannelSpec;
@@ -163,13 +166,20 @@ impl ChannelSpec {
         reply_ring_for(self.max_in_flight, self.inline_max as usize)
     }
 
-    /// The arena's shape: one lane per client and one for the server.
+    /// The arena's shape: two lanes per client slot, lane `i` the client's
+    /// (its requests' large arguments) and lane `clients + i` the server's
+    /// for that slot (its large results). Each lane serves one client, so
+    /// each has room for eight times its requests in flight in blocks (at
+    /// least 64): results kept for tickets not waited on yet, and
+    /// payloads held, count too.
     pub fn arena(&self) -> ArenaSpec {
-        let blocks = (u32::from(self.clients) * self.max_in_flight)
+        let blocks = self
+            .max_in_flight
+            .saturating_mul(8)
             .max(64)
             .next_power_of_two()
             .min(crate::arena::layout::MAX_BLOCKS);
-        ArenaSpec::new(self.clients + 1, self.lane_len).with_blocks(blocks)
+        ArenaSpec::new(2 * self.clients, self.lane_len).with_blocks(blocks)
     }
 
     /// Checks every field and what they imply together.

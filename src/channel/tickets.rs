@@ -133,6 +133,18 @@ impl<V> Tickets<V> {
         }
     }
 
+    /// Forgets every ticket (their requester is going away) and returns the
+    /// replies that had arrived, to release.
+    pub fn drain(&mut self) -> Vec<V> {
+        self.entries
+            .drain(..)
+            .filter_map(|(_, s)| match s {
+                State::Arrived(v) => Some(v),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Gives up on ticket `id` (it timed out, or was dropped): a reply
     /// still to come will be dropped; one that already arrived is returned,
     /// to release.
@@ -192,5 +204,10 @@ mod tests {
         assert_eq!(t.arrive(c, 1), Arrival::Kept);
         assert_eq!(t.arrive(c, 2), Arrival::Dropped(2));
         assert_eq!(t.take(c), Some(1));
+        let (d, e, _f) = (t.issue(), t.issue(), t.issue());
+        assert_eq!(t.arrive(e, 7), Arrival::Kept);
+        assert_eq!(t.abandon(d), None);
+        assert_eq!(t.drain(), vec![7]);
+        assert_eq!(t.expected(), 0);
     }
 }

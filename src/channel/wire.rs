@@ -129,6 +129,10 @@ pub enum Status {
     ReplyTooLarge,
     /// No room for the result in time (the sender's lane stayed full).
     Busy,
+    /// The handler failed with an error that has no status of its own
+    /// (it returned [`OutError::Corrupted`](super::OutError::Corrupted) or
+    /// [`OutError::ClientGone`](super::OutError::ClientGone)).
+    Failed,
     /// A code this version does not know.
     Other(u8),
 }
@@ -142,6 +146,7 @@ impl Status {
             Status::Panicked => 3,
             Status::ReplyTooLarge => 4,
             Status::Busy => 5,
+            Status::Failed => 6,
             Status::Other(c) => c,
         }
     }
@@ -155,6 +160,7 @@ impl Status {
             3 => Status::Panicked,
             4 => Status::ReplyTooLarge,
             5 => Status::Busy,
+            6 => Status::Failed,
             c => Status::Other(c),
         })
     }

@@ -471,6 +471,7 @@ pub(crate) fn plan(
         total_len: usize::try_from(total).map_err(|_| too_big())?,
         max_peers,
         sections: placed,
+        creator: ProcessId::current(),
     })
 }
 
@@ -587,7 +588,7 @@ fn size_and_map(fd: &OwnedFd, layout: &ValidLayout, memfd: bool) -> Result<MmapR
 /// Writes the plain header fields and the section table into a fresh
 /// (zero) mapping of `layout.total_len` bytes.
 fn write_header(map: &MmapRaw, layout: &ValidLayout) {
-    let me = ProcessId::current();
+    let me = layout.creator;
     let fixed = HeaderFixed {
         magic: MAGIC,
         version: LAYOUT_VERSION,

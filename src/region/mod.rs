@@ -89,7 +89,7 @@ pub use sigbus::install_sigbus_handler;
 pub use socket::{MAX_SOCKET_NAME_LEN, SOCKET_NAME_PREFIX};
 use validate::ValidLayout;
 
-use crate::sync::Futex;
+use crate::sync::{Futex, ProcessId};
 
 /// The index of a section in the section table, in the order the sections
 /// were added to the builder.
@@ -554,6 +554,23 @@ impl Region {
             ptr: NonNull::new(ptr).unwrap_or(NonNull::dangling()),
             len: s.len,
         }
+    }
+
+    /// The process that created the region: its pid and start time, as the
+    /// header records them (written by the creator before the region was
+    /// ready, never after; a hostile peer could still rewrite them, which
+    /// makes this answer wrong, never unsafe). `creator().is_alive()` tells
+    /// whether it still runs: what a peer needs when the creator died
+    /// before it published anything else about itself.
+    ///
+    /// ```
+    /// let region = polycephaly::region::Region::builder().build()?;
+    /// assert_eq!(region.creator(), polycephaly::sync::ProcessId::current());
+    /// assert!(region.creator().is_alive());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn creator(&self) -> ProcessId {
+        self.inner.layout.creator
     }
 
     /// This handle's id in the peer table (for a copy inherited through

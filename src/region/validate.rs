@@ -11,6 +11,7 @@ use super::layout::{
     HEADER_LEN, HeaderFixed, LAYOUT_VERSION, MAGIC, MAX_PEERS, MAX_SECTIONS, MAX_TOTAL_LEN,
     SECTION_ALIGN, SECTION_TABLE_OFFSET, SectionEntry, decode_kind,
 };
+use crate::sync::ProcessId;
 
 /// One section as validated: in bounds, aligned, of a known kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub(crate) struct ValidLayout {
     pub total_len: usize,
     pub max_peers: u32,
     pub sections: Vec<ValidSection>,
+    /// The creator's pid and start time, as the header records them.
+    pub creator: ProcessId,
 }
 
 /// Checks the file length alone, before anything is mapped.
@@ -128,6 +131,10 @@ pub(crate) fn validate(plain: &[u8], file_len: u64) -> Result<ValidLayout, OpenE
         total_len,
         max_peers: fixed.max_peers,
         sections,
+        creator: ProcessId {
+            pid: fixed.creator_pid,
+            start_time: fixed.creator_start_time,
+        },
     })
 }
 
