@@ -133,6 +133,22 @@ pub fn fd_count() -> usize {
         .count()
 }
 
+/// What this process's descriptors point at (for failure messages).
+pub fn fd_targets() -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .flatten()
+        .map(|e| {
+            let target = std::fs::read_link(e.path())
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
+            format!("{}->{target}", e.file_name().to_string_lossy())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// This process's children, from every thread's `children` list (a child
 /// is listed under the thread that forked it), zombies included.
 pub fn children() -> BTreeSet<u32> {
@@ -195,8 +211,9 @@ impl Baseline {
         let fds = fd_count();
         assert!(
             fds <= self.fds + extra,
-            "{what}: {fds} descriptors, {} before the loop",
-            self.fds
+            "{what}: {fds} descriptors, {} before the loop: {:?}",
+            self.fds,
+            fd_targets()
         );
         let mut expect = self.children.clone();
         expect.extend(alive);
@@ -206,7 +223,12 @@ impl Baseline {
     /// After the loop, its handles dropped: the same descriptors, no
     /// child left, nothing in `/dev/shm` under the prefix.
     pub fn check(&self, what: &str) {
-        assert_eq!(fd_count(), self.fds, "{what}: descriptors leaked");
+        assert_eq!(
+            fd_count(),
+            self.fds,
+            "{what}: descriptors leaked: {:?}",
+            fd_targets()
+        );
         assert_eq!(children(), self.children, "{what}: children left");
         assert_eq!(
             shm_entries(&self.prefix),

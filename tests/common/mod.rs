@@ -51,6 +51,16 @@ fn self_command(test_name: &str, role: &str, env: &[(&str, String)]) -> Command 
     for (k, v) in env {
         cmd.env(k, v);
     }
+    // A child dies with the thread that started it: a test that fails
+    // (a panicking conductor) leaves no process running behind it.
+    // SAFETY: between fork and exec the child makes one system call
+    // (prctl), async-signal-safe, and touches no memory of the parent.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                .map_err(std::io::Error::from)
+        });
+    }
     cmd
 }
 
