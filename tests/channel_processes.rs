@@ -805,3 +805,48 @@ fn servers_killed_at_random_points() {
 fn long_servers_killed_at_random_points() {
     server_kills("long_servers_killed_at_random_points", 250);
 }
+
+/// A process that creates a channel's region (a control section, never
+/// formatted: a server dies in `bind` between creating its region and
+/// storing BOUND), says so, and waits to be killed.
+fn half_bound_server() {
+    let words = inherited_words();
+    let _region = Region::builder()
+        .named(&std::env::var(NAME_VAR).unwrap())
+        .section(SectionKind::User(0x4348), 4096)
+        .build()
+        .unwrap();
+    // Release: pairs with the parent's Acquire in `wait_until`.
+    word(&words, READY).store(1, Ordering::Release);
+    loop {
+        std::thread::park();
+    }
+}
+
+/// A client that opened the region of a server that died before it
+/// finished binding (state still FORMATTING, the server's id not
+/// published yet) is told `PeerDead` within a wait slice, not left
+/// waiting until its deadline (or for ever, without one): found by
+/// `long_servers_killed_at_random_points`, whose callers timed out.
+#[test]
+fn a_server_killed_while_binding_is_seen_dead() {
+    let test = "a_server_killed_while_binding_is_seen_dead";
+    if common::role().as_deref() == Some("server") {
+        return half_bound_server();
+    }
+    let name = unique("halfbound");
+    let words = words_region();
+    let mut server = spawn_named(test, "server", &name, &words);
+    wait_until("the server's region", || {
+        word(&words, READY).load(Ordering::Acquire) == 1
+    });
+    let region = Region::open(&name).unwrap();
+    kill(&mut server);
+    let start = Instant::now();
+    let r = Client::attach_timeout(&region, STALL);
+    assert!(
+        matches!(r, Err(ConnectError::PeerDead)),
+        "{r:?} after {:?}",
+        start.elapsed()
+    );
+}

@@ -262,6 +262,10 @@ impl Client {
                 if !PeerId::from_raw(a.server).is_some_and(|p| region.peer_alive(p)) {
                     return Err(ConnectError::PeerDead);
                 }
+            } else if !region.creator_alive() {
+                // The server created the region and died before it stored
+                // BOUND (with its id): nothing will ever change the state.
+                return Err(ConnectError::PeerDead);
             }
             if wait.expired() {
                 return Err(match wait {

@@ -576,6 +576,35 @@ impl Region {
         peers::alive(self.inner.slots(), id, &self.inner.liveness)
     }
 
+    /// Whether the process that created the region still runs (the pid
+    /// and start time in the header). For a layer whose creator publishes
+    /// who it is only later (the channel's server, while it formats): a
+    /// waiter there has no peer id to ask about yet. The header is written
+    /// once by the creator; a hostile peer that rewrites it makes the
+    /// answer wrong, nothing else.
+    pub(crate) fn creator_alive(&self) -> bool {
+        let mut fixed = [0u8; size_of::<layout::HeaderFixed>()];
+        // SAFETY: the mapping holds at least HEADER_LEN bytes (validated
+        // at open), more than the fixed part; `fixed` is a local buffer.
+        // Only the creator wrote these bytes, before the region was ready.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                self.inner.map.as_ptr(),
+                fixed.as_mut_ptr(),
+                fixed.len(),
+            );
+        }
+        let Ok((h, _)) = <layout::HeaderFixed as zerocopy::FromBytes>::read_from_prefix(&fixed)
+        else {
+            return false;
+        };
+        crate::sync::ProcessId {
+            pid: h.creator_pid,
+            start_time: h.creator_start_time,
+        }
+        .is_alive()
+    }
+
     /// Every held slot of the peer table.
     pub fn peers(&self) -> Vec<PeerInfo> {
         peers::list(self.inner.slots(), &self.inner.liveness)
