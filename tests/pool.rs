@@ -97,6 +97,7 @@ fn main() {
     match role.as_deref() {
         Some("doomed_master") => doomed_master(),
         Some("busy_master") => busy_master(),
+        Some("stopped_master") => stopped_master(),
         Some("marker") => marker_master(),
         Some("drone_skips_serve") => drone_skips_serve_master(),
         _ => runner::run_with_ignored(
@@ -126,6 +127,11 @@ fn main() {
                 ),
                 ("drones_killed_at_random", drones_killed_at_random),
                 ("masters_killed_at_random", masters_killed_at_random),
+                ("a_stopped_drone_is_not_dead", a_stopped_drone_is_not_dead),
+                (
+                    "a_stopped_master_keeps_its_drones",
+                    a_stopped_master_keeps_its_drones,
+                ),
                 (
                     "the_masters_death_takes_its_drones",
                     the_masters_death_takes_its_drones,
@@ -616,6 +622,102 @@ fn master_kills(rounds: u32) {
         assert_eq!(fd_count(), fds, "round {round}: descriptors");
     }
     assert_eq!(shm_listing(), shm);
+}
+
+/// A drone SIGSTOPped in the middle of a job, for longer than the
+/// keeper's and the drones' checks (a quarter second) and the wait below:
+/// it is not declared lost (no `task_timeout` was set: a stopped drone is
+/// slow, not dead); the caller's bounded wait times out; after SIGCONT
+/// the job completes, each item once.
+fn a_stopped_drone_is_not_dead() {
+    let drones = pool(2);
+    let pids = drones.pids();
+    // Both drones busy with naps of 200 ms, some queued.
+    let mut pending: Vec<_> = (0..8u64)
+        .map(|i| drones.submit(&NAP, 200 + i).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let victim = pids[0];
+    fault::stop(victim);
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    let mut early = vec![None; pending.len()];
+    for (i, p) in pending.iter_mut().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match fault::bounded("a wait", left, || p.wait_timeout(left)) {
+            Ok(v) => early[i] = Some(v),
+            Err(PoolError::Timeout) => {}
+            Err(e) => panic!("item {i}: {e}"),
+        }
+    }
+    assert!(
+        early.iter().any(Option::is_none),
+        "the stopped drone held none of the items"
+    );
+    // Long past the stop: still the same drones, none lost.
+    assert_eq!(drones.pids(), pids);
+    assert_eq!(drones.stats().drones_lost, 0);
+    fault::cont(victim);
+    for (i, (p, e)) in pending.into_iter().zip(early).enumerate() {
+        let v = match e {
+            Some(v) => v,
+            None => p.wait().unwrap(),
+        };
+        assert_eq!(v, 200 + i as u64);
+    }
+    let items: Vec<u64> = (0..1000).collect();
+    let out = drones.map(&DOUBLE, &items).unwrap();
+    assert!(out.iter().zip(&items).all(|(o, i)| *o == 2 * i));
+    assert_eq!(drones.pids(), pids);
+    assert_eq!(drones.stats().drones_lost, 0);
+}
+
+/// A helper process: builds a pool, prints its drones' pids, waits for a
+/// line (it is stopped and continued meanwhile), runs a job, prints its
+/// drones' pids again.
+fn stopped_master() {
+    let drones = pool(2);
+    assert_eq!(drones.map(&DOUBLE, &[1, 2]).unwrap(), [2, 4]);
+    let pids: Vec<String> = drones.pids().iter().map(u32::to_string).collect();
+    println!("{}", pids.join(" "));
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    let items: Vec<u64> = (0..1000).collect();
+    let out = drones.map(&DOUBLE, &items).unwrap();
+    assert!(out.iter().zip(&items).all(|(o, i)| *o == 2 * i));
+    let pids: Vec<String> = drones.pids().iter().map(u32::to_string).collect();
+    println!("{}", pids.join(" "));
+    assert_eq!(drones.stats().drones_lost, 0);
+    drones.shutdown();
+}
+
+/// A master SIGSTOPped for two seconds (its drones look at their parent
+/// every quarter second): its drones do not take it for dead; after
+/// SIGCONT it runs a job on the same drones.
+fn a_stopped_master_keeps_its_drones() {
+    use std::io::Write;
+    let mut master = helper("stopped_master")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(master.stdout.take().unwrap());
+    let mut before = String::new();
+    out.read_line(&mut before).unwrap();
+    fault::stop(master.id());
+    std::thread::sleep(Duration::from_secs(2));
+    for pid in before.split_whitespace() {
+        let pid: u32 = pid.parse().unwrap();
+        assert!(
+            matches!(fault::proc_state(pid), Some(s) if s != b'Z'),
+            "drone {pid} died while its master was stopped"
+        );
+    }
+    fault::cont(master.id());
+    writeln!(master.stdin.as_mut().unwrap()).unwrap();
+    let mut after = String::new();
+    out.read_line(&mut after).unwrap();
+    assert!(master.wait().unwrap().success());
+    assert_eq!(before, after, "the same drones");
 }
 
 /// A helper process: a pool that runs a few tasks, with the marker set.
