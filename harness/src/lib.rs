@@ -94,6 +94,7 @@ pub mod mpsc;
 pub mod os;
 pub mod pair;
 pub mod report;
+pub mod soak;
 pub mod spsc;
 
 pub use pair::{Pair, Placement, Role, ShmArea, run_pair, thread_count};
