@@ -602,12 +602,16 @@ fn array_writer(region: &Region, stop_too: bool) {
     let mut seq = env_u64(NEXT_VAR);
     // Relaxed: a stop request.
     while !(stop_too && word(region, STOP).load(Ordering::Relaxed) != 0) {
-        let block = common::fault::bounded("an allocation", STALL, || {
+        let got = common::fault::bounded("an allocation", STALL, || {
             w.alloc_uninit_timeout::<u64>(words_of(seq), STALL)
-        })
-        .unwrap_or_else(|e| panic!("array {seq}: {e} (a block of the dead never reclaimed?)"))
-        .init_with(|k| word_of(seq, k));
-        let h = block.publish_for(1);
+                .map(|b| b.init_with(|k| word_of(seq, k)).publish_for(1))
+        });
+        let h = got.unwrap_or_else(|e| {
+            panic!(
+                "array {seq}: {e} (a block of the dead never reclaimed?) {w:?}, {:?}",
+                w.reclaim()
+            )
+        });
         send_retrying(
             &mut tx,
             &Sent {
@@ -668,7 +672,10 @@ fn kill_writers(test: &str, rounds: u64) {
             // at a random instant after that.
             let target = next + rng.below(100);
             while next < target {
-                take(&mut rx, &mut next).unwrap_or_else(|e| panic!("round {round}: {e}"));
+                if let Err(e) = take(&mut rx, &mut next) {
+                    let status = writer.wait().unwrap();
+                    panic!("round {round}: {e}; the writer ended: {status}");
+                }
             }
             rng.spin(Duration::from_micros(300));
             common::fault::kill_and_reap(&mut writer, "the writer");
