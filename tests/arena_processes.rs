@@ -608,8 +608,9 @@ fn array_writer(region: &Region, stop_too: bool) {
         });
         let h = got.unwrap_or_else(|e| {
             panic!(
-                "array {seq}: {e} (a block of the dead never reclaimed?) {w:?}, {:?}",
-                w.reclaim()
+                "array {seq}: {e} (a block of the dead never reclaimed?) {w:?}, {:?}\n{}",
+                w.reclaim(),
+                lane_dump(region)
             )
         });
         send_retrying(
@@ -632,6 +633,43 @@ fn array_writer(region: &Region, stop_too: bool) {
             len: seq,
         },
     );
+}
+
+/// Lane 0's bookkeeping, read raw (for a failure message): progress,
+/// each descriptor's tag (sequence number and state), mode, remaining
+/// reads and non-zero hold words; the region's peers.
+fn lane_dump(region: &Region) -> String {
+    let s = region.section(ARENA).unwrap();
+    let at = |off: usize| -> u64 {
+        // SAFETY: inside the section (the offsets below stay within lane
+        // 0's control lines and descriptors), 8-aligned; a racy read of
+        // atomics for a diagnostic.
+        unsafe { s.ptr.as_ptr().add(off).cast::<u64>().read_volatile() }
+    };
+    let lane = 4096;
+    let mut out = format!("head_seq {} next_seq {}\n", at(lane + 64), at(lane + 72));
+    for i in 0..64 {
+        let d = lane + 192 + i * 256;
+        let tag = at(d);
+        let shape_rem = at(d + 24);
+        let rem = at(d + 32) as u32;
+        let holds: Vec<String> = (0..24)
+            .flat_map(|k| {
+                let w = at(d + 64 + k * 8);
+                [(2 * k, w as u32), (2 * k + 1, (w >> 32) as u32)]
+            })
+            .filter(|(_, h)| *h != 0)
+            .map(|(slot, h)| format!("{slot}:{h:#x}"))
+            .collect();
+        out += &format!(
+            "desc {i}: seq {} state {} mode {} remaining {rem} holds {holds:?}\n",
+            tag >> 2,
+            tag & 3,
+            (shape_rem >> 32) as u32 >> 8
+        );
+    }
+    out += &format!("peers {:?}", region.peers());
+    out
 }
 
 /// The conductor of the writer kills: the reader (here) stays; each round
@@ -668,8 +706,18 @@ fn kill_writers(test: &str, rounds: u64) {
                 "writer",
                 &[(REGION_VAR, name.clone()), (NEXT_VAR, next.to_string())],
             );
-            // Kill after a random number of its arrays arrived (0..100),
-            // at a random instant after that.
+            // Once it holds the ring (see the SPSC loop: a ring whose
+            // producer never attached is waited for), after a random
+            // number of its arrays arrived (0..100), at a random instant.
+            let start = Instant::now();
+            // Acquire: pairs with the writer's Release increment.
+            while word(&region, ATTACHED).load(Ordering::Acquire) <= round {
+                assert!(start.elapsed() < STALL, "round {round}: no attach");
+                if let Some(status) = writer.try_wait().unwrap() {
+                    panic!("round {round}: the writer exited early: {status}");
+                }
+                std::thread::yield_now();
+            }
             let target = next + rng.below(100);
             while next < target {
                 if let Err(e) = take(&mut rx, &mut next) {

@@ -442,6 +442,8 @@ fn check_exact(next: &mut u64, tag: u32, bytes: &[u8]) {
 /// storing in `COMMITTED` how far its commits got.
 fn producer_forever(region: &Region) {
     let mut tx = spsc::Producer::attach(region, RING).expect("take the producer role over");
+    // Release: the conductor's Acquire load; it may kill us from now on.
+    word(region, ATTACHED).fetch_add(1, Ordering::Release);
     let committed = word(region, COMMITTED);
     for seq in env_u64(NEXT_VAR).. {
         let mut claim = tx.claim_timeout(len_of(seq), STALL).unwrap();
@@ -475,8 +477,11 @@ fn kill_producers(test: &str, rounds: u64) {
                 "producer",
                 &[(REGION_VAR, name.clone()), (NEXT_VAR, next.to_string())],
             );
-            // Kill after a random number of its frames arrived (0..300),
-            // at a random instant after that (0..300 us).
+            // Once it holds the role (killed before, it would leave the
+            // consumer nothing to tell it ever came: a ring whose producer
+            // never attached is waited for), after a random number of its
+            // frames arrived (0..300), at a random instant (0..300 us).
+            wait_attached(&region, round, &mut child);
             let target = next + rng.below(300);
             while next < target {
                 let tag =
@@ -508,6 +513,19 @@ fn kill_producers(test: &str, rounds: u64) {
         eprintln!("{rounds} producers killed; {next} frames, each once");
     }
     base.check(test);
+}
+
+/// Waits until the child has attached its `round + 1`-th time.
+fn wait_attached(region: &Region, round: u64, child: &mut std::process::Child) {
+    let start = std::time::Instant::now();
+    // Acquire: pairs with the child's Release increment.
+    while word(region, ATTACHED).load(Ordering::Acquire) <= round {
+        assert!(start.elapsed() < STALL, "round {round}: no attach");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("round {round}: the child exited early: {status}");
+        }
+        std::thread::yield_now();
+    }
 }
 
 fn producers_killed(test: &str, rounds: u64) {
