@@ -390,8 +390,16 @@ fn worker(kind: &str) -> Result<(), String> {
     }
 }
 
-/// Takes the worker of `slot` out and reaps it if it has exited; `None`
-/// while it runs (or if there is none).
+/// Whether the worker of `slot` has exited (`try_wait` reaps it and keeps
+/// its status: its pid cannot be killed any more).
+fn is_dead(slot: &Slot) -> bool {
+    lock(slot)
+        .as_mut()
+        .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+}
+
+/// Takes the worker of `slot` out if it has exited (reaped), with its
+/// status; `None` while it runs (or if there is none).
 fn reap_if_dead(slot: &Slot) -> Option<std::process::ExitStatus> {
     let mut c = lock(slot);
     let status = c.as_mut()?.try_wait().ok()??;

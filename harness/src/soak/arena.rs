@@ -11,7 +11,7 @@ use polycephaly::sync::shim::Ordering;
 
 use super::{
     Cfg, Chaos, END_TAG, LOOK, MAX_SLOTS, NEXT_VAR, Report, SLOTS, STALL, STOP, Slot, checksum,
-    finish, lock, reap_if_dead, splitmix, start_worker, stopped, word,
+    finish, is_dead, lock, reap_if_dead, splitmix, start_worker, stopped, word,
 };
 
 const ARENA: SectionId = SectionId(0);
@@ -105,6 +105,7 @@ fn arena_run(cfg: &Cfg, chaos: &Chaos, r: &mut Report) -> Result<(), String> {
     spawn(next)?;
     let mut buf = Vec::new();
     let mut quiet = Instant::now();
+    let mut seen_dead = false;
     loop {
         if Instant::now() >= cfg.deadline {
             // Relaxed: a stop request.
@@ -142,15 +143,27 @@ fn arena_run(cfg: &Cfg, chaos: &Chaos, r: &mut Report) -> Result<(), String> {
                 }
             }
             Ok(_) => r.discrepancy(format!("a frame of {} bytes", buf.len())),
-            Err(RecvError::TimedOut) => {
-                if quiet.elapsed() > STALL {
-                    return Err("no array for 30 s".into());
+            Err(e @ (RecvError::TimedOut | RecvError::PeerDead)) => {
+                // A dead writer is dealt with once the ring holds nothing of
+                // it: at `PeerDead` (the role names it), or after a whole
+                // wait of nothing since its death was seen (one killed
+                // before it attached left the role as it was).
+                if !is_dead(&slot) {
+                    seen_dead = false;
+                    if e == RecvError::PeerDead {
+                        // The next one has not attached yet.
+                        std::thread::sleep(Duration::from_millis(1));
+                    } else if quiet.elapsed() > STALL {
+                        return Err("nothing for 30 s".into());
+                    }
+                    continue;
                 }
-            }
-            Err(RecvError::PeerDead) => {
-                // As for the SPSC producer.
+                if e == RecvError::TimedOut && !seen_dead {
+                    seen_dead = true;
+                    continue;
+                }
+                seen_dead = false;
                 let Some(status) = reap_if_dead(&slot) else {
-                    std::thread::sleep(Duration::from_millis(1));
                     continue;
                 };
                 r.deaths += 1;

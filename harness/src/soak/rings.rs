@@ -11,7 +11,7 @@ use polycephaly::sync::shim::Ordering;
 
 use super::{
     Cfg, Chaos, END_TAG, HEAD, LOOK, MAX_SLOTS, NEXT_VAR, Report, SLOT_VAR, SLOTS, STALL, STOP,
-    Slot, check_frame, finish, len_of, lock, reap_if_dead, start_worker, stopped, word,
+    Slot, check_frame, finish, is_dead, len_of, lock, reap_if_dead, start_worker, stopped, word,
     write_frame,
 };
 
@@ -72,6 +72,7 @@ fn spsc_run(cfg: &Cfg, chaos: &Chaos, r: &mut Report) -> Result<(), String> {
     spawn(next)?;
     let mut buf = Vec::new();
     let mut quiet = Instant::now();
+    let mut seen_dead = false;
     loop {
         if Instant::now() >= cfg.deadline {
             // Relaxed: a stop request.
@@ -100,17 +101,27 @@ fn spsc_run(cfg: &Cfg, chaos: &Chaos, r: &mut Report) -> Result<(), String> {
                     Err(e) => r.discrepancy(e),
                 }
             }
-            Err(RecvError::TimedOut) => {
-                if quiet.elapsed() > STALL {
-                    return Err("no frame for 30 s".into());
+            Err(e @ (RecvError::TimedOut | RecvError::PeerDead)) => {
+                // A dead producer is dealt with once the ring holds nothing of
+                // it: at `PeerDead` (the role names it), or after a whole
+                // wait of nothing since its death was seen (one killed
+                // before it attached left the role as it was).
+                if !is_dead(&slot) {
+                    seen_dead = false;
+                    if e == RecvError::PeerDead {
+                        // The next one has not attached yet.
+                        std::thread::sleep(Duration::from_millis(1));
+                    } else if quiet.elapsed() > STALL {
+                        return Err("nothing for 30 s".into());
+                    }
+                    continue;
                 }
-            }
-            Err(RecvError::PeerDead) => {
-                // No producer holds the role: the last one is gone and its
-                // frames are all here, or the next one has not attached
-                // yet (the role still names the dead one).
+                if e == RecvError::TimedOut && !seen_dead {
+                    seen_dead = true;
+                    continue;
+                }
+                seen_dead = false;
                 let Some(status) = reap_if_dead(&slot) else {
-                    std::thread::sleep(Duration::from_millis(1));
                     continue;
                 };
                 r.deaths += 1;
@@ -177,17 +188,38 @@ struct Stream {
 }
 
 impl Stream {
-    /// Closes the current incarnation's count against what it committed.
-    fn close(&mut self, r: &mut Report, slot: usize) {
-        if let Some(pos) = self.dead.iter().position(|(i, _)| *i == self.inc) {
-            let (_, committed) = self.dead.remove(pos);
-            if self.next != committed && self.next != committed + 1 {
+    /// Closes the current incarnation's count against what it committed,
+    /// and those of dead incarnations before `upto` that sent nothing.
+    fn close(&mut self, r: &mut Report, slot: usize, upto: u32) {
+        let (inc, next) = (self.inc, self.next);
+        self.dead.retain(|&(i, committed)| {
+            let delivered = match i {
+                i if i == inc => next,
+                i if i < upto => 0,
+                _ => return true,
+            };
+            if delivered != committed && delivered != committed + 1 {
                 r.discrepancy(format!(
-                    "producer {slot}.{}: {} frames arrived, {committed} committed",
-                    self.inc, self.next
+                    "producer {slot}.{i}: {delivered} frames arrived, {committed} committed"
                 ));
             }
+            false
+        });
+    }
+
+    /// Moves on to incarnation `inc` (a frame of it came).
+    fn switch(&mut self, r: &mut Report, slot: usize, inc: u32) -> bool {
+        if inc == self.inc {
+            return true;
         }
+        if inc < self.inc {
+            r.discrepancy(format!("a frame of {slot}.{inc} after {slot}.{}", self.inc));
+            return false;
+        }
+        self.close(r, slot, inc);
+        self.inc = inc;
+        self.next = 0;
+        true
     }
 }
 
@@ -293,7 +325,7 @@ fn mpsc_run(cfg: &Cfg, chaos: &Chaos, r: &mut Report) -> Result<(), String> {
         }
     }
     for (i, s) in streams.iter_mut().enumerate() {
-        s.close(r, i);
+        s.close(r, i, u32::MAX);
     }
     for s in &slots {
         finish(s, r);
@@ -307,14 +339,14 @@ fn on_frame(streams: &mut [Stream], r: &mut Report, tag: u32, bytes: &[u8]) {
         let n = u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default());
         let t = u64::from_le_bytes(bytes[8..16].try_into().unwrap_or_default()) as u32;
         let (i, inc) = ((t >> 16) as usize, t & 0xFFFF);
-        match streams.get_mut(i) {
-            Some(s) if s.inc == inc => {
-                if s.next != n {
-                    r.discrepancy(format!("producer {i}: sent {n}, {} arrived", s.next));
-                }
-                s.ended = true;
+        let Some(s) = streams.get_mut(i) else {
+            return r.discrepancy(format!("an end frame of {i}.{inc}"));
+        };
+        if s.switch(r, i, inc) {
+            if s.next != n {
+                r.discrepancy(format!("producer {i}: sent {n}, {} arrived", s.next));
             }
-            _ => r.discrepancy(format!("an end frame of {i}.{inc}")),
+            s.ended = true;
         }
         return;
     }
@@ -322,13 +354,8 @@ fn on_frame(streams: &mut [Stream], r: &mut Report, tag: u32, bytes: &[u8]) {
     let Some(s) = streams.get_mut(i) else {
         return r.discrepancy(format!("a frame of producer {i}"));
     };
-    if inc != s.inc {
-        if inc < s.inc {
-            return r.discrepancy(format!("a frame of {i}.{inc} after {i}.{}", s.inc));
-        }
-        s.close(r, i);
-        s.inc = inc;
-        s.next = 0;
+    if !s.switch(r, i, inc) {
+        return;
     }
     match check_frame(bytes) {
         Ok(h) if h.seq == s.next => {
