@@ -313,7 +313,44 @@ impl LaneState {
                 adopted: true,
             });
         }
+        st.retire_strays(lane, head, next);
         Some(st)
+    }
+
+    /// Retires the descriptors outside the adopted range (`head..next`)
+    /// that still say PUBLISHED or ALLOCATED, and lets allocation wait
+    /// until no live peer holds them (the drain). No writer leaves such a
+    /// descriptor (it retires a block before it moves the head past it,
+    /// and an unpublished one past `next` is only being allocated): a
+    /// hostile peer rewrote the progress line or a tag. Left as they are,
+    /// readers could still acquire them while the new writer, which does
+    /// not know them, hands their bytes out again (found by the fuzz target
+    /// `arena_lanes`).
+    fn retire_strays(&mut self, lane: &Lane<'_>, head: u64, next: u64) {
+        let blocks = lane.descs().len() as u64;
+        let mut strays = false;
+        for (i, d) in lane.descs().iter().enumerate() {
+            let i = i as u64;
+            // Descriptor `i` holds the live block `seq` when `seq % blocks
+            // == i` for some `seq` in `head..next` (at most `blocks` of
+            // them, checked by `adopt`).
+            let first = head + (i + blocks - head % blocks) % blocks;
+            if first < next {
+                continue;
+            }
+            // Relaxed: nothing is read after it but the tag itself.
+            let t = d.tag.load(Ordering::Relaxed);
+            if matches!(tag_state(t), PUBLISHED | ALLOCATED) {
+                d.tag.store(tag(tag_seq(t), RETIRED), Ordering::Relaxed);
+                self.drain.push(i as u32);
+                strays = true;
+            }
+        }
+        if strays {
+            // F_R for every retired descriptor at once (see the module
+            // docs): the drain's scans of the holds come after it.
+            fence(Ordering::SeqCst);
+        }
     }
 
     /// Retires every descriptor of the lane and starts over above every

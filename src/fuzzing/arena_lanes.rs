@@ -269,4 +269,14 @@ mod tests {
         arena_lanes(&[0xff; 300]);
         arena_lanes(&[3, 4, 0, 1, 2, 3, 0, 6, 0, 0, 16, 2, 0, 4, 0, 5, 6, 0, 8]);
     }
+
+    /// A block read and released (remaining 0, still PUBLISHED: its
+    /// writer died before reclaiming it), then the head poked past it: the
+    /// heir did not adopt it, a reader could still acquire it, and the
+    /// heir handed its bytes out under the reader's guard. The heir now
+    /// retires such strays.
+    #[test]
+    fn a_published_block_behind_a_poked_head_is_retired() {
+        arena_lanes(&[0x0f, 0x81, 0x82, 0x01, 0, 0, 5, 2, 5, 0xc8, 5]);
+    }
 }
