@@ -325,6 +325,49 @@ fn a_new_writer_adopts_the_live_blocks_of_the_last() {
     assert!(heir.try_alloc::<u8>(256).is_ok());
 }
 
+/// A writer killed between publishing a block and handing its handle on
+/// leaves a block nobody will ever read. Its heir adopts it like any live
+/// block, and lanes reclaim in lane order: without a limit it would hold
+/// the lane's reclamation up for ever (found by
+/// `arena_processes::long_writers_killed_at_random_points`). Once the lane
+/// is short of room and the orphan timeout has passed since the takeover,
+/// an adopted block that no live peer holds is given up (a late reader
+/// gets `Stale`); one that is held is never.
+#[test]
+fn an_adopted_block_nobody_reads_is_given_up_when_room_runs_short() {
+    let a = arena(4096, 8);
+    let r = a.reader().unwrap();
+    let mut w = a.writer_for_lane(0).unwrap();
+    let lost = w.try_alloc::<u8>(1024).unwrap().publish_for(1);
+    let held = w.try_alloc::<u8>(1024).unwrap().publish_for(1);
+    let in_flight = w.try_alloc::<u8>(1024).unwrap().publish_for(1);
+    let dying = w.peer_id();
+    std::mem::forget(w);
+    a.mark_dead(dying);
+    let mut heir = a.writer_for_lane(0).unwrap();
+    heir.set_orphan_timeout(Duration::from_millis(50));
+    assert_eq!(heir.live_blocks(), 3);
+    // A handle still on its way is read within the timeout.
+    assert!(r.read::<u8>(&in_flight).is_ok());
+    let guard = r.read::<u8>(&held).unwrap();
+    assert_eq!(heir.try_alloc::<u8>(4096).unwrap_err(), TryAllocError::Full);
+    // The orphan at the head goes once the timeout passed; the held block
+    // stays (the whole lane cannot be had), and so does room behind it.
+    let start = std::time::Instant::now();
+    assert_eq!(
+        heir.alloc_timeout::<u8>(4096, Duration::from_millis(300))
+            .unwrap_err(),
+        AllocError::TimedOut
+    );
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    assert_eq!(r.read::<u8>(&lost).unwrap_err(), ReadError::Stale);
+    // The held block, and the one read behind it (lane order).
+    assert_eq!(heir.live_blocks(), 2);
+    assert!(heir.try_alloc::<u8>(1024).is_ok(), "room again");
+    drop(guard);
+    assert!(heir.alloc_timeout::<u8>(4096, HANG).is_ok());
+}
+
 #[test]
 fn region_arena_format_attach_and_scribbles() {
     let spec = ArenaSpec::new(2, 4096).with_blocks(8);

@@ -11,7 +11,11 @@
 //! - a hostile process scribbling over the lanes' bookkeeping makes
 //!   operations fail, never crash;
 //! - a writer SIGKILLed mid-lane (with published and unpublished blocks):
-//!   its lane is taken over, the published blocks stay readable.
+//!   its lane is taken over, the published blocks stay readable;
+//! - writers, then readers, SIGKILLed at random points one after another
+//!   (10 of each; 250 in the `long_` forms, `--ignored`): every array a
+//!   writer handed on arrives whole and once, blocks of the dead are
+//!   reclaimed (the lane never fills up), nothing leaks.
 //!
 //! No sleep synchronises anything: processes meet through raw words and
 //! the rings; every wait has a generous bound that only detects hangs.
@@ -26,7 +30,7 @@ use polycephaly::AttachError;
 use polycephaly::arena::{ArenaReader, ArenaSpec, ArenaWriter, BlockHandle, ReadError, Readers};
 use polycephaly::region::PeerId;
 use polycephaly::region::{Region, SectionId, SectionKind};
-use polycephaly::ring::{Receiver, Sender, spsc};
+use polycephaly::ring::{Receiver, RecvError, Sender, spsc};
 use polycephaly::sync::shim::{AtomicU64, Ordering};
 
 const ARENA: SectionId = SectionId(0);
@@ -46,8 +50,12 @@ const HANG: Duration = Duration::from_secs(60);
 const MB: usize = 1_000_000;
 
 fn create(spec: ArenaSpec) -> Region {
+    create_with_prefix("polycephaly-test-arena-", spec)
+}
+
+fn create_with_prefix(prefix: &str, spec: ArenaSpec) -> Region {
     let region = Region::builder()
-        .named_random("polycephaly-test-arena-")
+        .named_random(prefix)
         .section(SectionKind::Arena, spec.section_len().unwrap())
         .with(spsc::Spec::new(4096).unwrap())
         .with(spsc::Spec::new(4096).unwrap())
@@ -521,4 +529,352 @@ fn a_killed_writers_lane_is_taken_over() {
         w.alloc::<u8>(1 << 20).is_ok(),
         "the whole lane is free again"
     );
+}
+
+/// A frame of the kill loops: a handle, the array's sequence number and
+/// its element count.
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+struct Sent {
+    handle: BlockHandle,
+    seq: u64,
+    len: u64,
+}
+
+/// Raw words of the kill loops: arrays handed on (the writer), the next
+/// array owed (the reader), processes attached, stop.
+const SENT: usize = 4;
+const OWED: usize = 5;
+const ATTACHED: usize = 6;
+const STOP: usize = 7;
+const NEXT_VAR: &str = "POLYCEPHALY_TEST_ARENA_NEXT";
+/// A bound on any one wait of the kill loops: only a hang reaches it.
+const STALL: Duration = Duration::from_secs(20);
+
+/// The length of array `seq` in words: up to 16 KB, a few times 64 KB.
+fn words_of(seq: u64) -> usize {
+    let r = splitmix(seq);
+    if r % 16 == 0 {
+        8192
+    } else {
+        (r % 2048) as usize
+    }
+}
+
+fn word_of(seq: u64, k: usize) -> u64 {
+    splitmix(seq << 20 ^ k as u64)
+}
+
+/// Checks array `seq` word for word.
+fn check_array(seq: u64, words: &[u64]) {
+    assert_eq!(words.len(), words_of(seq), "array {seq}: length");
+    for (k, &w) in words.iter().enumerate() {
+        assert_eq!(w, word_of(seq, k), "array {seq}: word {k}");
+    }
+}
+
+fn kill_loop_spec() -> ArenaSpec {
+    ArenaSpec::new(1, 1 << 20).with_blocks(64)
+}
+
+/// Sends `v` through `tx`, waiting out a full ring whose consumer is dead
+/// (its successor comes).
+fn send_retrying<T: Pod>(tx: &mut spsc::Producer, v: &T) {
+    let start = Instant::now();
+    loop {
+        match tx.send_timeout(bytemuck::bytes_of(v), STALL) {
+            Ok(()) => return,
+            Err(polycephaly::ring::SendError::PeerDead) => {
+                assert!(start.elapsed() < STALL, "no reader came");
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("send: {e}"),
+        }
+    }
+}
+
+/// A writer that takes lane 0 (and the ring) over from its dead
+/// predecessor and writes arrays from `NEXT_VAR` on, each published for
+/// one read and handed on, storing in `SENT` how far it got; until
+/// `STOP` (then an end frame), or until killed.
+fn array_writer(region: &Region, stop_too: bool) {
+    let mut w = ArenaWriter::attach_lane(region, ARENA, 0).expect("take the lane over");
+    let mut tx = spsc::Producer::attach(region, TO_READER).expect("take the ring over");
+    // Release: the conductor's Acquire load starts its count-down.
+    word(region, ATTACHED).fetch_add(1, Ordering::Release);
+    let mut seq = env_u64(NEXT_VAR);
+    // Relaxed: a stop request.
+    while !(stop_too && word(region, STOP).load(Ordering::Relaxed) != 0) {
+        let got = common::fault::bounded("an allocation", STALL, || {
+            w.alloc_uninit_timeout::<u64>(words_of(seq), STALL)
+                .map(|b| b.init_with(|k| word_of(seq, k)).publish_for(1))
+        });
+        let h = got.unwrap_or_else(|e| {
+            panic!(
+                "array {seq}: {e} (a block of the dead never reclaimed?) {w:?}, {:?}\n{}",
+                w.reclaim(),
+                lane_dump(region)
+            )
+        });
+        send_retrying(
+            &mut tx,
+            &Sent {
+                handle: h,
+                seq,
+                len: words_of(seq) as u64,
+            },
+        );
+        seq += 1;
+        // Release: read after our death (or at the end).
+        word(region, SENT).store(seq, Ordering::Release);
+    }
+    send_retrying(
+        &mut tx,
+        &Sent {
+            handle: bytemuck::Zeroable::zeroed(),
+            seq: u64::MAX,
+            len: seq,
+        },
+    );
+}
+
+/// Lane 0's bookkeeping, read raw (for a failure message): progress,
+/// each descriptor's tag (sequence number and state), mode, remaining
+/// reads and non-zero hold words; the region's peers.
+fn lane_dump(region: &Region) -> String {
+    let s = region.section(ARENA).unwrap();
+    let at = |off: usize| -> u64 {
+        // SAFETY: inside the section (the offsets below stay within lane
+        // 0's control lines and descriptors), 8-aligned; a racy read of
+        // atomics for a diagnostic.
+        unsafe { s.ptr.as_ptr().add(off).cast::<u64>().read_volatile() }
+    };
+    let lane = 4096;
+    let mut out = format!("head_seq {} next_seq {}\n", at(lane + 64), at(lane + 72));
+    for i in 0..64 {
+        let d = lane + 192 + i * 256;
+        let tag = at(d);
+        let shape_rem = at(d + 24);
+        let rem = at(d + 32) as u32;
+        let holds: Vec<String> = (0..24)
+            .flat_map(|k| {
+                let w = at(d + 64 + k * 8);
+                [(2 * k, w as u32), (2 * k + 1, (w >> 32) as u32)]
+            })
+            .filter(|(_, h)| *h != 0)
+            .map(|(slot, h)| format!("{slot}:{h:#x}"))
+            .collect();
+        out += &format!(
+            "desc {i}: seq {} state {} mode {} remaining {rem} holds {holds:?}\n",
+            tag >> 2,
+            tag & 3,
+            (shape_rem >> 32) as u32 >> 8
+        );
+    }
+    out += &format!("peers {:?}", region.peers());
+    out
+}
+
+/// The conductor of the writer kills: the reader (here) stays; each round
+/// a writer takes the lane and the ring over, is killed at a random
+/// point, and every array it handed on must arrive whole, exactly once,
+/// before the ring says `PeerDead`.
+fn kill_writers(test: &str, rounds: u64) {
+    let prefix = common::fault::prefix("arena-writer");
+    let base = common::fault::Baseline::take(&prefix);
+    let mut rng = common::fault::Rng::new(test);
+    {
+        let region = create_with_prefix(&prefix, kill_loop_spec());
+        let name = region.name().unwrap().to_string();
+        let reader = ArenaReader::attach(&region, ARENA).unwrap();
+        let mut rx = spsc::Consumer::attach(&region, TO_READER).unwrap();
+        let mut next = 0u64;
+        let take = |rx: &mut spsc::Consumer, next: &mut u64| -> Result<(), RecvError> {
+            let frame = common::fault::bounded("a read", STALL, || rx.read_timeout(STALL))?;
+            let sent: Sent = bytemuck::pod_read_unaligned(&frame);
+            drop(frame);
+            assert_eq!(sent.seq, *next, "an array lost or repeated");
+            let g = reader
+                .read::<u64>(&sent.handle)
+                .unwrap_or_else(|e| panic!("array {}: {e}", sent.seq));
+            check_array(sent.seq, &g);
+            *next += 1;
+            Ok(())
+        };
+        for round in 0..rounds {
+            // Relaxed: the writer is not started yet.
+            word(&region, SENT).store(next, Ordering::Relaxed);
+            let mut writer = common::spawn_self(
+                test,
+                "writer",
+                &[(REGION_VAR, name.clone()), (NEXT_VAR, next.to_string())],
+            );
+            // Once it holds the ring (see the SPSC loop: a ring whose
+            // producer never attached is waited for), after a random
+            // number of its arrays arrived (0..100), at a random instant.
+            let start = Instant::now();
+            // Acquire: pairs with the writer's Release increment.
+            while word(&region, ATTACHED).load(Ordering::Acquire) <= round {
+                assert!(start.elapsed() < STALL, "round {round}: no attach");
+                if let Some(status) = writer.try_wait().unwrap() {
+                    panic!("round {round}: the writer exited early: {status}");
+                }
+                std::thread::yield_now();
+            }
+            let target = next + rng.below(100);
+            while next < target {
+                if let Err(e) = take(&mut rx, &mut next) {
+                    let status = writer.wait().unwrap();
+                    panic!("round {round}: {e}; the writer ended: {status}");
+                }
+            }
+            rng.spin(Duration::from_micros(300));
+            common::fault::kill_and_reap(&mut writer, "the writer");
+            loop {
+                match take(&mut rx, &mut next) {
+                    Ok(()) => {}
+                    Err(RecvError::PeerDead) => break,
+                    Err(e) => panic!("round {round}: {e}"),
+                }
+            }
+            // Acquire: the writer is dead and reaped; its stores are final.
+            let sent = word(&region, SENT).load(Ordering::Acquire);
+            assert!(
+                next == sent || next == sent + 1,
+                "round {round}: {next} arrays arrived, {sent} handed on"
+            );
+            base.check_during(&format!("round {round}"), 8, &[]);
+        }
+        eprintln!("{rounds} writers killed; {next} arrays, each once");
+    }
+    base.check(test);
+}
+
+fn writers_killed(test: &str, rounds: u64) {
+    if common::role().as_deref() == Some("writer") {
+        return array_writer(&open_from_env(), false);
+    }
+    common::isolated(test, || kill_writers(test, rounds));
+}
+
+#[test]
+fn writers_killed_at_random_points() {
+    writers_killed("writers_killed_at_random_points", 10);
+}
+
+#[test]
+#[ignore = "long (250 kills): cargo test --release -- --ignored long_"]
+fn long_writers_killed_at_random_points() {
+    writers_killed("long_writers_killed_at_random_points", 250);
+}
+
+/// A reader that takes the ring over from its killed predecessor and
+/// reads on, holding each array while it checks it. Before it reads the
+/// array of frame `n` it stores `n + 1` in `OWED`: its first frame is
+/// `OWED` (that array was never read: it arrives whole) or `OWED - 1`
+/// (delivered again: its predecessor may have read the array, which was
+/// published for one read, so it may be gone: `Stale`); every later array
+/// arrives whole. Returns at the writer's end frame.
+fn array_reader(region: &Region) {
+    let reader = ArenaReader::attach(region, ARENA).unwrap();
+    let mut rx = spsc::Consumer::attach(region, TO_READER).expect("take the ring over");
+    // Relaxed: written by predecessors that are dead and reaped.
+    let owed = word(region, OWED).load(Ordering::Relaxed);
+    // Release: the conductor's Acquire load starts its count-down.
+    word(region, ATTACHED).fetch_add(1, Ordering::Release);
+    let mut next: Option<u64> = None;
+    loop {
+        let frame = rx.read_timeout(STALL).expect("the reader stalled");
+        let sent: Sent = bytemuck::pod_read_unaligned(&frame);
+        if sent.seq == u64::MAX {
+            let n = sent.len;
+            match next {
+                Some(got) => assert_eq!(got, n, "array count"),
+                None => assert!(n == owed || n + 1 == owed, "{n} sent, {owed} owed"),
+            }
+            return;
+        }
+        let first = next.is_none();
+        let n = next.get_or_insert_with(|| {
+            assert!(
+                sent.seq == owed || sent.seq + 1 == owed,
+                "first array {}, owed {owed}: lost or repeated",
+                sent.seq
+            );
+            sent.seq
+        });
+        assert_eq!(sent.seq, *n, "an array lost or repeated");
+        *n += 1;
+        // Relaxed: read by a successor once we are dead and reaped.
+        word(region, OWED).store(*n, Ordering::Relaxed);
+        match reader.read::<u64>(&sent.handle) {
+            Ok(g) => check_array(sent.seq, &g),
+            Err(ReadError::Stale) if first && sent.seq + 1 == owed => {}
+            Err(e) => panic!("array {}: {e}", sent.seq),
+        }
+        drop(frame);
+        rx.flush_releases();
+    }
+}
+
+/// The conductor of the reader kills: a writer child writes all along
+/// (an allocation that waits past its bound fails it: a block a dead
+/// reader held and never got back); each round a reader child takes the
+/// ring over and is killed at a random point of its reading.
+fn kill_readers(test: &str, rounds: u64) {
+    let prefix = common::fault::prefix("arena-reader");
+    let base = common::fault::Baseline::take(&prefix);
+    let mut rng = common::fault::Rng::new(test);
+    {
+        let region = create_with_prefix(&prefix, kill_loop_spec());
+        let env = [
+            (REGION_VAR, region.name().unwrap().to_string()),
+            (NEXT_VAR, "0".to_string()),
+        ];
+        let writer = common::spawn_self(test, "writer", &env);
+        for round in 0..rounds {
+            let mut reader = common::spawn_self(test, "reader", &env);
+            let start = Instant::now();
+            // Acquire: pairs with the reader's Release increment (the
+            // writer's counts as the first).
+            while word(&region, ATTACHED).load(Ordering::Acquire) <= round + 1 {
+                assert!(start.elapsed() < STALL, "round {round}: no attach");
+                if let Some(status) = reader.try_wait().unwrap() {
+                    panic!("round {round}: the reader exited early: {status}");
+                }
+                std::thread::yield_now();
+            }
+            rng.spin(Duration::from_millis(10));
+            common::fault::kill_and_reap(&mut reader, "the reader");
+            base.check_during(&format!("round {round}"), 8, &[writer.id()]);
+        }
+        // Relaxed: a stop request.
+        word(&region, STOP).store(1, Ordering::Relaxed);
+        common::expect_success(common::spawn_self(test, "reader", &env));
+        common::expect_success(writer);
+        // Relaxed: both exited.
+        let owed = word(&region, OWED).load(Ordering::Relaxed);
+        eprintln!("{rounds} readers killed; {owed} arrays read");
+    }
+    base.check(test);
+}
+
+fn readers_killed(test: &str, rounds: u64) {
+    match common::role().as_deref() {
+        Some("writer") => return array_writer(&open_from_env(), true),
+        Some("reader") => return array_reader(&open_from_env()),
+        _ => {}
+    }
+    common::isolated(test, || kill_readers(test, rounds));
+}
+
+#[test]
+fn readers_killed_at_random_points() {
+    readers_killed("readers_killed_at_random_points", 10);
+}
+
+#[test]
+#[ignore = "long (250 kills): cargo test --release -- --ignored long_"]
+fn long_readers_killed_at_random_points() {
+    readers_killed("long_readers_killed_at_random_points", 250);
 }

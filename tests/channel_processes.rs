@@ -21,7 +21,7 @@ mod common;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use polycephaly::channel::{CallError, ChannelSpec, Client, Out, Server};
+use polycephaly::channel::{CallError, ChannelSpec, Client, ConnectError, Out, Server};
 use polycephaly::region::{OpenOptions, Region, SectionId, SectionKind};
 use polycephaly::sync::shim::{AtomicU64, Ordering};
 
@@ -267,10 +267,16 @@ fn kill(child: &mut Child) {
 fn spawn_named(test: &str, role: &str, name: &str, words: &Region) -> Child {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(common::ROLE_VAR, role)
-        .env(NAME_VAR, name)
-        .stdin(std::process::Stdio::null());
+    cmd.args([
+        "--exact",
+        test,
+        "--nocapture",
+        "--test-threads=1",
+        "--include-ignored",
+    ])
+    .env(common::ROLE_VAR, role)
+    .env(NAME_VAR, name)
+    .stdin(std::process::Stdio::null());
     words.share_with_var(&mut cmd, WORDS_VAR).unwrap();
     cmd.spawn().unwrap()
 }
@@ -555,4 +561,341 @@ fn a_server_dead_before_formatting_is_peer_dead_and_its_name_taken_over() {
     let server = Server::bind(&name, ChannelSpec::new().with_lane_len(MIB)).unwrap();
     drop(server);
     assert!(Region::open(&name).is_err(), "unlinked on drop");
+}
+
+/// Words of the kill loops (after the ones above).
+const CALLS: usize = 3;
+const STOP: usize = 4;
+const SERVED: usize = 5;
+const RECONNECTS: usize = 6;
+/// Where the callers of the kill loops stand: a victim (0) or a client
+/// that lives through the loop (1, 2).
+const WHO_VAR: &str = "POLYCEPHALY_TEST_CHANNEL_WHO";
+
+/// The payload size of call `i` of caller `who`: mostly inline, some by
+/// handle (up to 1 MiB).
+fn size_of_kill_call(who: u64, i: u64) -> usize {
+    let r = splitmix(i ^ who << 40 ^ 0xC0FFEE);
+    (match r % 100 {
+        0..80 => r % 4097,
+        80..98 => 4097 + r % 100_000,
+        _ => r % MIB as u64,
+    }) as usize
+}
+
+/// One checked call: `checksum`, `echo` or `xor` of call `i`'s bytes.
+/// Returns `Err` only when the server is dead (or gone with its name).
+fn checked_call(client: &Client, who: u64, i: u64) -> Result<(), CallError> {
+    let len = size_of_kill_call(who, i);
+    let seed = splitmix(who << 48 | i);
+    match i % 3 {
+        0 => {
+            let check = client.method::<[u8], u64>("checksum").unwrap();
+            let b = bytes(seed, len);
+            let got = common::fault::bounded("a call", STALL, || {
+                client.call_deadline(&check, &b[..], deadline())
+            })?;
+            assert_eq!(got, checksum(&b), "caller {who} call {i}: checksum");
+        }
+        1 => {
+            let echo = client.method::<[u8], [u8]>("echo").unwrap();
+            let b = bytes(seed, len);
+            let got = common::fault::bounded("a call", STALL, || {
+                client.call_deadline(&echo, &b[..], deadline())
+            })?;
+            assert!(got[..] == b[..], "caller {who} call {i}: echo of {len}");
+        }
+        _ => {
+            let xor = client.method::<[u64], [u64]>("xor").unwrap();
+            let mut want = vec![0u64; len / 8];
+            fill(seed, bytemuck::cast_slice_mut(&mut want));
+            let got = common::fault::bounded("a call", STALL, || {
+                client.call_deadline(&xor, &want[..], deadline())
+            })?;
+            assert_eq!(got.len(), want.len(), "caller {who} call {i}: xor");
+            assert!(got.iter().zip(&want).all(|(g, w)| *g == w ^ XOR));
+        }
+    }
+    Ok(())
+}
+
+/// A caller of the kill loops: calls until `STOP` (a victim until
+/// killed), counting its calls in `CALLS`; when the server dies it
+/// connects to the next one (the same name) and calls on.
+fn kill_loop_caller() {
+    let words = inherited_words();
+    let name = std::env::var(NAME_VAR).unwrap();
+    let who = env_u64(WHO_VAR);
+    let connect = || {
+        let start = Instant::now();
+        loop {
+            match common::fault::bounded("a connect", STALL, || {
+                Client::connect_timeout(&name, STALL)
+            }) {
+                Ok(client) => return client,
+                // The server died while we connected (or its socket went
+                // with it): the next one comes.
+                Err(ConnectError::PeerDead | ConnectError::Open(_)) if start.elapsed() < STALL => {
+                    std::thread::yield_now();
+                }
+                Err(e) => panic!("caller {who}: {e}"),
+            }
+        }
+    };
+    let mut client = connect();
+    let mut i = 0u64;
+    // Relaxed: a stop request.
+    while word(&words, STOP).load(Ordering::Relaxed) == 0 {
+        match checked_call(&client, who, i) {
+            Ok(()) => {
+                i += 1;
+                // Release: the conductor's Acquire load.
+                word(&words, CALLS).fetch_add(1, Ordering::Release);
+            }
+            Err(CallError::PeerDead) => {
+                drop(client);
+                client = connect();
+                word(&words, RECONNECTS).fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => panic!("caller {who} call {i}: {e}"),
+        }
+    }
+}
+
+/// A server of the kill loops, bound to `NAME_VAR` (taking the name over
+/// from a dead one), counting the requests it served; until killed (or
+/// `STOP`).
+fn kill_loop_server(name: &str, words: &Region) -> Server {
+    let spec = ChannelSpec::new()
+        .with_clients(3)
+        .with_max_in_flight(4)
+        .with_lane_len(8 * MIB);
+    let mut server = common::fault::bounded("a bind", STALL, || {
+        loop {
+            match Server::bind(name, spec) {
+                Ok(s) => break s,
+                // The dead server's name is being freed: try again.
+                Err(_) => std::thread::yield_now(),
+            }
+        }
+    });
+    server.set_stall_timeout(STALL);
+    register(&mut server);
+    let words = words.clone();
+    server
+        .method("count", move |x: &u64| {
+            // Relaxed: a count.
+            word(&words, SERVED).fetch_add(1, Ordering::Relaxed);
+            *x
+        })
+        .unwrap();
+    server
+}
+
+fn spawn_caller(test: &str, name: &str, words: &Region, who: u64) -> Child {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args([
+        "--exact",
+        test,
+        "--nocapture",
+        "--test-threads=1",
+        "--include-ignored",
+    ])
+    .env(common::ROLE_VAR, "caller")
+    .env(NAME_VAR, name)
+    .env(WHO_VAR, who.to_string())
+    .stdin(std::process::Stdio::null());
+    words.share_with_var(&mut cmd, WORDS_VAR).unwrap();
+    cmd.spawn().unwrap()
+}
+
+/// Waits until the callers made `more` calls beyond what they had made.
+fn wait_calls(words: &Region, more: u64, child: &mut Child) {
+    // Acquire: pairs with the callers' Release increments.
+    let from = word(words, CALLS).load(Ordering::Acquire);
+    wait_until("calls", || {
+        assert!(child.try_wait().unwrap().is_none(), "a child exited early");
+        word(words, CALLS).load(Ordering::Acquire) >= from + more
+    });
+}
+
+/// Clients SIGKILLed at random points of their calls (inline and by
+/// handle), `rounds` times, beside two clients that call all along: the
+/// server goes on, each victim's successor gets a slot, every reply is
+/// the right one, no call waits past its deadline, and the dead clients'
+/// blocks come back (the survivors' large calls would wait for room
+/// otherwise); nothing leaks.
+fn client_kills(test: &str, rounds: u64) {
+    if common::role().as_deref() == Some("caller") {
+        return kill_loop_caller();
+    }
+    common::isolated(test, || {
+        let prefix = common::fault::prefix("chan-client");
+        let base = common::fault::Baseline::take(&prefix);
+        let mut rng = common::fault::Rng::new(test);
+        let name = format!("{prefix}{}", rng.next());
+        let words = words_region();
+        let mut server = kill_loop_server(&name, &words);
+        let stop = std::sync::Arc::new(polycephaly::sync::shim::AtomicBool::new(false));
+        let flag = stop.clone();
+        let serving = std::thread::spawn(move || {
+            server.serve_until(|| flag.load(Ordering::Relaxed)).unwrap();
+            server.stats()
+        });
+        let survivors: Vec<Child> = (1..3)
+            .map(|who| spawn_caller(test, &name, &words, who))
+            .collect();
+        let mut pids: Vec<u32> = survivors.iter().map(Child::id).collect();
+        for round in 0..rounds {
+            let mut victim = spawn_caller(test, &name, &words, 100 + round);
+            wait_calls(&words, 1 + rng.below(8), &mut victim);
+            rng.spin(Duration::from_millis(2));
+            common::fault::kill_and_reap(&mut victim, "the victim");
+            // The server's region keeps a pidfd per peer slot it watched
+            // until the slot changes hands (at most one per slot: a bound
+            // that does not grow with the rounds), besides its own few.
+            let slots = polycephaly::region::layout::MAX_PEERS as usize;
+            base.check_during(&format!("round {round}"), slots + 8, &pids);
+        }
+        // Relaxed: a stop request.
+        word(&words, STOP).store(1, Ordering::Relaxed);
+        for c in survivors {
+            common::expect_success(c);
+        }
+        pids.clear();
+        stop.store(true, Ordering::Relaxed);
+        let stats = serving.join().unwrap();
+        assert_eq!(stats.errors, 0, "{stats:?}");
+        eprintln!(
+            "{rounds} clients killed; {} requests, {} replies, {} dropped, {} clients dropped",
+            stats.requests, stats.replies, stats.dropped, stats.clients_dropped
+        );
+        drop(words);
+        base.check(test);
+    });
+}
+
+#[test]
+fn clients_killed_at_random_points() {
+    client_kills("clients_killed_at_random_points", 10);
+}
+
+#[test]
+#[ignore = "long (250 kills): cargo test --release -- --ignored long_"]
+fn long_clients_killed_at_random_points() {
+    client_kills("long_clients_killed_at_random_points", 250);
+}
+
+/// Servers SIGKILLed at random points, `rounds` times, while two clients
+/// call: each client's waits end (`PeerDead`) within their bound, it
+/// connects to the next server (which takes the name over) and calls on;
+/// every reply it gets is the right one; nothing leaks.
+fn server_kills(test: &str, rounds: u64) {
+    match common::role().as_deref() {
+        Some("caller") => return kill_loop_caller(),
+        Some("server") => {
+            let words = inherited_words();
+            let mut server = kill_loop_server(&std::env::var(NAME_VAR).unwrap(), &words);
+            // Release: the conductor's Acquire load.
+            word(&words, READY).fetch_add(1, Ordering::Release);
+            // Relaxed: a stop request.
+            server
+                .serve_until(|| word(&words, STOP).load(Ordering::Relaxed) != 0)
+                .unwrap();
+            return;
+        }
+        _ => {}
+    }
+    common::isolated(test, || {
+        let prefix = common::fault::prefix("chan-server");
+        let base = common::fault::Baseline::take(&prefix);
+        let mut rng = common::fault::Rng::new(test);
+        let name = format!("{prefix}{}", rng.next());
+        let words = words_region();
+        let mut server = spawn_named(test, "server", &name, &words);
+        wait_until("the first server", || {
+            word(&words, READY).load(Ordering::Acquire) == 1
+        });
+        let callers: Vec<Child> = (1..3)
+            .map(|who| spawn_caller(test, &name, &words, who))
+            .collect();
+        let mut pids: Vec<u32> = callers.iter().map(Child::id).collect();
+        for round in 0..rounds {
+            wait_calls(&words, 1 + rng.below(8), &mut server);
+            rng.spin(Duration::from_millis(2));
+            common::fault::kill_and_reap(&mut server, "the server");
+            base.check_during(&format!("round {round}"), 8, &pids);
+            server = spawn_named(test, "server", &name, &words);
+        }
+        wait_calls(&words, 10, &mut server);
+        // Relaxed: a stop request (the server sees it at its next slice).
+        word(&words, STOP).store(1, Ordering::Relaxed);
+        for c in callers {
+            common::expect_success(c);
+        }
+        common::expect_success(server);
+        pids.clear();
+        let calls = word(&words, CALLS).load(Ordering::Acquire);
+        let reconnects = word(&words, RECONNECTS).load(Ordering::Relaxed);
+        eprintln!("{rounds} servers killed; {calls} calls checked, {reconnects} reconnections");
+        drop(words);
+        base.check(test);
+    });
+}
+
+#[test]
+fn servers_killed_at_random_points() {
+    server_kills("servers_killed_at_random_points", 10);
+}
+
+#[test]
+#[ignore = "long (250 kills): cargo test --release -- --ignored long_"]
+fn long_servers_killed_at_random_points() {
+    server_kills("long_servers_killed_at_random_points", 250);
+}
+
+/// A process that creates a channel's region (a control section, never
+/// formatted: a server dies in `bind` between creating its region and
+/// storing BOUND), says so, and waits to be killed.
+fn half_bound_server() {
+    let words = inherited_words();
+    let _region = Region::builder()
+        .named(&std::env::var(NAME_VAR).unwrap())
+        .section(SectionKind::User(0x4348), 4096)
+        .build()
+        .unwrap();
+    // Release: pairs with the parent's Acquire in `wait_until`.
+    word(&words, READY).store(1, Ordering::Release);
+    loop {
+        std::thread::park();
+    }
+}
+
+/// A client that opened the region of a server that died before it
+/// finished binding (state still FORMATTING, the server's id not
+/// published yet) is told `PeerDead` within a wait slice, not left
+/// waiting until its deadline (or for ever, without one): found by
+/// `long_servers_killed_at_random_points`, whose callers timed out.
+#[test]
+fn a_server_killed_while_binding_is_seen_dead() {
+    let test = "a_server_killed_while_binding_is_seen_dead";
+    if common::role().as_deref() == Some("server") {
+        return half_bound_server();
+    }
+    let name = unique("halfbound");
+    let words = words_region();
+    let mut server = spawn_named(test, "server", &name, &words);
+    wait_until("the server's region", || {
+        word(&words, READY).load(Ordering::Acquire) == 1
+    });
+    let region = Region::open(&name).unwrap();
+    kill(&mut server);
+    let start = Instant::now();
+    let r = Client::attach_timeout(&region, STALL);
+    assert!(
+        matches!(r, Err(ConnectError::PeerDead)),
+        "{r:?} after {:?}",
+        start.elapsed()
+    );
 }

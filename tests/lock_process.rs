@@ -348,3 +348,169 @@ fn a_waiter_learns_that_its_signaller_died() {
     assert!(status.code().is_none(), "the child was killed: {status:?}");
     assert!(!region.peer_alive(peer));
 }
+
+/// The value under the lock in the random-kill loop: each process's own
+/// count of increments (0: the victims, one after another; 1: a rival
+/// that runs all along), and a mark that is a function of both, written
+/// after them (so a holder killed between the two writes leaves it
+/// stale: a half-updated value).
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+struct Tally {
+    by: [u64; 2],
+    mark: u64,
+}
+
+/// The mark of a value: 0 for the zeroed value the region starts with.
+fn mark_of(by: [u64; 2]) -> u64 {
+    by[0].wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ by[1].wrapping_mul(0xBF58_476D_1CE4_E5B9)
+}
+
+/// Raw words of the random-kill loop (after the handshake flags): each
+/// process's count as of its last unlock; the rival's stop flag; the
+/// number of takeovers each saw.
+const DONE: [usize; 2] = [256, 264];
+const STOP: usize = 272;
+const TAKEOVERS: usize = 280;
+
+fn word64(region: &Region, offset: usize) -> &polycephaly::sync::shim::AtomicU64 {
+    let s = region.section(FLAGS).expect("flags section");
+    assert!(offset + 8 <= s.len && offset % 8 == 0);
+    // SAFETY: inside the raw section, 8-aligned (sections are 64-aligned);
+    // an atomic laid over shared bytes, valid for any bits.
+    unsafe {
+        &*s.ptr
+            .as_ptr()
+            .add(offset)
+            .cast::<polycephaly::sync::shim::AtomicU64>()
+    }
+}
+
+fn tally_region() -> Region {
+    Region::builder()
+        .with(ShmMutex::<Tally>::spec())
+        .section(SectionKind::Raw, 4096)
+        .build()
+        .expect("create region")
+}
+
+/// Locks with a bound (asserted), checks the value, repairs it if its
+/// last owner died inside, and returns the guard.
+fn lock_and_check<'a>(
+    m: &'a ShmMutex<Tally>,
+    region: &Region,
+    who: usize,
+) -> polycephaly::lock::MutexGuard<'a, Tally> {
+    let bound = Duration::from_secs(30);
+    let mut g = common::fault::bounded("lock_timeout", bound, || m.lock_timeout(bound))
+        .unwrap_or_else(|e| panic!("process {who}: {e}"));
+    match g.status() {
+        LockStatus::Consistent => assert_eq!(g.mark, mark_of(g.by), "a consistent value"),
+        LockStatus::OwnerDied | LockStatus::Poisoned => {
+            // Only a victim dies: its count is at most one ahead of what
+            // it stored after its last unlock; the rival's is exact.
+            let done = word64(region, DONE[0]).load(Ordering::Acquire);
+            assert!(
+                g.by[0] == done || g.by[0] == done + 1,
+                "the victims' count {} vs {done} done",
+                g.by[0]
+            );
+            g.mark = mark_of(g.by);
+            g.mark_consistent();
+            word64(region, TAKEOVERS).fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    g
+}
+
+/// A process of the random-kill loop: increments its count under the
+/// lock, writes the mark, unlocks, records its count; a victim until
+/// killed, the rival until told to stop.
+fn tally_loop(who: usize) {
+    let region = child_region();
+    let m = ShmMutex::<Tally>::attach(&region, MUTEX)
+        .expect("attach")
+        .with_strategy(QUICK);
+    let mut mine = None;
+    // Relaxed: a stop request.
+    while word64(&region, STOP).load(Ordering::Relaxed) == 0 {
+        let mut g = lock_and_check(&m, &region, who);
+        // Nobody else changes our count (a victim's predecessor is dead).
+        let n = *mine.get_or_insert(g.by[who]);
+        assert_eq!(g.by[who], n, "process {who}: its own count changed");
+        g.by[who] += 1;
+        // Linger between the two writes: kills land here too.
+        for _ in 0..64 {
+            std::hint::black_box(&mut g.by);
+        }
+        g.mark = mark_of(g.by);
+        let n = g.by[who];
+        mine = Some(n);
+        g.unlock().expect("ours");
+        // Release: read by the conductor (or the rival) once we are dead.
+        word64(&region, DONE[who]).store(n, Ordering::Release);
+        if who == 0 {
+            flag(&region, LOCKED).fetch_add(1, Ordering::Release);
+        }
+    }
+}
+
+/// Mutex holders SIGKILLed at random points (inside the lock or outside,
+/// between the two writes, while waiting), `rounds` times, with a rival
+/// process contending all along: every next locker gets the lock within
+/// its bound; a takeover is reported (`OwnerDied`) and repaired; no
+/// increment is lost or counted twice; nothing leaks.
+fn holder_kills(test: &str, rounds: u32) {
+    match common::role().as_deref() {
+        Some("victim") => return tally_loop(0),
+        Some("rival") => return tally_loop(1),
+        _ => {}
+    }
+    common::isolated(test, || {
+        let base = common::fault::Baseline::take(&common::fault::prefix("lock"));
+        let mut rng = common::fault::Rng::new(test);
+        let region = tally_region();
+        let m = ShmMutex::<Tally>::attach(&region, MUTEX)
+            .expect("attach")
+            .with_strategy(QUICK);
+        let rival = spawn(&region, test, "rival", 0);
+        for round in 0..rounds {
+            let mut victim = spawn(&region, test, "victim", round);
+            // Kill once it made a few increments, at a random instant.
+            let seen = flag(&region, LOCKED).load(Ordering::Acquire);
+            wait_until("the victim to count", Some(&mut victim), || {
+                flag(&region, LOCKED).load(Ordering::Acquire) > seen
+            });
+            rng.spin(Duration::from_micros(500));
+            common::fault::kill_and_reap(&mut victim, "the victim");
+            // The conductor checks (and repairs) the value too.
+            drop(lock_and_check(&m, &region, 2));
+            base.check_during(&format!("round {round}"), 8, &[rival.id()]);
+        }
+        // Relaxed: a stop request.
+        word64(&region, STOP).store(1, Ordering::Relaxed);
+        common::expect_success(rival);
+        let g = lock_and_check(&m, &region, 2);
+        assert_eq!(g.by[1], word64(&region, DONE[1]).load(Ordering::Acquire));
+        let takeovers = word64(&region, TAKEOVERS).load(Ordering::Relaxed);
+        eprintln!(
+            "{rounds} holders killed, {takeovers} of them holding the lock; {} + {} increments",
+            g.by[0], g.by[1]
+        );
+        drop(g);
+        drop(m);
+        drop(region);
+        base.check(test);
+    });
+}
+
+#[test]
+fn holders_killed_at_random_points() {
+    holder_kills("holders_killed_at_random_points", 20);
+}
+
+#[test]
+#[ignore = "long (250 kills): cargo test --release -- --ignored long_"]
+fn long_holders_killed_at_random_points() {
+    holder_kills("long_holders_killed_at_random_points", 250);
+}

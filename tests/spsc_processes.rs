@@ -8,7 +8,11 @@
 //! - the producer killed: the consumer gets every committed frame, then
 //!   `PeerDead`;
 //! - a hostile process writing random bytes over the live ring: the other
-//!   sides get errors, never a crash or a hang.
+//!   sides get errors, never a crash or a hang;
+//! - producers, then consumers, SIGKILLed at random points one after
+//!   another (10 of each; 250 in the `long_` forms, `--ignored`): each
+//!   successor takes the role over; every committed frame arrives once,
+//!   checked byte for byte; no wait overruns its bound; nothing leaks.
 
 mod common;
 
@@ -25,6 +29,7 @@ const WORDS: SectionId = SectionId(1);
 const REGION_VAR: &str = "POLYCEPHALY_TEST_SPSC_REGION";
 const STRATEGY_VAR: &str = "POLYCEPHALY_TEST_SPSC_STRATEGY";
 const FRAMES_VAR: &str = "POLYCEPHALY_TEST_SPSC_FRAMES";
+const NEXT_VAR: &str = "POLYCEPHALY_TEST_SPSC_NEXT";
 
 /// Word 0 of the raw section: frames the producer committed (kill test);
 /// word 1: stop flag, word 2: the hostile process has been writing for a
@@ -32,6 +37,10 @@ const FRAMES_VAR: &str = "POLYCEPHALY_TEST_SPSC_FRAMES";
 const COMMITTED: usize = 0;
 const STOP: usize = 1;
 const ATTACKING: usize = 2;
+/// Kill loops: consumers attached so far; the next frame a consumer is
+/// owed (every frame before it was read and its release published).
+const ATTACHED: usize = 3;
+const OWED: usize = 4;
 
 /// The longest random frame.
 const MAX_LEN: u64 = 128;
@@ -39,8 +48,12 @@ const MAX_LEN: u64 = 128;
 const END_TAG: u32 = u32::MAX;
 
 fn create(capacity: usize) -> Region {
+    create_with_prefix("polycephaly-test-spsc-", capacity)
+}
+
+fn create_with_prefix(prefix: &str, capacity: usize) -> Region {
     Region::builder()
-        .named_random("polycephaly-test-spsc-")
+        .named_random(prefix)
         .with(spsc::Spec::new(capacity).unwrap())
         .section(SectionKind::Raw, 64)
         .build()
@@ -403,4 +416,271 @@ fn a_hostile_process_gets_errors_not_crashes() {
     common::expect_success(hostile);
     common::expect_success(producer);
     eprintln!("received {received} frames under attack before the corruption was seen");
+}
+
+/// How long a read or send may wait in the kill loops: far above what a
+/// dead peer takes to be noticed, so that only a hang reaches it.
+const STALL: Duration = Duration::from_secs(20);
+
+fn env_u64(var: &str) -> u64 {
+    std::env::var(var).unwrap().parse().unwrap()
+}
+
+/// Checks frame `*next` byte for byte (tag, length, contents), then
+/// advances `next`.
+fn check_exact(next: &mut u64, tag: u32, bytes: &[u8]) {
+    let seq = *next;
+    assert_eq!(tag, seq as u32, "frame {seq}: lost or repeated (tag {tag})");
+    assert_eq!(bytes.len(), len_of(seq), "frame {seq}: length");
+    let mut want = vec![0u8; bytes.len()];
+    fill(seq, &mut want);
+    assert_eq!(bytes, &want[..], "frame {seq}: contents");
+    *next += 1;
+}
+
+/// A producer that continues the sequence at `NEXT_VAR` until killed,
+/// storing in `COMMITTED` how far its commits got.
+fn producer_forever(region: &Region) {
+    let mut tx = spsc::Producer::attach(region, RING).expect("take the producer role over");
+    // Release: the conductor's Acquire load; it may kill us from now on.
+    word(region, ATTACHED).fetch_add(1, Ordering::Release);
+    let committed = word(region, COMMITTED);
+    for seq in env_u64(NEXT_VAR).. {
+        let mut claim = tx.claim_timeout(len_of(seq), STALL).unwrap();
+        fill(seq, &mut claim);
+        claim.set_tag(seq as u32);
+        claim.commit();
+        // Release: pairs with the conductor's Acquire load after the kill.
+        committed.store(seq + 1, Ordering::Release);
+    }
+}
+
+/// The conductor of the producer kills: one consumer (here) for the whole
+/// loop; each round a producer takes the role over from the dead one and
+/// continues the sequence, is killed at a random point, and every frame
+/// it committed must arrive, exactly once, before `PeerDead`.
+fn kill_producers(test: &str, rounds: u64) {
+    let prefix = common::fault::prefix("spsc-producer");
+    let base = common::fault::Baseline::take(&prefix);
+    let mut rng = common::fault::Rng::new(test);
+    {
+        let region = create_with_prefix(&prefix, 1 << 12);
+        let name = region.name().unwrap().to_string();
+        let mut rx = spsc::Consumer::attach(&region, RING).unwrap();
+        let mut buf = Vec::new();
+        let mut next = 0u64;
+        for round in 0..rounds {
+            // Relaxed: the producer is not started yet.
+            word(&region, COMMITTED).store(next, Ordering::Relaxed);
+            let mut child = common::spawn_self(
+                test,
+                "producer",
+                &[(REGION_VAR, name.clone()), (NEXT_VAR, next.to_string())],
+            );
+            // Once it holds the role (killed before, it would leave the
+            // consumer nothing to tell it ever came: a ring whose producer
+            // never attached is waited for), after a random number of its
+            // frames arrived (0..300), at a random instant (0..300 us).
+            wait_attached(&region, round, &mut child);
+            let target = next + rng.below(300);
+            while next < target {
+                let tag =
+                    common::fault::bounded("a read", STALL, || rx.recv_timeout(&mut buf, STALL))
+                        .unwrap_or_else(|e| panic!("round {round}: {e}"));
+                check_exact(&mut next, tag, &buf);
+            }
+            rng.spin(Duration::from_micros(300));
+            common::fault::kill_and_reap(&mut child, "the producer");
+            // Every committed frame, then PeerDead.
+            loop {
+                match common::fault::bounded("a read after the kill", STALL, || {
+                    rx.recv_timeout(&mut buf, STALL)
+                }) {
+                    Ok(tag) => check_exact(&mut next, tag, &buf),
+                    Err(RecvError::PeerDead) => break,
+                    Err(e) => panic!("round {round}: {e}"),
+                }
+            }
+            // Acquire: the producer is dead and reaped; its stores are final.
+            let committed = word(&region, COMMITTED).load(Ordering::Acquire);
+            // The frame whose count the kill cut off arrived too.
+            assert!(
+                next == committed || next == committed + 1,
+                "round {round}: {next} frames arrived, {committed} committed"
+            );
+            base.check_during(&format!("round {round}"), 8, &[]);
+        }
+        eprintln!("{rounds} producers killed; {next} frames, each once");
+    }
+    base.check(test);
+}
+
+/// Waits until the child has attached its `round + 1`-th time.
+fn wait_attached(region: &Region, round: u64, child: &mut std::process::Child) {
+    let start = std::time::Instant::now();
+    // Acquire: pairs with the child's Release increment.
+    while word(region, ATTACHED).load(Ordering::Acquire) <= round {
+        assert!(start.elapsed() < STALL, "round {round}: no attach");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("round {round}: the child exited early: {status}");
+        }
+        std::thread::yield_now();
+    }
+}
+
+fn producers_killed(test: &str, rounds: u64) {
+    if common::role().as_deref() == Some("producer") {
+        return producer_forever(&open_from_env());
+    }
+    common::isolated(test, || kill_producers(test, rounds));
+}
+
+#[test]
+fn producers_killed_at_random_points() {
+    producers_killed("producers_killed_at_random_points", 10);
+}
+
+#[test]
+#[ignore = "long (250 kills): cargo test --release -- --ignored long_"]
+fn long_producers_killed_at_random_points() {
+    producers_killed("long_producers_killed_at_random_points", 250);
+}
+
+/// A producer that sends until `STOP`, waiting out the gaps between a
+/// killed consumer and its successor, then its end frame (its count).
+fn producer_until_stopped(region: &Region) {
+    let mut tx = spsc::Producer::attach(region, RING).unwrap();
+    let mut buf = [0u8; MAX_LEN as usize];
+    let mut seq = 0u64;
+    // Relaxed: a stop request; nothing is published with it.
+    while word(region, STOP).load(Ordering::Relaxed) == 0 {
+        let b = &mut buf[..len_of(seq)];
+        fill(seq, b);
+        send_retrying(&mut tx, seq as u32, b);
+        seq += 1;
+    }
+    send_retrying(&mut tx, END_TAG, &seq.to_le_bytes());
+}
+
+/// Sends one frame, waiting out a full ring whose consumer is dead (its
+/// successor comes).
+fn send_retrying(tx: &mut spsc::Producer, tag: u32, bytes: &[u8]) {
+    let start = std::time::Instant::now();
+    loop {
+        match tx.claim_timeout(bytes.len(), STALL) {
+            Ok(mut claim) => {
+                claim.copy_from_slice(bytes);
+                claim.set_tag(tag);
+                claim.commit();
+                return;
+            }
+            Err(polycephaly::ring::ClaimError::PeerDead) => {
+                assert!(start.elapsed() < STALL, "no consumer came");
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("producer: {e}"),
+        }
+    }
+}
+
+/// A consumer that takes the role over from its killed predecessor and
+/// reads on. Before it publishes the release of frame `n` it stores
+/// `n + 1` in `OWED`: its successor's first frame is then `OWED` (the
+/// release was published) or `OWED - 1` (it was not: that one frame is
+/// delivered again, as the ring promises: at least once across a
+/// consumer's death), never another; every later frame follows exactly.
+/// Returns at the producer's end frame (only the last consumer gets
+/// there).
+fn consumer_after_kills(region: &Region) {
+    let mut rx = spsc::Consumer::attach(region, RING).expect("take the consumer role over");
+    // Relaxed: written by predecessors that are dead and reaped.
+    let owed = word(region, OWED).load(Ordering::Relaxed);
+    // Release: the conductor's Acquire load starts its count-down to the kill.
+    word(region, ATTACHED).fetch_add(1, Ordering::Release);
+    let mut buf = Vec::new();
+    let mut next: Option<u64> = None;
+    loop {
+        let tag = rx
+            .recv_timeout(&mut buf, STALL)
+            .expect("the consumer stalled");
+        if tag == END_TAG {
+            let n = u64::from_le_bytes(buf[..8].try_into().unwrap());
+            match next {
+                Some(got) => assert_eq!(got, n, "frame count"),
+                // Nothing read since the last kill.
+                None => assert!(n == owed || n + 1 == owed, "{n} sent, {owed} owed"),
+            }
+            return;
+        }
+        // (Sequence numbers stay far below 2^32 here: a tag is one.)
+        let n = next.get_or_insert_with(|| {
+            let first = u64::from(tag);
+            assert!(
+                first == owed || first + 1 == owed,
+                "first frame {first}, owed {owed}: lost or repeated"
+            );
+            first
+        });
+        check_exact(n, tag, &buf);
+        // Relaxed: read by a successor once we are dead and reaped.
+        word(region, OWED).store(*n, Ordering::Relaxed);
+        rx.flush_releases();
+    }
+}
+
+/// The conductor of the consumer kills: a producer child sends all along;
+/// each round a consumer child takes the role over, and is killed at a
+/// random point of its reading.
+fn kill_consumers(test: &str, rounds: u64) {
+    let prefix = common::fault::prefix("spsc-consumer");
+    let base = common::fault::Baseline::take(&prefix);
+    let mut rng = common::fault::Rng::new(test);
+    {
+        let region = create_with_prefix(&prefix, 1 << 12);
+        let env = [(REGION_VAR, region.name().unwrap().to_string())];
+        let producer = common::spawn_self(test, "producer", &env);
+        for round in 0..rounds {
+            let mut consumer = common::spawn_self(test, "consumer", &env);
+            let start = std::time::Instant::now();
+            // Acquire: pairs with the consumer's Release increment.
+            while word(&region, ATTACHED).load(Ordering::Acquire) <= round {
+                assert!(start.elapsed() < STALL, "round {round}: no attach");
+                if let Some(status) = consumer.try_wait().unwrap() {
+                    panic!("round {round}: the consumer exited early: {status}");
+                }
+                std::thread::yield_now();
+            }
+            rng.spin(Duration::from_millis(2));
+            common::fault::kill_and_reap(&mut consumer, "the consumer");
+            base.check_during(&format!("round {round}"), 8, &[producer.id()]);
+        }
+        // Relaxed: a stop request.
+        word(&region, STOP).store(1, Ordering::Relaxed);
+        common::expect_success(common::spawn_self(test, "consumer", &env));
+        common::expect_success(producer);
+        // Relaxed: the last consumer exited.
+        let owed = word(&region, OWED).load(Ordering::Relaxed);
+        eprintln!("{rounds} consumers killed; {owed} frames read");
+    }
+    base.check(test);
+}
+
+fn consumers_killed(test: &str, rounds: u64) {
+    match common::role().as_deref() {
+        Some("producer") => return producer_until_stopped(&open_from_env()),
+        Some("consumer") => return consumer_after_kills(&open_from_env()),
+        _ => {}
+    }
+    common::isolated(test, || kill_consumers(test, rounds));
+}
+
+#[test]
+fn consumers_killed_at_random_points() {
+    consumers_killed("consumers_killed_at_random_points", 10);
+}
+
+#[test]
+#[ignore = "long (250 kills): cargo test --release -- --ignored long_"]
+fn long_consumers_killed_at_random_points() {
+    consumers_killed("long_consumers_killed_at_random_points", 250);
 }

@@ -23,6 +23,9 @@ enum Command {
     Bench(BenchArgs),
     /// A first look: runs `bench --quick` until the worker pool exists.
     Demo,
+    /// Messages, requests and arrays through every primitive, checked, for
+    /// a given time; with --chaos, workers killed at random.
+    Soak(polycephaly_harness::soak::SoakArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -69,6 +72,7 @@ pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Bench(args) => run_bench(&args),
+        Command::Soak(args) => polycephaly_harness::soak::run(&args),
         Command::Demo => {
             println!(
                 "The worker pool is not there yet: `demo` runs the quick bench \

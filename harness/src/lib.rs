@@ -102,7 +102,9 @@ pub mod os;
 pub mod pair;
 pub mod pool;
 pub mod report;
+pub mod soak;
 pub mod spsc;
+pub mod tasks;
 
 pub use pair::{Pair, Placement, Role, ShmArea, run_pair, thread_count};
 

@@ -4,12 +4,15 @@
 //!   the measurements between two real processes, as a table (and JSON).
 //! - `polycephaly demo`: for now, the quick bench (the worker pool will
 //!   replace it).
+//! - `polycephaly soak [--seconds S] [--producers P] [--chaos]`: every
+//!   primitive under load, checked (see `polycephaly_harness::soak`).
 
 mod cli;
 
 fn main() -> std::process::ExitCode {
-    // First: the pool rows' drones are this command started again, and
-    // `serve` is what turns them into drones (it never returns in one).
-    polycephaly::pool::serve(&polycephaly_harness::pool::TASKS);
+    // First: the drones of the pool rows, the soak and the commands are
+    // this command started again; `serve` turns them into drones (it never
+    // returns in one).
+    polycephaly::pool::serve(&polycephaly_harness::tasks::TASKS);
     cli::main()
 }

@@ -36,6 +36,18 @@
 //! Liveness is asked only when the lane is short of room (the *slow*
 //! pass, rate-limited while waiting): a hold or owed read of a dead peer
 //! is then ignored, and its word cleared once the block is freed.
+//!
+//! # Adopted blocks and orphans
+//!
+//! A writer taking a lane over adopts the published blocks it finds: their
+//! handles may be on their way to readers (in a ring), so they stay
+//! readable. But a writer that died between publishing a block and handing
+//! its handle on left a block nobody will read, and since the lane reclaims
+//! in order, such an *orphan* would hold every later block up for ever. So
+//! the slow pass gives an adopted block up (retires it as if done; a later
+//! reader gets `Stale`) once the orphan timeout has passed since the
+//! takeover; a block a live peer holds is never given up (the hold scan
+//! after the retire, as for any block).
 
 use std::collections::VecDeque;
 
@@ -57,6 +69,9 @@ pub(crate) struct Live {
     pub(crate) end: u64,
     /// 0 until published, then `MODE_COUNT` or `MODE_NAMED`.
     pub(crate) mode: u32,
+    /// Found in the lane when this writer took it over (see the module
+    /// docs: it may be an orphan).
+    pub(crate) adopted: bool,
 }
 
 /// The lane's writer-side state.
@@ -77,7 +92,18 @@ pub(crate) struct LaneState {
     pub(crate) poisoned: bool,
     /// When the last slow (liveness) pass ran.
     last_slow: Option<crate::sync::clock::Instant>,
+    /// When this writer took the lane over and adopted blocks (never set
+    /// under loom: its clock is a model, and its arena models adopt
+    /// blocks they read afterwards).
+    adopted_at: Option<crate::sync::clock::Instant>,
+    /// How long adopted blocks are waited for before the slow pass may
+    /// give them up.
+    pub(crate) orphan_timeout: core::time::Duration,
 }
+
+/// How long adopted blocks are waited for, unless the writer says
+/// otherwise (`ArenaWriter::set_orphan_timeout`).
+pub const DEFAULT_ORPHAN_TIMEOUT: core::time::Duration = core::time::Duration::from_secs(1);
 
 /// How often a waiting writer asks about the liveness of the peers that
 /// hold the blocks in its way.
@@ -91,6 +117,8 @@ impl LaneState {
             drain: Vec::new(),
             poisoned: false,
             last_slow: None,
+            adopted_at: None,
+            orphan_timeout: DEFAULT_ORPHAN_TIMEOUT,
         }
     }
 
@@ -134,7 +162,10 @@ impl LaneState {
                     MODE_NAMED => !held(view, d, true, slow),
                     _ => return self.poison(),
                 };
-                if !done {
+                // An adopted block waited for long enough is given up (a
+                // live hold still keeps it, below).
+                let given_up = slow && b.adopted && self.orphans_due();
+                if !(done || given_up) {
                     break;
                 }
                 retire(d, b.seq);
@@ -203,6 +234,12 @@ impl LaneState {
         self.last_slow.is_none_or(|t| t.elapsed() >= SLOW_INTERVAL)
     }
 
+    /// Whether adopted blocks have been waited for long enough.
+    fn orphans_due(&self) -> bool {
+        self.adopted_at
+            .is_some_and(|t| t.elapsed() >= self.orphan_timeout)
+    }
+
     /// Lets the next slow pass run at once (a new allocation begins).
     pub(crate) fn slow_now(&mut self) {
         self.last_slow = None;
@@ -232,6 +269,10 @@ impl LaneState {
             return None;
         }
         let mut st = Self::empty(next, blocks);
+        #[cfg(not(loom))]
+        if next > head {
+            st.adopted_at = Some(crate::sync::clock::Instant::now());
+        }
         let mut wrapped = false;
         for seq in head..next {
             let d = lane.desc(seq);
@@ -269,9 +310,47 @@ impl LaneState {
                 start,
                 end,
                 mode,
+                adopted: true,
             });
         }
+        st.retire_strays(lane, head, next);
         Some(st)
+    }
+
+    /// Retires the descriptors outside the adopted range (`head..next`)
+    /// that still say PUBLISHED or ALLOCATED, and lets allocation wait
+    /// until no live peer holds them (the drain). No writer leaves such a
+    /// descriptor (it retires a block before it moves the head past it,
+    /// and an unpublished one past `next` is only being allocated): a
+    /// hostile peer rewrote the progress line or a tag. Left as they are,
+    /// readers could still acquire them while the new writer, which does
+    /// not know them, hands their bytes out again (found by the fuzz target
+    /// `arena_lanes`).
+    fn retire_strays(&mut self, lane: &Lane<'_>, head: u64, next: u64) {
+        let blocks = lane.descs().len() as u64;
+        let mut strays = false;
+        for (i, d) in lane.descs().iter().enumerate() {
+            let i = i as u64;
+            // Descriptor `i` holds the live block `seq` when `seq % blocks
+            // == i` for some `seq` in `head..next` (at most `blocks` of
+            // them, checked by `adopt`).
+            let first = head + (i + blocks - head % blocks) % blocks;
+            if first < next {
+                continue;
+            }
+            // Relaxed: nothing is read after it but the tag itself.
+            let t = d.tag.load(Ordering::Relaxed);
+            if matches!(tag_state(t), PUBLISHED | ALLOCATED) {
+                d.tag.store(tag(tag_seq(t), RETIRED), Ordering::Relaxed);
+                self.drain.push(i as u32);
+                strays = true;
+            }
+        }
+        if strays {
+            // F_R for every retired descriptor at once (see the module
+            // docs): the drain's scans of the holds come after it.
+            fence(Ordering::SeqCst);
+        }
     }
 
     /// Retires every descriptor of the lane and starts over above every
@@ -366,6 +445,7 @@ mod tests {
                 start,
                 end,
                 mode: MODE_COUNT,
+                adopted: false,
             });
         }
         st

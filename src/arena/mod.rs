@@ -45,7 +45,11 @@
 //! A writer that dies leaves its lane's bookkeeping in shared memory: the
 //! next writer of the lane ([`ArenaWriter::attach_lane`]) adopts its live
 //! blocks (they stay readable), or resets the lane when the bookkeeping
-//! does not add up.
+//! does not add up. An adopted block nobody reads (its writer died between
+//! publishing it and handing its handle on) is given up once the lane is
+//! short of room and the orphan timeout has passed
+//! ([`ArenaWriter::set_orphan_timeout`]), so that it cannot hold the lane
+//! up for ever.
 //!
 //! # What a hostile peer can do
 //!
@@ -114,6 +118,7 @@ pub use handle::{BlockHandle, Readers};
 pub use heap::HeapArena;
 #[cfg(not(loom))]
 pub use huge::{HUGE_PAGE, private_huge_pages, shared_huge_pages};
+pub use lane::DEFAULT_ORPHAN_TIMEOUT;
 pub use reader::{ArenaReader, ReadGuard};
 pub use snapshot::{HeapSnapshot, SnapshotReader, SnapshotWriter, snapshot_section_len};
 pub use spec::ArenaSpec;

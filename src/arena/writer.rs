@@ -169,6 +169,19 @@ impl ArenaWriter {
         self.state.poisoned
     }
 
+    /// How long the blocks this writer adopted when it took the lane over
+    /// are waited for (default [`DEFAULT_ORPHAN_TIMEOUT`](super::DEFAULT_ORPHAN_TIMEOUT), 1 s from the
+    /// takeover). Their handles may still be on their way to readers, so
+    /// they stay readable; but a writer killed between publishing a block
+    /// and handing its handle on left a block nobody will read, which would
+    /// hold the lane's reclamation (in lane order) up for ever. Once the
+    /// timeout has passed and the lane is short of room, an adopted block
+    /// that no live peer holds is given up: a reader that comes later gets
+    /// [`Stale`](super::ReadError::Stale).
+    pub fn set_orphan_timeout(&mut self, timeout: Duration) {
+        self.state.orphan_timeout = timeout;
+    }
+
     /// Reclaims what can be reclaimed now, asking about the liveness of the
     /// peers in the way, and returns the blocks still live.
     ///
@@ -344,6 +357,7 @@ impl ArenaWriter {
             start,
             end: start + span,
             mode: 0,
+            adopted: false,
         });
         lane.track_write(start, bytes);
         // SAFETY: start + span <= lane.len (placement).

@@ -4,6 +4,7 @@
 //! Each function takes arbitrary bytes and must return normally whatever
 //! they are: a panic, a hang or a crash is a bug in the library.
 
+mod arena_lanes;
 mod channel_frame;
 mod handle_validate;
 mod mpsc_consume;
@@ -13,6 +14,7 @@ mod snapshot_read;
 mod spsc_consume;
 
 pub use crate::channel::tickets::{Arrival, Tickets};
+pub use arena_lanes::arena_lanes;
 pub use channel_frame::channel_frame;
 pub use handle_validate::handle_validate;
 pub use mpsc_consume::mpsc_consume;
@@ -31,6 +33,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("spsc_consume", spsc_consume),
     ("mpsc_consume", mpsc_consume),
     ("handle_validate", handle_validate),
+    ("arena_lanes", arena_lanes),
     ("snapshot_read", snapshot_read),
     ("pool_frames", pool_frames),
     ("channel_frame", channel_frame),

@@ -37,11 +37,29 @@ pub fn spawn_self_with(
 fn self_command(test_name: &str, role: &str, env: &[(&str, String)]) -> Command {
     let exe = std::env::current_exe().expect("current_exe");
     let mut cmd = Command::new(exe);
-    cmd.args(["--exact", test_name, "--nocapture", "--test-threads=1"])
-        .env(ROLE_VAR, role)
-        .stdin(Stdio::null());
+    // `--include-ignored`: the long fault loops are `#[ignore]`d tests,
+    // and their children must run them too.
+    cmd.args([
+        "--exact",
+        test_name,
+        "--nocapture",
+        "--test-threads=1",
+        "--include-ignored",
+    ])
+    .env(ROLE_VAR, role)
+    .stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
+    }
+    // A child dies with the thread that started it: a test that fails
+    // (a panicking conductor) leaves no process running behind it.
+    // SAFETY: between fork and exec the child makes one system call
+    // (prctl), async-signal-safe, and touches no memory of the parent.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                .map_err(std::io::Error::from)
+        });
     }
     cmd
 }
@@ -50,4 +68,23 @@ fn self_command(test_name: &str, role: &str, env: &[(&str, String)]) -> Command 
 pub fn expect_success(mut child: Child) {
     let status = child.wait().expect("wait for child");
     assert!(status.success(), "child failed: {status}");
+}
+
+pub mod fault;
+
+/// The role of a test's conductor process (see [`isolated`]).
+pub const CONDUCTOR: &str = "conductor";
+
+/// Runs `body` in a process of its own: this test binary started again,
+/// filtered to `test_name`, with the role [`CONDUCTOR`]. Tests of one
+/// binary run as threads of one process; a test that counts its
+/// descriptors and children must be alone in its process to count only
+/// its own. The test function dispatches its other roles first, then
+/// calls this.
+pub fn isolated(test_name: &str, body: impl FnOnce()) {
+    match role().as_deref() {
+        Some(CONDUCTOR) => body(),
+        None => expect_success(spawn_self(test_name, CONDUCTOR, &[])),
+        Some(other) => panic!("{test_name}: unexpected role {other}"),
+    }
 }

@@ -5,15 +5,23 @@
 //!
 //! It speaks the part of libtest's command line that `cargo test` and
 //! `cargo nextest` use: `--list` (with `--format terse`; with `--ignored`
-//! it lists nothing), name filters, `--exact`, `--skip NAME`; other flags
-//! are accepted and ignored. Each test runs under `catch_unwind`; the
-//! process exits with 101 if any failed.
+//! it lists the ignored tests only), name filters, `--exact`, `--skip
+//! NAME`, `--ignored` (run the ignored tests only) and `--include-ignored`
+//! (run them too); other flags are accepted and ignored. Each test runs
+//! under `catch_unwind`; the process exits with 101 if any failed.
 
 /// A named test.
 pub type Test = (&'static str, fn());
 
 /// Runs the tests the command line selects and exits.
+#[allow(dead_code)]
 pub fn run(tests: &[Test]) -> ! {
+    run_with_ignored(tests, &[])
+}
+
+/// As [`run`], with tests that run only when asked for (`--ignored`,
+/// `--include-ignored`), as libtest's `#[ignore]`d tests.
+pub fn run_with_ignored(tests: &[Test], ignored: &[Test]) -> ! {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let has = |flag: &str| args.iter().any(|a| a == flag);
     let mut filters = Vec::new();
@@ -30,8 +38,15 @@ pub fn run(tests: &[Test]) -> ! {
         }
     }
     let exact = has("--exact");
-    let selected: Vec<&Test> = tests
-        .iter()
+    let listed: Vec<&Test> = if has("--ignored") {
+        ignored.iter().collect()
+    } else if has("--include-ignored") || has("--list") {
+        tests.iter().chain(ignored).collect()
+    } else {
+        tests.iter().collect()
+    };
+    let selected: Vec<&Test> = listed
+        .into_iter()
         .filter(|(name, _)| {
             let matches = |f: &String| {
                 if exact {
@@ -44,10 +59,8 @@ pub fn run(tests: &[Test]) -> ! {
         })
         .collect();
     if has("--list") {
-        if !has("--ignored") {
-            for (name, _) in &selected {
-                println!("{name}: test");
-            }
+        for (name, _) in &selected {
+            println!("{name}: test");
         }
         std::process::exit(0);
     }
