@@ -6,6 +6,7 @@
 //!   replace it).
 
 mod cli;
+mod progress;
 
 fn main() -> std::process::ExitCode {
     // First: the pool rows' drones are this command started again, and
