@@ -99,6 +99,8 @@ mod heap;
 mod huge;
 mod lane;
 pub mod layout;
+#[cfg(not(loom))]
+pub mod observe;
 mod peer;
 mod reader;
 mod snapshot;
