@@ -25,6 +25,15 @@ enum Command {
     Bench(BenchArgs),
     /// A first look: runs `bench --quick` until the worker pool exists.
     Demo,
+    /// A read-only view of a named region: header, sections (rings' fill
+    /// and positions, arena lanes and live blocks, events, mutexes), peers.
+    /// It takes no peer slot, attaches no role and never writes.
+    Inspect(crate::inspect::InspectArgs),
+    /// Remove the /dev/shm files of regions whose creator and peers are
+    /// all dead (the file form only: a socket-served name or an anonymous
+    /// memfd leaves nothing behind when its processes die). Another user's
+    /// file, or one with a live peer, is never touched.
+    Clean(crate::clean::CleanArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -72,6 +81,8 @@ pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Bench(args) => run_bench(&args),
+        Command::Inspect(args) => crate::inspect::run(&args),
+        Command::Clean(args) => crate::clean::run(&args),
         Command::Demo => {
             println!(
                 "The worker pool is not there yet: `demo` runs the quick bench \
