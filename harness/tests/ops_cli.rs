@@ -180,6 +180,11 @@ fn inspect_reports_garbage_truncation_and_absence_in_one_line() {
     one_line_failure(&run(&["inspect", &name]), "magic");
     std::fs::write(&path, b"tiny").unwrap();
     one_line_failure(&run(&["inspect", &name]), "4096");
+    if rustix::process::geteuid().is_root() {
+        // Another user's file: refused before anything of it is read.
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        one_line_failure(&run(&["inspect", &name]), "belongs to uid 65534");
+    }
     std::fs::remove_file(&path).unwrap();
     // A real region whose file lost its tail.
     let region = Region::builder()
@@ -274,6 +279,15 @@ fn clean_removes_a_dead_creators_file_and_keeps_a_live_one() {
     // Another file of ours with the prefix, not a region: not touched.
     let other = format!("/dev/shm/{prefix}not-a-region");
     std::fs::write(&other, b"hello").unwrap();
+    // Another user's file that looks like a region: never touched.
+    let foreign = format!("/dev/shm/{prefix}foreign");
+    let root = rustix::process::geteuid().is_root();
+    if root {
+        let mut bytes = b"PLYCPHLY".to_vec();
+        bytes.resize(4096, 0);
+        std::fs::write(&foreign, bytes).unwrap();
+        std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+    }
 
     let only = format!("--only={prefix}");
     let out = run(&["clean", "--dry-run", &only]);
@@ -310,6 +324,14 @@ fn clean_removes_a_dead_creators_file_and_keeps_a_live_one() {
     assert!(!std::path::Path::new(&dead_path).exists());
     assert!(std::path::Path::new(&alive_path).exists());
     assert!(std::path::Path::new(&other).exists());
+    if root {
+        assert!(
+            stdout.contains("1 file(s) of other users not looked at"),
+            "{stdout}"
+        );
+        assert!(std::path::Path::new(&foreign).exists());
+        std::fs::remove_file(&foreign).unwrap();
+    }
     assert!(live.peers().iter().all(|p| p.alive));
     std::fs::remove_file(&other).unwrap();
     drop(live);
