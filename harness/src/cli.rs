@@ -1,12 +1,14 @@
 //! The command line: argument parsing and the subcommands.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use polycephaly_harness::{self as bench, Config, PinMode, report};
+use polycephaly_harness::{self as bench, Config, PinMode, report, tables};
+
+use crate::progress::Progress;
 
 /// Shared-memory IPC between processes, and its measurements.
 #[derive(Debug, Parser)]
@@ -26,6 +28,15 @@ enum Command {
     /// Messages, requests and arrays through every primitive, checked, for
     /// a given time; with --chaos, workers killed at random.
     Soak(polycephaly_harness::soak::SoakArgs),
+    /// A read-only view of a named region: header, sections (rings' fill
+    /// and positions, arena lanes and live blocks, events, mutexes), peers.
+    /// It takes no peer slot, attaches no role and never writes.
+    Inspect(crate::inspect::InspectArgs),
+    /// Remove the /dev/shm files of regions whose creator and peers are
+    /// all dead (the file form only: a socket-served name or an anonymous
+    /// memfd leaves nothing behind when its processes die). Another user's
+    /// file, or one with a live peer, is never touched.
+    Clean(crate::clean::CleanArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -36,7 +47,8 @@ struct BenchArgs {
     /// Keep only the rows whose names start with one of these prefixes.
     #[arg(long, value_delimiter = ',', value_name = "PREFIX,...")]
     only: Vec<String>,
-    /// Also write the figures to this JSON file.
+    /// Also write the figures to this JSON file (`-`: to stdout, and the
+    /// text report to stderr).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// CPU placement of the two processes: none (the scheduler's choice),
@@ -73,6 +85,8 @@ pub(crate) fn main() -> ExitCode {
     match cli.command {
         Command::Bench(args) => run_bench(&args),
         Command::Soak(args) => polycephaly_harness::soak::run(&args),
+        Command::Inspect(args) => crate::inspect::run(&args),
+        Command::Clean(args) => crate::clean::run(&args),
         Command::Demo => {
             println!(
                 "The worker pool is not there yet: `demo` runs the quick bench \
@@ -101,57 +115,44 @@ fn run_bench(args: &BenchArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let machine = report::Machine::detect();
-    print!("{}", report::header(&machine, &cfg));
+    // `--json -`: the JSON alone on stdout, the text report on stderr.
+    let json_to_stdout = args.json.as_deref() == Some(std::path::Path::new("-"));
+    let mut text: Box<dyn std::io::Write> = if json_to_stdout {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    let _ = write!(text, "{}", report::header(&machine, &cfg));
+    let _ = text.flush();
     let started = Instant::now();
     let rounds = args.repeat as usize;
     let mut runs: Vec<Vec<report::Outcome>> = Vec::with_capacity(rounds);
-    let mut stderr = std::io::stderr();
-    // On a terminal the progress line is rewritten in place; elsewhere
-    // (logs, tests) it is one plain line per row.
-    let tty = stderr.is_terminal();
-    let _ = std::io::stdout().flush();
+    let progress = Progress::new(rows.len(), rounds, json_to_stdout);
     for round in 0..rounds {
         let mut outcomes = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
-            // The progress line, from this (only) thread, between rows.
-            let of_round = if rounds > 1 {
-                format!(" run {}/{rounds}", round + 1)
-            } else {
-                String::new()
-            };
-            let line = format!(
-                "[{}/{}{of_round}] {} ({:.1} s so far)",
-                i + 1,
-                rows.len(),
-                row.name,
-                started.elapsed().as_secs_f64()
-            );
-            let _ = if tty {
-                write!(stderr, "\r\x1b[2K{line}")
-            } else {
-                writeln!(stderr, "{line}")
-            };
-            let _ = stderr.flush();
+            // From this (only) thread, between rows.
+            progress.row(round, i, row.name);
             let result = (row.run)(&cfg).map_err(|e| e.to_string());
             outcomes.push(report::Outcome { row: *row, result });
         }
         runs.push(outcomes);
     }
-    if tty {
-        let _ = write!(stderr, "\r\x1b[2K");
-        let _ = stderr.flush();
-    }
+    progress.finish();
     let Some(last) = runs.last() else {
         return ExitCode::FAILURE;
     };
     let outcomes_len = last.len();
     let mut ok = runs.iter().flatten().all(|o| o.result.is_ok());
     if rounds == 1 {
-        print!("{}", report::table(last));
+        let _ = write!(text, "{}", report::table(last));
     } else {
-        print!("{}", report::repeat_summary(&runs));
+        let _ = write!(text, "{}", report::repeat_summary(&runs));
     }
-    println!(
+    let seed_tables = tables::measured(&tables::Figures::from_runs(&runs));
+    let _ = write!(text, "{}", tables::render(&seed_tables, rounds));
+    let _ = writeln!(
+        text,
         "{} row(s){} in {:.1} s",
         outcomes_len,
         if rounds > 1 {
@@ -162,12 +163,19 @@ fn run_bench(args: &BenchArgs) -> ExitCode {
         started.elapsed().as_secs_f64()
     );
     if let Some(path) = &args.json {
-        let text = if rounds == 1 {
+        let doc = if rounds == 1 {
             report::json(&machine, &cfg, last)
         } else {
             report::repeat_json(&machine, &cfg, runs)
         };
-        if let Err(e) = std::fs::write(path, text) {
+        let doc = tables::add_to_json(&doc, &seed_tables);
+        let written = if json_to_stdout {
+            let mut out = std::io::stdout();
+            out.write_all(doc.as_bytes()).and_then(|()| out.flush())
+        } else {
+            std::fs::write(path, doc)
+        };
+        if let Err(e) = written {
             eprintln!("cannot write {}: {e}", path.display());
             ok = false;
         }

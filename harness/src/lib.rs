@@ -16,6 +16,8 @@
 //!   Unix socket; [`Target`]s name the ratios between rows that issue 12
 //!   sets, and the report prints them.
 //! - [`report`]: machine details, the text table and the JSON file.
+//! - [`tables`]: the seed's five tables (the talk's figures beside this
+//!   run's rows and their baselines), as text and JSON.
 //!
 //! # Adding a row (for the next topic, e.g. `harness/src/spsc.rs`)
 //!
@@ -104,6 +106,7 @@ pub mod pool;
 pub mod report;
 pub mod soak;
 pub mod spsc;
+pub mod tables;
 pub mod tasks;
 
 pub use pair::{Pair, Placement, Role, ShmArea, run_pair, thread_count};

@@ -6,8 +6,14 @@
 //!   replace it).
 //! - `polycephaly soak [--seconds S] [--producers P] [--chaos]`: every
 //!   primitive under load, checked (see `polycephaly_harness::soak`).
+//! - `polycephaly inspect NAME [--watch]`: a read-only view of a region.
+//! - `polycephaly clean [--dry-run]`: removes the `/dev/shm` files of
+//!   regions whose processes are all dead.
 
+mod clean;
 mod cli;
+mod inspect;
+mod progress;
 
 fn main() -> std::process::ExitCode {
     // First: the drones of the pool rows, the soak and the commands are

@@ -153,6 +153,15 @@ pub const ARRAY_ROWS: &[Row] = array_rows![
         Plan::new(50, 2_000, 1)
     ),
     (
+        "pool_array_task_rtt_100",
+        "pool_uds_array_task_rtt_100",
+        "100 x u64",
+        100,
+        None::<(&str, &str)>,
+        Plan::new(200, 20_000, 1),
+        Plan::new(50, 2_000, 1)
+    ),
+    (
         "pool_array_task_rtt_1000",
         "pool_uds_array_task_rtt_1000",
         "1000 x u64",
@@ -160,6 +169,15 @@ pub const ARRAY_ROWS: &[Row] = array_rows![
         None::<(&str, &str)>,
         Plan::new(200, 20_000, 1),
         Plan::new(50, 2_000, 1)
+    ),
+    (
+        "pool_array_task_rtt_10000",
+        "pool_uds_array_task_rtt_10000",
+        "10^4 x u64",
+        10_000,
+        None::<(&str, &str)>,
+        Plan::new(100, 10_000, 1),
+        Plan::new(20, 1_000, 1)
     ),
     (
         "pool_array_task_rtt_100000",

@@ -9,8 +9,12 @@
 //!              "placement": {"NAME": {"parent": [0, 0], "child": [1, 1]}}},
 //!  "measurements": {"NAME": {"median": N, "p99": N, "unit": "ns", "samples": N}},
 //!  "notes": {"NAME": "..."},
-//!  "targets": [{"row": "NAME", "vs": "NAME", "ratio": N, "max": N}]}
+//!  "targets": [{"row": "NAME", "vs": "NAME", "ratio": N, "max": N}],
+//!  "seed_tables": [...]}
 //! ```
+//!
+//! `seed_tables` is added by the command ([`crate::tables::add_to_json`]):
+//! the seed's tables with this run's figures.
 //!
 //! `targets` holds each [`Target`] whose two rows were measured, with this
 //! run's ratio of their medians.

@@ -103,6 +103,8 @@ mod heap;
 mod huge;
 mod lane;
 pub mod layout;
+#[cfg(not(loom))]
+pub mod observe;
 mod peer;
 mod reader;
 mod snapshot;

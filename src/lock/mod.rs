@@ -52,12 +52,16 @@
 mod error;
 mod event;
 mod mutex;
+#[cfg(not(loom))]
+mod observe;
 
 use core::fmt::Debug;
 
 pub use error::{EventCorrupted, LockError, TryLockError, UnlockError, WaitEventError};
 pub use event::{Event, EventMode};
 pub use mutex::{LockStatus, MutexGuard, OwnerRecord, ShmMutex};
+#[cfg(not(loom))]
+pub use observe::{EventState, MutexState, observe_event, observe_mutex};
 
 /// The bit of a mutex word that says waiters may sleep; a tag never has it.
 pub const CONTENDED: u32 = 1 << 31;

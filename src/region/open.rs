@@ -46,7 +46,7 @@ pub(super) fn open_named(name: &str, owner: u32, opts: &OpenOptions) -> Result<R
 /// Refuses a file that is not sealed against shrinking: truncated under our
 /// mapping, it would make our accesses fault (SIGBUS). Seals can be added
 /// but never removed, so a seal seen once holds for the file's life.
-fn check_sealed(fd: &OwnedFd) -> Result<(), OpenError> {
+pub(super) fn check_sealed(fd: &OwnedFd) -> Result<(), OpenError> {
     use rustix::fs::SealFlags;
     let seals = match rustix::fs::fcntl_get_seals(fd) {
         Ok(seals) => seals,
@@ -189,7 +189,7 @@ pub(super) fn attach(
 
 /// A copy of the header's plain bytes: the fixed part and the section
 /// table. The init line (written atomically) is left zero in the copy.
-fn copy_plain(base: *const u8) -> [u8; PLAIN_LEN] {
+pub(super) fn copy_plain(base: *const u8) -> [u8; PLAIN_LEN] {
     let mut plain = [0u8; PLAIN_LEN];
     let table = layout::SECTION_TABLE_OFFSET;
     // SAFETY: `base` is valid for HEADER_LEN >= PLAIN_LEN bytes (callers

@@ -49,6 +49,8 @@ mod guard;
 mod io;
 mod kind;
 pub mod mpsc;
+#[cfg(not(loom))]
+pub mod observe;
 pub mod spsc;
 
 pub use error::{

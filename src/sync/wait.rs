@@ -176,6 +176,17 @@ pub struct Announced {
     pub fallback: bool,
 }
 
+impl Announced {
+    /// What a doorbell's waiters' word says (any bits decode).
+    pub fn from_word(w: u32) -> Self {
+        Announced {
+            count: w & COUNT_MASK,
+            epoch: (w & EPOCH_MASK) >> EPOCH_MASK.trailing_zeros(),
+            fallback: w & FALLBACK != 0,
+        }
+    }
+}
+
 /// How a blocking call waits: how long it spins before it sleeps, whether it
 /// sleeps at all, and how often a sleeper checks that its peer is alive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,13 +270,13 @@ impl Doorbell {
     /// Who is announced now (a snapshot).
     pub fn announced(&self) -> Announced {
         // Relaxed: a diagnostic snapshot, nothing is read through it.
-        let w = self.sleepers.load(Ordering::Relaxed);
-        Announced {
-            count: w & COUNT_MASK,
-            epoch: (w & EPOCH_MASK) >> EPOCH_MASK.trailing_zeros(),
-            fallback: w & FALLBACK != 0,
-        }
+        Announced::from_word(self.sleepers.load(Ordering::Relaxed))
     }
+
+    /// Byte offset of the waiters' word in a doorbell (for read-only
+    /// observers, which load it from a mapping: see `region::Observer`).
+    #[cfg(not(loom))]
+    pub(crate) const SLEEPERS_OFFSET: usize = core::mem::offset_of!(Doorbell, sleepers);
 
     /// Wakes the waiters, if any. Call after publishing (with a Release store
     /// or stronger) the state they wait for. Makes no system call when

@@ -115,9 +115,13 @@
 
 mod consumer;
 mod layout;
+#[cfg(not(loom))]
+mod observe;
 mod producer;
 mod view;
 
 pub use consumer::{Consumer, DEFAULT_CLAIM_TIMEOUT, Frame, ProducerInfo};
 pub use layout::{CONTROL_LEN, HeapRing, MAX_CAPACITY, MAX_PRODUCERS, Mpsc, Spec};
+#[cfg(not(loom))]
+pub use observe::observe;
 pub use producer::{Claim, Producer};

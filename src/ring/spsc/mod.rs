@@ -27,9 +27,13 @@
 
 mod consumer;
 mod layout;
+#[cfg(not(loom))]
+mod observe;
 mod producer;
 mod view;
 
 pub use consumer::{Consumer, Frame};
 pub use layout::{CONTROL_LEN, HeapRing, MAX_CAPACITY, Spec, Spsc};
+#[cfg(not(loom))]
+pub use observe::observe;
 pub use producer::{Claim, Producer};
