@@ -1,7 +1,9 @@
-//! The measurement harness behind `polycephaly bench` and its criterion
-//! benches (`harness/benches`): a
+//! The `polycephaly` command's library: the measurement harness behind
+//! `polycephaly bench` and its criterion benches (`harness/benches`): a
 //! registry of measurement rows, the kernels that measure them between two
-//! real processes, and the statistics and report they end in.
+//! real processes, and the statistics and report they end in; and the
+//! commands built on the drone pool ([`demo`]), whose pool tasks are
+//! listed in [`tasks::TASKS`] (the registry `main` serves first thing).
 //!
 //! # Pieces
 //!
@@ -83,18 +85,25 @@
 //! The bench process stays single-threaded (so that `fork` is safe and the
 //! child runs exactly one closure); progress is printed by the caller
 //! between rows.
+//!
+//! The pool commands are other processes of the same command: a pool
+//! starts a keeper thread, and `run_pair` refuses a process with more than
+//! one thread, so no command runs a bench kernel while it holds a pool.
 
 use core::time::Duration;
 
 pub mod arena;
 pub mod channel;
+pub mod demo;
 pub mod floors;
+pub mod human;
 pub mod lock;
 pub mod mpsc;
 pub mod os;
 pub mod pair;
 pub mod report;
 pub mod spsc;
+pub mod tasks;
 
 pub use pair::{Pair, Placement, Role, ShmArea, run_pair, thread_count};
 
