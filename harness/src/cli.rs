@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use polycephaly_harness::fractal::{self, FractalArgs};
 use polycephaly_harness::{self as bench, Config, PinMode, demo, report};
 
 /// Shared-memory IPC between processes, and its measurements.
@@ -24,6 +25,9 @@ enum Command {
     /// A first look: the seed's example on 4 drones, two maps over large
     /// arrays, and an account of what the pool did (a few seconds).
     Demo,
+    /// Render a Mandelbrot image with the drones (tiles back through their
+    /// arena lanes), compared with one process and with Unix sockets.
+    Fractal(FractalArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -68,6 +72,7 @@ pub(crate) fn main() -> ExitCode {
     let done = match cli.command {
         Command::Bench(args) => return run_bench(&args),
         Command::Demo => demo::run(),
+        Command::Fractal(args) => fractal::run(&args),
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,
@@ -90,7 +95,9 @@ fn usage_error(e: &clap::Error) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
-            eprintln!("polycephaly: a command is needed: demo or bench (see polycephaly --help)");
+            eprintln!(
+                "polycephaly: a command is needed: demo, fractal or bench (see polycephaly --help)"
+            );
             return ExitCode::from(2);
         }
         _ => {}

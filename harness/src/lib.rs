@@ -2,8 +2,9 @@
 //! `polycephaly bench` and its criterion benches (`harness/benches`): a
 //! registry of measurement rows, the kernels that measure them between two
 //! real processes, and the statistics and report they end in; and the
-//! commands built on the drone pool ([`demo`]), whose pool tasks are
-//! listed in [`tasks::TASKS`] (the registry `main` serves first thing).
+//! commands built on the drone pool: [`demo`] and [`fractal`], whose pool
+//! tasks are listed in [`tasks::TASKS`] (the registry `main` serves first
+//! thing).
 //!
 //! # Pieces
 //!
@@ -96,6 +97,7 @@ pub mod arena;
 pub mod channel;
 pub mod demo;
 pub mod floors;
+pub mod fractal;
 pub mod human;
 pub mod lock;
 pub mod mpsc;

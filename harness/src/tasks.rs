@@ -7,7 +7,12 @@
 
 use polycephaly::pool::Registry;
 
-use crate::demo;
+use crate::{demo, fractal};
 
 /// Every task the command's drones run.
-pub static TASKS: Registry = Registry::new(&[&demo::ADD, &demo::COLLATZ, &demo::SUM_SINES]);
+pub static TASKS: Registry = Registry::new(&[
+    &demo::ADD,
+    &demo::COLLATZ,
+    &demo::SUM_SINES,
+    &fractal::render::TILE,
+]);
