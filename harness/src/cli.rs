@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use polycephaly_harness::assess::{self, AssessArgs};
 use polycephaly_harness::fractal::{self, FractalArgs};
 use polycephaly_harness::{self as bench, Config, PinMode, demo, report};
 
@@ -28,6 +29,9 @@ enum Command {
     /// Render a Mandelbrot image with the drones (tiles back through their
     /// arena lanes), compared with one process and with Unix sockets.
     Fractal(FractalArgs),
+    /// Assess a source tree: per-file metrics computed by the drones, a
+    /// summary, a JSON or CSV report, the speed-up over one process.
+    Assess(AssessArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -73,6 +77,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Bench(args) => return run_bench(&args),
         Command::Demo => demo::run(),
         Command::Fractal(args) => fractal::run(&args),
+        Command::Assess(args) => assess::run(&args),
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,
@@ -96,7 +101,7 @@ fn usage_error(e: &clap::Error) -> ExitCode {
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
             eprintln!(
-                "polycephaly: a command is needed: demo, fractal or bench (see polycephaly --help)"
+                "polycephaly: a command is needed: demo, fractal, assess or bench (see polycephaly --help)"
             );
             return ExitCode::from(2);
         }

@@ -2,9 +2,9 @@
 //! `polycephaly bench` and its criterion benches (`harness/benches`): a
 //! registry of measurement rows, the kernels that measure them between two
 //! real processes, and the statistics and report they end in; and the
-//! commands built on the drone pool: [`demo`] and [`fractal`], whose pool
-//! tasks are listed in [`tasks::TASKS`] (the registry `main` serves first
-//! thing).
+//! commands built on the drone pool: [`demo`], [`fractal`] and [`assess`],
+//! whose pool tasks are listed in [`tasks::TASKS`] (the registry `main`
+//! serves first thing).
 //!
 //! # Pieces
 //!
@@ -94,6 +94,7 @@
 use core::time::Duration;
 
 pub mod arena;
+pub mod assess;
 pub mod channel;
 pub mod demo;
 pub mod floors;

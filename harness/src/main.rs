@@ -4,6 +4,8 @@
 //!   large arrays, and an account of what the pool did.
 //! - `polycephaly fractal [--size WxH] ...`: a Mandelbrot image rendered by
 //!   the drones, compared with one process and with Unix sockets.
+//! - `polycephaly assess PATH [--out report.json|report.csv]`: per-file
+//!   metrics of a source tree computed by the drones, and a summary.
 //! - `polycephaly bench [--quick] [--only PREFIX,...] [--json FILE] [--pin none|split|same]`:
 //!   the measurements between two real processes, as a table (and JSON).
 

@@ -7,7 +7,7 @@
 
 use polycephaly::pool::Registry;
 
-use crate::{demo, fractal};
+use crate::{assess, demo, fractal};
 
 /// Every task the command's drones run.
 pub static TASKS: Registry = Registry::new(&[
@@ -15,4 +15,5 @@ pub static TASKS: Registry = Registry::new(&[
     &demo::COLLATZ,
     &demo::SUM_SINES,
     &fractal::render::TILE,
+    &assess::task::ANALYSE,
 ]);
