@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use polycephaly_harness::{self as bench, Config, PinMode, report, tables};
+use polycephaly_harness::assess::{self, AssessArgs};
+use polycephaly_harness::fractal::{self, FractalArgs};
+use polycephaly_harness::{self as bench, Config, PinMode, demo, report, tables};
 
 use crate::progress::Progress;
 
@@ -23,8 +25,15 @@ enum Command {
     /// Measure round trips, throughput and bulk transfers between two
     /// processes, and the floors they are compared with.
     Bench(BenchArgs),
-    /// A first look: runs `bench --quick` until the worker pool exists.
+    /// A first look: the seed's example on 4 drones, two maps over large
+    /// arrays, and an account of what the pool did (a few seconds).
     Demo,
+    /// Render a Mandelbrot image with the drones (tiles back through their
+    /// arena lanes), compared with one process and with Unix sockets.
+    Fractal(FractalArgs),
+    /// Assess a source tree: per-file metrics computed by the drones, a
+    /// summary, a JSON or CSV report, the speed-up over one process.
+    Assess(AssessArgs),
     /// Messages, requests and arrays through every primitive, checked, for
     /// a given time; with --chaos, workers killed at random.
     Soak(polycephaly_harness::soak::SoakArgs),
@@ -81,27 +90,58 @@ impl From<Pin> for PinMode {
 }
 
 pub(crate) fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Bench(args) => run_bench(&args),
-        Command::Soak(args) => polycephaly_harness::soak::run(&args),
-        Command::Inspect(args) => crate::inspect::run(&args),
-        Command::Clean(args) => crate::clean::run(&args),
-        Command::Demo => {
-            println!(
-                "The worker pool is not there yet: `demo` runs the quick bench \
-                 (`polycephaly bench --quick`), which measures what the pool will be \
-                 built on.\n"
-            );
-            run_bench(&BenchArgs {
-                quick: true,
-                only: Vec::new(),
-                json: None,
-                pin: Pin::None,
-                repeat: 1,
-            })
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
+    let done = match cli.command {
+        Command::Bench(args) => return run_bench(&args),
+        Command::Soak(args) => return polycephaly_harness::soak::run(&args),
+        Command::Inspect(args) => return crate::inspect::run(&args),
+        Command::Clean(args) => return crate::clean::run(&args),
+        Command::Demo => demo::run(),
+        Command::Fractal(args) => fractal::run(&args),
+        Command::Assess(args) => assess::run(&args),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            // One line, whatever the message holds.
+            eprintln!("polycephaly: {}", message.replace('\n', " "));
+            ExitCode::FAILURE
         }
     }
+}
+
+/// Help and version go to stdout as clap writes them; a usage error is
+/// one line on stderr (clap's first paragraph, without its usage block)
+/// and exit code 2.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
+            eprintln!(
+                "polycephaly: a command is needed: demo, fractal, assess, bench, soak, inspect or clean (see polycephaly --help)"
+            );
+            return ExitCode::from(2);
+        }
+        _ => {}
+    }
+    let text = e.to_string();
+    let first: Vec<&str> = text
+        .trim_start()
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let line = first.join(" ");
+    let line = line.strip_prefix("error: ").unwrap_or(&line);
+    eprintln!("polycephaly: {line} (see --help)");
+    ExitCode::from(2)
 }
 
 fn run_bench(args: &BenchArgs) -> ExitCode {

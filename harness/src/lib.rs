@@ -1,7 +1,10 @@
-//! The measurement harness behind `polycephaly bench` and its criterion
-//! benches (`harness/benches`): a
+//! The `polycephaly` command's library: the measurement harness behind
+//! `polycephaly bench` and its criterion benches (`harness/benches`): a
 //! registry of measurement rows, the kernels that measure them between two
-//! real processes, and the statistics and report they end in.
+//! real processes, and the statistics and report they end in; and the
+//! commands built on the drone pool: [`demo`], [`fractal`] and [`assess`],
+//! whose pool tasks are listed in [`tasks::TASKS`] (the registry `main`
+//! serves first thing).
 //!
 //! # Pieces
 //!
@@ -92,12 +95,20 @@
 //! kernel drops its pool and checks the thread count before it returns.
 //! A program that runs them calls `polycephaly::pool::serve(&pool::TASKS)`
 //! first in `main` (the drones are that program started again).
+//!
+//! The pool commands are other processes of the same command: a pool
+//! starts a keeper thread, and `run_pair` refuses a process with more than
+//! one thread, so no command runs a bench kernel while it holds a pool.
 
 use core::time::Duration;
 
 pub mod arena;
+pub mod assess;
 pub mod channel;
+pub mod demo;
 pub mod floors;
+pub mod fractal;
+pub mod human;
 pub mod lock;
 pub mod mpsc;
 pub mod os;

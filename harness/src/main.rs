@@ -1,9 +1,13 @@
 //! The `polycephaly` command.
 //!
+//! - `polycephaly demo`: the seed's example on four drones, maps over
+//!   large arrays, and an account of what the pool did.
+//! - `polycephaly fractal [--size WxH] ...`: a Mandelbrot image rendered by
+//!   the drones, compared with one process and with Unix sockets.
+//! - `polycephaly assess PATH [--out report.json|report.csv]`: per-file
+//!   metrics of a source tree computed by the drones, and a summary.
 //! - `polycephaly bench [--quick] [--only PREFIX,...] [--json FILE] [--pin none|split|same]`:
 //!   the measurements between two real processes, as a table (and JSON).
-//! - `polycephaly demo`: for now, the quick bench (the worker pool will
-//!   replace it).
 //! - `polycephaly soak [--seconds S] [--producers P] [--chaos]`: every
 //!   primitive under load, checked (see `polycephaly_harness::soak`).
 //! - `polycephaly inspect NAME [--watch]`: a read-only view of a region.
@@ -20,5 +24,8 @@ fn main() -> std::process::ExitCode {
     // this command started again; `serve` turns them into drones (it never
     // returns in one).
     polycephaly::pool::serve(&polycephaly_harness::tasks::TASKS);
+    // The fractal's socket workers (for its comparison) are this program
+    // too; elsewhere this returns at once.
+    polycephaly_harness::fractal::sockets::serve_worker();
     cli::main()
 }
