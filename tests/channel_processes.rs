@@ -626,26 +626,38 @@ fn kill_loop_caller() {
     let words = inherited_words();
     let name = std::env::var(NAME_VAR).unwrap();
     let who = env_u64(WHO_VAR);
+    // Acquire: pairs with the conductor's Release store. A server stops
+    // (and its callers' calls end with `PeerDead`) only after it saw STOP,
+    // which it loads with Acquire before it stores CLOSED (Release), so a
+    // caller told `PeerDead` by that CLOSED sees STOP here.
+    let stopped = || word(&words, STOP).load(Ordering::Acquire) != 0;
+    // The next server, or `None` once the conductor said stop (the last
+    // server then goes for good).
     let connect = || {
         let start = Instant::now();
         loop {
+            if stopped() {
+                return None;
+            }
+            // Slices of a second, to see STOP while no server is bound.
             match common::fault::bounded("a connect", STALL, || {
-                Client::connect_timeout(&name, STALL)
+                Client::connect_timeout(&name, Duration::from_secs(1))
             }) {
-                Ok(client) => return client,
+                Ok(client) => return Some(client),
                 // The server died while we connected (or its socket went
-                // with it): the next one comes.
-                Err(ConnectError::PeerDead | ConnectError::Open(_)) if start.elapsed() < STALL => {
+                // with it), or the next one is not bound yet: it comes.
+                Err(ConnectError::PeerDead | ConnectError::Open(_) | ConnectError::TimedOut)
+                    if start.elapsed() < STALL =>
+                {
                     std::thread::yield_now();
                 }
                 Err(e) => panic!("caller {who}: {e}"),
             }
         }
     };
-    let mut client = connect();
+    let Some(mut client) = connect() else { return };
     let mut i = 0u64;
-    // Relaxed: a stop request.
-    while word(&words, STOP).load(Ordering::Relaxed) == 0 {
+    while !stopped() {
         match checked_call(&client, who, i) {
             Ok(()) => {
                 i += 1;
@@ -654,7 +666,8 @@ fn kill_loop_caller() {
             }
             Err(CallError::PeerDead) => {
                 drop(client);
-                client = connect();
+                let Some(next) = connect() else { return };
+                client = next;
                 word(&words, RECONNECTS).fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => panic!("caller {who} call {i}: {e}"),
@@ -758,8 +771,8 @@ fn client_kills(test: &str, rounds: u64) {
             let slots = polycephaly::region::layout::MAX_PEERS as usize;
             base.check_during(&format!("round {round}"), slots + 8, &pids);
         }
-        // Relaxed: a stop request.
-        word(&words, STOP).store(1, Ordering::Relaxed);
+        // Release: pairs with the callers' Acquire loads.
+        word(&words, STOP).store(1, Ordering::Release);
         for c in survivors {
             common::expect_success(c);
         }
@@ -799,9 +812,11 @@ fn server_kills(test: &str, rounds: u64) {
             let mut server = kill_loop_server(&std::env::var(NAME_VAR).unwrap(), &words);
             // Release: the conductor's Acquire load.
             word(&words, READY).fetch_add(1, Ordering::Release);
-            // Relaxed: a stop request.
+            // Acquire: pairs with the conductor's Release store; the drop
+            // below (CLOSED, Release) then tells the callers, whose Acquire
+            // load of the state makes them see STOP too.
             server
-                .serve_until(|| word(&words, STOP).load(Ordering::Relaxed) != 0)
+                .serve_until(|| word(&words, STOP).load(Ordering::Acquire) != 0)
                 .unwrap();
             return;
         }
@@ -829,8 +844,9 @@ fn server_kills(test: &str, rounds: u64) {
             server = spawn_named(test, "server", &name, &words);
         }
         wait_calls(&words, 10, &mut server);
-        // Relaxed: a stop request (the server sees it at its next slice).
-        word(&words, STOP).store(1, Ordering::Relaxed);
+        // Release: pairs with the Acquire loads of the server (which sees
+        // it at its next slice) and of the callers.
+        word(&words, STOP).store(1, Ordering::Release);
         for c in callers {
             common::expect_success(c);
         }
