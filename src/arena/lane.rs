@@ -340,10 +340,23 @@ impl LaneState {
             }
             // Relaxed: nothing is read after it but the tag itself.
             let t = d.tag.load(Ordering::Relaxed);
-            if matches!(tag_state(t), PUBLISHED | ALLOCATED) {
-                d.tag.store(tag(tag_seq(t), RETIRED), Ordering::Relaxed);
-                self.drain.push(i as u32);
-                strays = true;
+            match tag_state(t) {
+                PUBLISHED | ALLOCATED => {
+                    d.tag.store(tag(tag_seq(t), RETIRED), Ordering::Relaxed);
+                    self.drain.push(i as u32);
+                    strays = true;
+                }
+                // Retired, but maybe still read: a stray that an earlier
+                // heir retired and died before its readers let go (its
+                // drain died with it). The drain keeps it only while a
+                // peer holds it; an honest lane's retired descriptors
+                // outside the range are held by nobody and leave the
+                // drain at the first allocation.
+                RETIRED => {
+                    self.drain.push(i as u32);
+                    strays = true;
+                }
+                _ => {}
             }
         }
         if strays {

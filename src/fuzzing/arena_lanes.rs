@@ -262,6 +262,20 @@ pub fn arena_lanes(data: &[u8]) {
 mod tests {
     use super::*;
 
+    /// A stray retired by a first heir that died while a reader still held
+    /// it: the next heir did not know it (the drain died with the first)
+    /// and handed its bytes out under the reader's guard (found by CI's
+    /// fuzzing). An heir now drains every retired descriptor outside the
+    /// range it adopts while a peer holds it.
+    #[test]
+    fn a_stray_retired_by_a_dead_heir_stays_drained() {
+        arena_lanes(&[
+            0x05, 0x04, 0x44, 0x40, 0x41, 0x0f, 0x03, 0x80, 0x3b, 0x9a, 0xca, 0x00, 0x01, 0x01,
+            0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x08,
+            0x00, 0x00, 0x05, 0xff, 0x7e, 0xf0, 0x7d, 0xff, 0xfa, 0x2b,
+        ]);
+    }
+
     #[test]
     fn short_inputs_return() {
         arena_lanes(&[]);
