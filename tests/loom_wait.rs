@@ -11,7 +11,9 @@
 //! wakes that found nobody, under loom) racing a live waiter's
 //! announcement, and a waiter without membarrier against a publisher in a
 //! "registered" process, which uses no CPU fence at all: the fallback flag
-//! makes that pair sound, and the model without the flag deadlocks.
+//! makes that pair sound, and the model without the flag deadlocks; and the
+//! fenced pair (`wait_fenced` with `ring_fenced`, no membarrier), sound,
+//! and unsound when the publisher rings with the light fence.
 #![cfg(loom)]
 
 use loom::sync::Arc;
@@ -177,4 +179,62 @@ fn a_waiter_without_membarrier_flags_the_fenceless_publisher() {
 #[should_panic(expected = "deadlock")]
 fn without_the_flag_a_fenceless_publisher_loses_the_wake() {
     fallback_rounds(false);
+}
+
+/// `wait_fenced` against `ring_fenced` (the MPSC data bell): the waiter
+/// issues no membarrier, the publisher a full fence; two rounds, the
+/// second racing the waiter's re-announcement. The publisher's process is
+/// modelled as registered, so nothing but `ring_fenced`'s own fence orders
+/// its load of the sleeper word.
+fn fenced_rounds(publisher_fences: bool) {
+    loom::model(move || {
+        let shared = Arc::new((Doorbell::new(), AtomicU32::new(0)));
+        let publisher = {
+            let shared = shared.clone();
+            thread::spawn(move || {
+                testing::model_registered_publisher_on_this_thread(true);
+                for v in 1..=2 {
+                    shared.1.store(v, Ordering::Release);
+                    if publisher_fences {
+                        shared.0.ring_fenced();
+                    } else {
+                        shared.0.ring();
+                    }
+                }
+            })
+        };
+        let wait = |at_least| {
+            shared
+                .0
+                .wait_fenced(
+                    || {
+                        let v = shared.1.load(Ordering::Acquire);
+                        (v >= at_least).then_some(v)
+                    },
+                    &WaitStrategy::SLEEP,
+                    None,
+                    || true,
+                )
+                .expect("a live peer, no deadline")
+        };
+        assert!(wait(1) >= 1);
+        assert_eq!(wait(2), 2);
+        publisher.join().unwrap();
+    });
+}
+
+/// A fenced waiter and a fenced publisher never lose a wake.
+#[test]
+fn a_fenced_waiter_and_a_fenced_publisher_never_lose_a_wake() {
+    fenced_rounds(true);
+}
+
+/// The teeth: a fenced waiter (no membarrier) against a publisher that
+/// rings with the light fence of a registered process loses a wake, and
+/// loom reports the deadlock. Every publisher of a doorbell waited on with
+/// `wait_fenced` must ring it with `ring_fenced`.
+#[test]
+#[should_panic(expected = "deadlock")]
+fn a_fenced_waiter_with_a_light_publisher_loses_the_wake() {
+    fenced_rounds(false);
 }

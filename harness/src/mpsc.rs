@@ -27,6 +27,7 @@ use std::time::Instant;
 
 use rustix::process::{Pid, Signal, WaitOptions};
 
+use super::floors::{open_stat, wait_until_sleeping};
 use super::pair::{STUCK_AFTER, choose_cpus, current_cpu, pin_self, run_pair};
 use super::{BenchError, Measurement, PinMode, Placement, Plan, Row, Timings, Unit, Wait};
 use polycephaly::region::{OpenOptions, Region, SectionId, SectionKind};
@@ -374,11 +375,15 @@ impl Drop for Group {
     }
 }
 
-/// A blocking round trip over two MPSC rings: the parent sends an 8-byte
-/// request on one, the child answers on the other; both sides use
-/// [`WaitStrategy::SLEEP`] (no spinning: every wait sleeps on the futex
-/// until woken), so the figure is two futex wakes plus the ring work.
-/// Each round trip is timed alone (`plan.batch` is ignored).
+/// A blocking round trip over two MPSC rings, measured as `spsc_block_rtt`
+/// is: the parent sends an 8-byte request on one, the child answers on the
+/// other. The child waits with [`WaitStrategy::SLEEP`] and is asleep at
+/// every request (checked through `/proc`, untimed); the parent waits with
+/// the default [`WaitStrategy::BLOCK`], whose spin phase catches the reply.
+/// The figure is one futex wake plus the ring work, comparable with
+/// `floor_wake_rtt`. (Until issue 15 both sides slept, so the row held two
+/// wakes against the floor's one.) Each round trip is timed alone
+/// (`plan.batch` is ignored).
 ///
 /// # Errors
 /// Those of [`run_pair`]; [`BenchError::Corrupt`] on a wrong reply.
@@ -391,11 +396,13 @@ pub fn block_rtt(pin: PinMode, plan: &Plan) -> Result<Timings, BenchError> {
         |pair| {
             let mut tx = mpsc::Producer::attach(&region, req).map_err(ring_err)?;
             let mut rx = mpsc::Consumer::attach(&region, rep).map_err(ring_err)?;
-            tx.set_wait_strategy(WaitStrategy::SLEEP);
-            rx.set_wait_strategy(WaitStrategy::SLEEP);
+            tx.set_wait_strategy(WaitStrategy::BLOCK);
+            rx.set_wait_strategy(WaitStrategy::BLOCK);
+            let stat = open_stat(pair)?;
             pair.barrier()?;
             let mut out = Vec::with_capacity(plan.samples);
             for s in 0..plan.total_samples() as u64 {
+                wait_until_sleeping(pair, &stat)?;
                 let t0 = Instant::now();
                 tx.send_value(&s).map_err(ring_err)?;
                 let back = rx

@@ -418,8 +418,10 @@ impl<C: RingControl> View<C> {
         // Relaxed: the flag carries no data; readers only stop using the
         // ring. The doorbells' fences order it before their checks.
         ctrl.poisoned().store(1, Ordering::Relaxed);
-        ctrl.data_bell().ring();
-        ctrl.space_bell().ring();
+        // Fenced: pairs with waiters of either kind (`wait` or
+        // `wait_fenced`); a cold path.
+        ctrl.data_bell().ring_fenced();
+        ctrl.space_bell().ring_fenced();
     }
 
     /// Whether a side poisoned the ring.

@@ -298,6 +298,26 @@ impl Doorbell {
         self.ring_slow(w)
     }
 
+    /// As [`ring`](Self::ring), with a full fence (`fence(SeqCst)`) before
+    /// the look at the waiters instead of the light side of the asymmetric
+    /// fence. Waiters of a doorbell whose every publisher rings it this way
+    /// may wait with [`wait_fenced`](Self::wait_fenced), which costs them no
+    /// `membarrier`. Cheap right after a locked read-modify-write (an MPSC
+    /// commit CAS), which has already drained the store buffer.
+    #[inline]
+    pub fn ring_fenced(&self) -> bool {
+        // F2 (full): pairs with F1 in `announce`, a full fence on both
+        // sides (Dekker): either our load below sees the announcement, or
+        // the waiter's re-check sees our publication.
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fence.
+        let w = self.sleepers.load(Ordering::Relaxed);
+        if w & ATTENTION == 0 {
+            return false;
+        }
+        self.ring_slow(w)
+    }
+
     #[cold]
     fn ring_slow(&self, mut w: u32) -> bool {
         if w & FALLBACK != 0 && !barrier::testing::fallback_flag_ignored() {
@@ -353,7 +373,10 @@ impl Doorbell {
 
     /// Counts the caller as a sleeper: the announcement (A), the heavy side
     /// of the fence and, without membarrier, the fallback flag; then F1.
-    fn announce(&self) -> Announcement<'_> {
+    /// Counts us among the waiters. `fenced`: every publisher rings with
+    /// [`ring_fenced`](Self::ring_fenced), so F1 alone pairs with its full
+    /// fence and no membarrier is needed.
+    fn announce(&self, fenced: bool) -> Announcement<'_> {
         // Release (A): heads the release sequence that a repair's Acquire
         // CAS reads from (see `repair`); the `key` loaded before happens
         // before the repair's `seq` bump. The ordering against publishers
@@ -362,6 +385,15 @@ impl Doorbell {
         // The epoch of the value we wrote (a count of 65535, which only a
         // corrupted word reaches, carries into it).
         let epoch = prev.wrapping_add(1) & EPOCH_MASK;
+        if fenced {
+            // F1: pairs with the full fence F2 of `ring_fenced`.
+            fence(Ordering::SeqCst);
+            return Announcement {
+                bell: self,
+                epoch,
+                fallback: false,
+            };
+        }
         let paired = barrier::heavy();
         if !paired && prev & FALLBACK == 0 {
             // Relaxed: F1 below orders it before our re-check; a publisher
@@ -395,10 +427,41 @@ impl Doorbell {
     /// [`WaitError::TimedOut`] or [`WaitError::PeerDead`], as above.
     pub fn wait<T>(
         &self,
+        ready: impl FnMut() -> Option<T>,
+        strategy: &WaitStrategy,
+        deadline: Option<Instant>,
+        alive: impl FnMut() -> bool,
+    ) -> Result<T, WaitError> {
+        self.wait_inner(ready, strategy, deadline, alive, false)
+    }
+
+    /// As [`wait`](Self::wait), for a doorbell whose every publisher rings
+    /// it with [`ring_fenced`](Self::ring_fenced): announcing costs a fence
+    /// instead of a `membarrier` (an interrupt to every CPU that runs a
+    /// registered process). A publisher that rings with plain
+    /// [`ring`](Self::ring) may then leave a waiter asleep until its slice
+    /// ends.
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait).
+    pub fn wait_fenced<T>(
+        &self,
+        ready: impl FnMut() -> Option<T>,
+        strategy: &WaitStrategy,
+        deadline: Option<Instant>,
+        alive: impl FnMut() -> bool,
+    ) -> Result<T, WaitError> {
+        self.wait_inner(ready, strategy, deadline, alive, true)
+    }
+
+    #[inline]
+    fn wait_inner<T>(
+        &self,
         mut ready: impl FnMut() -> Option<T>,
         strategy: &WaitStrategy,
         deadline: Option<Instant>,
         mut alive: impl FnMut() -> bool,
+        fenced: bool,
     ) -> Result<T, WaitError> {
         if let Some(v) = ready() {
             return Ok(v);
@@ -427,7 +490,7 @@ impl Doorbell {
                 if let Some(v) = clock.pace(&mut ready, deadline) {
                     return Ok(v);
                 }
-                let a = self.announce();
+                let a = self.announce(fenced);
                 short = a.fallback;
                 me = Some(a);
             }

@@ -450,7 +450,10 @@ impl Claim<'_> {
             Ordering::Relaxed,
         ) {
             Ok(_) => {
-                p.view.ctrl().data_bell.ring();
+                // Fenced (the consumer waits with `wait_fenced`): a full
+                // fence costs little after the CAS, which drained the store
+                // buffer already.
+                p.view.ctrl().data_bell.ring_fenced();
                 Ok(())
             }
             Err(_) => Err(CommitError::Abandoned),
@@ -479,7 +482,7 @@ impl Drop for Claim<'_> {
             Ordering::Release,
             Ordering::Relaxed,
         );
-        p.view.ctrl().data_bell.ring();
+        p.view.ctrl().data_bell.ring_fenced();
     }
 }
 

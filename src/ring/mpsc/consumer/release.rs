@@ -148,10 +148,12 @@ impl Consumer {
         };
         // Timing out only means "check the claimer / the deadline": the
         // callers loop.
+        // Fenced: every producer rings the data bell with `ring_fenced`
+        // right after its commit CAS, so sleeping costs no membarrier.
         let _ = v
             .ctrl()
             .data_bell
-            .wait(ready, &self.strategy, until, || true);
+            .wait_fenced(ready, &self.strategy, until, || true);
         if v.shared_poisoned() {
             self.poison();
             return Err(RecvError::Corrupted);
