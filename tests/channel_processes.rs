@@ -37,6 +37,9 @@ const XOR: u64 = 0x5DEE_CE66_D1CE_F00D;
 const READY: usize = 0;
 const SLOT: usize = 1;
 const WAITING: usize = 2;
+/// Waiters whose first call was answered (the server answers nothing once
+/// one "hold" reaches it).
+const CHECKED: usize = 5;
 
 fn words_region() -> Region {
     Region::builder()
@@ -475,6 +478,13 @@ fn waiter() {
             .unwrap(),
         checksum(&[1])
     );
+    // The server serves one call at a time and never ends a "hold": every
+    // waiter's first call must be answered before any "hold" is sent.
+    // Release: pairs with the other waiters' Acquire below.
+    word(&words, CHECKED).fetch_add(1, Ordering::Release);
+    wait_until("the other waiters' first calls", || {
+        word(&words, CHECKED).load(Ordering::Acquire) == 3
+    });
     let t = client.send_deadline(&hold, &1, deadline()).unwrap();
     // Release: pairs with the parent's Acquire in `wait_until`.
     word(&words, WAITING).fetch_add(1, Ordering::Release);
