@@ -28,7 +28,10 @@
 //! A call's items are cut into chunks; small inputs travel in the task
 //! frame, large ones are written once into the master's arena lane and
 //! read in place by the drones (a [`map_chunks`](Pool::map_chunks) over a
-//! big array writes it once for all its chunks). Each drone has up to two
+//! big array writes it once for all its chunks; a
+//! [`map_chunks_from_fn`](Pool::map_chunks_from_fn) builds each piece in a
+//! block of its own and hands it out at once, so the drones work while the
+//! master builds the rest). Each drone has up to two
 //! chunks in its ring, so a busy drone takes its next one without a system
 //! call; an idle drone sleeps on a futex.
 //!
