@@ -189,6 +189,10 @@ fn main() {
                     map_chunks_from_fn_larger_than_the_lane,
                 ),
                 (
+                    "map_chunks_from_fn_reports_a_lane_held_by_an_untaken_result",
+                    map_chunks_from_fn_reports_a_lane_held_by_an_untaken_result,
+                ),
+                (
                     "map_chunks_from_fn_a_panicking_builder_leaves_nothing",
                     map_chunks_from_fn_a_panicking_builder_leaves_nothing,
                 ),
@@ -463,6 +467,28 @@ fn map_chunks_from_fn_larger_than_the_lane() {
         assert_eq!(got, piece_sums(n, 1 << 14));
     }
     the_whole_lane_is_free(&drones);
+}
+
+fn map_chunks_from_fn_reports_a_lane_held_by_an_untaken_result() {
+    let drones = Pool::builder()
+        .drones(1)
+        .arena_lane(4 << 20)
+        .build()
+        .unwrap();
+    // 3 MiB of the 4 MiB lane held by a result taken only later: pieces of
+    // 512 KiB fit behind it twice, then wait for room that cannot come
+    // while we wait. A typed error after the grace, not a hang.
+    let p = drones.submit_slice(&SUM, &vec![1u64; 3 << 17]).unwrap();
+    let start = Instant::now();
+    let got = drones.map_chunks_from_fn(&SUM, 1 << 20, 1 << 16, |i| i as u64);
+    assert!(matches!(got, Err(PoolError::ArenaFull { .. })), "{got:?}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(p.wait().unwrap(), 3 << 17);
+    // Taken: the same call goes through, the lane recycled 4 times over.
+    let sums = drones
+        .map_chunks_from_fn(&SUM, 1 << 21, 1 << 16, |i| i as u64)
+        .unwrap();
+    assert_eq!(sums, piece_sums(1 << 21, 1 << 16));
 }
 
 fn map_chunks_from_fn_a_panicking_builder_leaves_nothing() {

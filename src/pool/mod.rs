@@ -612,7 +612,8 @@ impl Pool {
     /// # Errors
     /// [`PoolError::TooLarge`] if a piece does not fit an arena lane,
     /// [`PoolError::ArenaFull`] if calls whose results were not taken yet
-    /// hold the lane, and as [`map`](Self::map).
+    /// hold the lane (after a second's wait: drones may still be reading
+    /// blocks of chunks answered already), and as [`map`](Self::map).
     ///
     /// # Panics
     /// When `f` panics: its panic goes on to the caller.
