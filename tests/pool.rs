@@ -99,6 +99,18 @@ static BLOB: Task<u64, Vec<u32>> = Task::new_vec("blob", |x| {
 });
 /// A byte in, a byte out.
 static INC8: Task<u8, u8> = Task::new("inc8", |x| x.wrapping_add(1));
+/// The sum, after a millisecond's nap (a drone busy long enough to be
+/// killed in the middle of a piece).
+static SLOW_SUM: SliceTask<u64, u64> = SliceTask::new("slow_sum", |xs| {
+    std::thread::sleep(Duration::from_millis(1));
+    xs.iter().sum()
+});
+/// The sum, after a nap of 20 ms (pieces pile up in the master's queue
+/// while one drone runs them).
+static NAP_SUM: SliceTask<u64, u64> = SliceTask::new("nap_sum", |xs| {
+    std::thread::sleep(Duration::from_millis(20));
+    xs.iter().sum()
+});
 
 static TASKS: Registry = Registry::new(&[
     &ADD,
@@ -114,6 +126,8 @@ static TASKS: Registry = Registry::new(&[
     &SECOND_DIES,
     &INC8,
     &BLOB,
+    &SLOW_SUM,
+    &NAP_SUM,
 ]);
 
 /// Not registered.
@@ -166,6 +180,26 @@ fn main() {
                     a_large_array_is_read_in_place,
                 ),
                 ("map_chunks_over_an_array", map_chunks_over_an_array),
+                (
+                    "map_chunks_from_fn_pieces_in_order",
+                    map_chunks_from_fn_pieces_in_order,
+                ),
+                (
+                    "map_chunks_from_fn_larger_than_the_lane",
+                    map_chunks_from_fn_larger_than_the_lane,
+                ),
+                (
+                    "map_chunks_from_fn_reports_a_lane_held_by_an_untaken_result",
+                    map_chunks_from_fn_reports_a_lane_held_by_an_untaken_result,
+                ),
+                (
+                    "map_chunks_from_fn_a_panicking_builder_leaves_nothing",
+                    map_chunks_from_fn_a_panicking_builder_leaves_nothing,
+                ),
+                (
+                    "map_chunks_from_fn_survives_a_killed_drone",
+                    map_chunks_from_fn_survives_a_killed_drone,
+                ),
                 ("large_outputs_come_back", large_outputs_come_back),
                 ("submit_and_wait", submit_and_wait),
                 (
@@ -342,6 +376,194 @@ fn map_chunks_over_an_array() {
         drones.map_chunks(&SUM, &[1, 2, 3, 4, 5], 2).unwrap(),
         [3, 7, 5]
     );
+}
+
+/// The sums of the `chunk`-element pieces of `0..n`, as a plain model.
+fn piece_sums(n: u64, chunk: u64) -> Vec<u64> {
+    let chunk = chunk.max(1);
+    (0..n.div_ceil(chunk))
+        .map(|p| (p * chunk..((p + 1) * chunk).min(n)).sum())
+        .collect()
+}
+
+fn map_chunks_from_fn_pieces_in_order() {
+    let drones = pool(2);
+    // Pieces of 80 KB (above the inline limit: each in a block of its
+    // own), of 8 KB (in the frames), of one element; a short last piece.
+    for (n, chunk) in [(1_000_003, 10_000), (100_003, 1_000), (5_000, 1)] {
+        let got = drones
+            .map_chunks_from_fn(&SUM, n as usize, chunk as usize, |i| i as u64)
+            .unwrap();
+        assert_eq!(got, piece_sums(n, chunk), "n = {n}, chunk = {chunk}");
+    }
+    // Both drones took pieces.
+    assert!(drones.stats().chunks >= 1101);
+    // Nothing to build; a chunk of 0 is taken as 1, as by `map_chunks`.
+    let none = drones.map_chunks_from_fn(&SUM, 0, 1000, |_| unreachable!());
+    assert_eq!(none.unwrap(), Vec::<u64>::new());
+    assert_eq!(
+        drones.map_chunks_from_fn(&SUM, 3, 0, |i| i as u64).unwrap(),
+        [0, 1, 2]
+    );
+    assert_eq!(
+        drones.map_chunks_from_fn(&SUM, 3, 0, |i| i as u64).unwrap(),
+        drones.map_chunks(&SUM, &[0, 1, 2], 0).unwrap()
+    );
+    // A piece larger than a lane is a typed error, and leaves nothing.
+    let small = Pool::builder()
+        .drones(1)
+        .arena_lane(1 << 20)
+        .build()
+        .unwrap();
+    assert!(matches!(
+        small.map_chunks_from_fn(&SUM, 1 << 18, 1 << 18, |i| i as u64),
+        Err(PoolError::TooLarge { .. })
+    ));
+    assert_eq!(small.map_chunks(&SUM, &[1, 2, 3], 2).unwrap(), [3, 3]);
+}
+
+/// A pool of `drones` whose master lane is 1 MiB: 131,072 u64 at most.
+fn small_lane_pool(drones: usize) -> Pool {
+    Pool::builder()
+        .drones(drones)
+        .arena_lane(1 << 20)
+        .retries(10)
+        .build()
+        .unwrap()
+}
+
+/// The whole of a small lane's 1 MiB in one block: it fits only when no
+/// block of the lane is held. A drone may still read a block whose chunk
+/// was answered by another (a copy sent to an idle drone): that hold ends
+/// with its run, so the pool is driven and asked again, for 5 s at most.
+fn the_whole_lane_is_free(drones: &Pool) {
+    let whole = vec![1u64; 1 << 17];
+    let start = Instant::now();
+    loop {
+        match drones.submit_slice(&SUM, &whole).and_then(|p| p.wait()) {
+            Ok(sum) => return assert_eq!(sum, 1 << 17),
+            Err(PoolError::ArenaFull { .. }) if start.elapsed() < Duration::from_secs(5) => {
+                drones.map(&DOUBLE, &[1]).unwrap();
+            }
+            Err(e) => panic!("the lane is still held after {:?}: {e}", start.elapsed()),
+        }
+    }
+}
+
+fn map_chunks_from_fn_larger_than_the_lane() {
+    let drones = small_lane_pool(2);
+    // 8 MiB through a 1 MiB lane, in 64 pieces of 128 KiB: each block must
+    // come back as its piece is summed.
+    let n = 1u64 << 20;
+    let whole = vec![0u64; n as usize];
+    assert!(matches!(
+        drones.submit_slice(&SUM, &whole),
+        Err(PoolError::TooLarge { .. })
+    ));
+    for _ in 0..3 {
+        let got = drones
+            .map_chunks_from_fn(&SUM, n as usize, 1 << 14, |i| i as u64)
+            .unwrap();
+        assert_eq!(got, piece_sums(n, 1 << 14));
+    }
+    the_whole_lane_is_free(&drones);
+}
+
+fn map_chunks_from_fn_reports_a_lane_held_by_an_untaken_result() {
+    let drones = Pool::builder()
+        .drones(1)
+        .arena_lane(4 << 20)
+        .build()
+        .unwrap();
+    // 3 MiB of the 4 MiB lane held by a result taken only later: pieces of
+    // 512 KiB fit behind it twice, then wait for room that cannot come
+    // while we wait. A typed error after the grace, not a hang.
+    let p = drones.submit_slice(&SUM, &vec![1u64; 3 << 17]).unwrap();
+    let start = Instant::now();
+    let got = drones.map_chunks_from_fn(&SUM, 1 << 20, 1 << 16, |i| i as u64);
+    assert!(matches!(got, Err(PoolError::ArenaFull { .. })), "{got:?}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(p.wait().unwrap(), 3 << 17);
+    // Taken: the same call goes through, the lane recycled 4 times over.
+    let sums = drones
+        .map_chunks_from_fn(&SUM, 1 << 21, 1 << 16, |i| i as u64)
+        .unwrap();
+    assert_eq!(sums, piece_sums(1 << 21, 1 << 16));
+}
+
+fn map_chunks_from_fn_a_panicking_builder_leaves_nothing() {
+    let drones = small_lane_pool(2);
+    // In a large piece (built in the arena, under the pool's lock), and
+    // in a small one (in a frame).
+    for (chunk, at) in [(1usize << 14, 300_000usize), (100, 3_000)] {
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            drones.map_chunks_from_fn(&SUM, 1 << 20, chunk, |i| {
+                assert_ne!(i, at, "the builder gives up at {at}");
+                i as u64
+            })
+        }));
+        let payload = panicked.expect_err("the builder's panic reaches the caller");
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .unwrap_or_default();
+        assert!(message.contains("the builder gives up"), "{message:?}");
+        // Usable, its blocks all given back, no drone lost.
+        assert_eq!(drones.map(&DOUBLE, &[1, 2, 3]).unwrap(), [2, 4, 6]);
+        the_whole_lane_is_free(&drones);
+        let got = drones
+            .map_chunks_from_fn(&SUM, 1 << 18, chunk, |i| i as u64)
+            .unwrap();
+        assert_eq!(got, piece_sums(1 << 18, chunk as u64));
+    }
+    assert_eq!(drones.stats().drones_lost, 0);
+    // The call ends before the panic goes on: of 7 pieces built, those
+    // not handed out yet are dropped, the answers of those in flight come
+    // late. One drone holds 2 at a time and takes 20 ms each: 2 are out
+    // (4 if the master stalled for 20 ms), not 7.
+    let one = small_lane_pool(1);
+    let before = one.stats();
+    let chunk = 1usize << 14;
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        one.map_chunks_from_fn(&NAP_SUM, 1 << 20, chunk, |i| {
+            assert_ne!(i, 7 * chunk, "the builder gives up");
+            i as u64
+        })
+    }));
+    assert!(panicked.is_err());
+    // Behind the pieces in flight in the drone's ring: their answers are
+    // in when it returns.
+    assert_eq!(one.map(&DOUBLE, &[1, 2, 3]).unwrap(), [2, 4, 6]);
+    let after = one.stats();
+    let sent = after.chunks - before.chunks - 3;
+    assert!((1..=4).contains(&sent), "{sent} pieces handed out");
+    assert_eq!(after.late_answers - before.late_answers, sent);
+    the_whole_lane_is_free(&one);
+}
+
+fn map_chunks_from_fn_survives_a_killed_drone() {
+    let drones = small_lane_pool(2);
+    let victim = drones.pids()[0];
+    // 64 pieces of 128 KiB through the 1 MiB lane, each summed in a drone
+    // for a millisecond at least; the builder kills a drone as it starts
+    // on the 20th piece, while both drones hold pieces.
+    let (n, chunk) = (1usize << 20, 1usize << 14);
+    let got = drones
+        .map_chunks_from_fn(&SLOW_SUM, n, chunk, |i| {
+            if i == 20 * chunk {
+                rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(victim as i32).unwrap(),
+                    rustix::process::Signal::KILL,
+                )
+                .unwrap();
+            }
+            i as u64
+        })
+        .unwrap();
+    assert_eq!(got, piece_sums(n as u64, chunk as u64));
+    assert_eq!(drones.stats().drones_lost, 1);
+    assert!(!drones.pids().contains(&victim));
+    the_whole_lane_is_free(&drones);
 }
 
 fn large_outputs_come_back() {

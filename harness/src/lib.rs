@@ -514,6 +514,7 @@ pub fn rows() -> Vec<Row> {
         channel::BYTES_ROWS,
         pool::RTT_ROWS,
         pool::ARRAY_ROWS,
+        pool::PIPED_ROWS,
         pool::RATE_ROWS,
     ]
     .concat();

@@ -18,6 +18,12 @@
 //!   side, as the twin's write and read.
 //!   `pool_uds_array_task_rtt_<N>`: the socket twin, the array written
 //!   whole through the socket and read whole into the drone's buffer.
+//! - `pool_array_piped_task_rtt_<N>` (N = 10^5 and 10^6): the same job
+//!   through [`Pool::map_chunks_from_fn`]: the array built in pieces of
+//!   [`PIPED_PIECE`] elements, each in an arena block of its own handed to
+//!   the drone as soon as it is built, so that the drone sums piece k while
+//!   the master builds piece k+1; the master adds the pieces' sums up.
+//!   Compared with the same socket twin.
 //! - `pool_map_tiny_throughput`: [`Pool::map`] of [`TINY`] over 100,000
 //!   items on a pool of the default size (one drone per CPU), in tasks per
 //!   second.
@@ -199,6 +205,48 @@ pub const ARRAY_ROWS: &[Row] = array_rows![
     ),
 ];
 
+/// Elements per piece of `pool_array_piped_task_rtt_<N>`: 32 Ki u64
+/// (256 KiB), chosen by measurement on the project's 2-vCPU guest, in
+/// per-run ratios to the socket twin (medians of 7 interleaved runs, the
+/// machine shared, load about 3). With one process per CPU (`--pin
+/// split`), 8 Ki to 32 Ki are within noise of each other at 10^5 (0.36 to
+/// 0.38) and 32 Ki is the best at 10^6 (0.23, 16 Ki 0.29, 64 Ki 0.30).
+/// With the scheduler's placement (`--pin none`), which often puts master
+/// and drone on one CPU, every hand-off of a piece may cost a switch
+/// between them: 8 Ki then fell to 1.0 at 10^5 and 16 Ki to 0.69, while
+/// 32 Ki held 0.42 (0.34 at 10^6). Larger pieces (64 Ki, the arena's 1 MiB
+/// blocks) lose the overlap at 10^5: 4 pieces or fewer. (Table 4's note
+/// in `tables` names this size.)
+pub const PIPED_PIECE: usize = 1 << 15;
+
+/// The piped array rows, each beside the socket twin of its size.
+pub const PIPED_ROWS: &[Row] = &[
+    Row {
+        name: "pool_array_piped_task_rtt_100000",
+        payload: "10^5 x u64",
+        wait: Wait::Block,
+        unit: Unit::Ns,
+        floor: Some("pool_uds_array_task_rtt_100000"),
+        run: |cfg| {
+            let plan = cfg.plan(Plan::new(50, 2_000, 1), Plan::new(20, 200, 1));
+            let t = array_piped_task_rtt(cfg.pin, 100_000, PIPED_PIECE, &plan)?;
+            Measurement::latency(&t)
+        },
+    },
+    Row {
+        name: "pool_array_piped_task_rtt_1000000",
+        payload: "10^6 x u64",
+        wait: Wait::Block,
+        unit: Unit::Ns,
+        floor: Some("pool_uds_array_task_rtt_1000000"),
+        run: |cfg| {
+            let plan = cfg.plan(Plan::new(20, 300, 1), Plan::new(5, 30, 1));
+            let t = array_piped_task_rtt(cfg.pin, 1_000_000, PIPED_PIECE, &plan)?;
+            Measurement::latency(&t)
+        },
+    },
+];
+
 /// The map's throughput row.
 pub const RATE_ROWS: &[Row] = &[Row {
     name: "pool_map_tiny_throughput",
@@ -236,6 +284,16 @@ pub const TARGETS: &[Target] = &[
     },
     Target {
         row: "pool_array_task_rtt_1000000",
+        vs: "pool_uds_array_task_rtt_1000000",
+        max: 1.0 / 3.0,
+    },
+    Target {
+        row: "pool_array_piped_task_rtt_100000",
+        vs: "pool_uds_array_task_rtt_100000",
+        max: 1.0 / 3.0,
+    },
+    Target {
+        row: "pool_array_piped_task_rtt_1000000",
         vs: "pool_uds_array_task_rtt_1000000",
         max: 1.0 / 3.0,
     },
@@ -433,6 +491,35 @@ pub fn empty_task_rtt(pin: PinMode, plan: &Plan) -> Result<Timings, BenchError> 
             Ok(())
         } else {
             Err(BenchError::Corrupt(format!("empty task {k} gave {got}")))
+        }
+    })
+}
+
+/// [`array_task_rtt`]'s job through [`Pool::map_chunks_from_fn`]: the
+/// array of `n` u64 (1 to n) is built in pieces of `piece` elements, each
+/// in a block of its own (in the frame when small), handed to the drone as
+/// soon as it is built; the drone sums each piece as it comes, and the
+/// master adds the pieces' sums up once all are in. Every round is timed
+/// alone, from the first element built to that total, and starts with the
+/// drone asleep; `plan.batch` is ignored.
+///
+/// # Errors
+/// As [`empty_task_rtt`].
+pub fn array_piped_task_rtt(
+    pin: PinMode,
+    n: usize,
+    piece: usize,
+    plan: &Plan,
+) -> Result<Timings, BenchError> {
+    let want = (1..=n as u64).fold(0u64, u64::wrapping_add);
+    one_drone_rounds(pin, plan, |pool, k| {
+        let sums = pool
+            .map_chunks_from_fn(&SUM, n, piece, |i| i as u64 + 1)
+            .map_err(pool_err("piped sum"))?;
+        if sums.len() == n.div_ceil(piece.max(1)) && sum(&sums) == want {
+            Ok(())
+        } else {
+            Err(BenchError::Corrupt(format!("piped sum in round {k}")))
         }
     })
 }

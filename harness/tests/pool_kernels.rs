@@ -59,6 +59,19 @@ fn pool_kernels_run_on_tiny_plans() {
         assert_eq!(t.samples.len(), 5, "n = {n}");
         assert_alone();
     }
+    // Piped: pieces in blocks of their own (and in frames, 1,000
+    // elements), a last piece shorter, one piece only.
+    for (n, piece) in [
+        (100_000, pool::PIPED_PIECE),
+        (100_000, 1_000),
+        (10, 4),
+        (10, 100),
+    ] {
+        let t = pool::array_piped_task_rtt(PinMode::None, n, piece, &plan).unwrap();
+        assert_eq!(t.samples.len(), 5, "n = {n}, piece = {piece}");
+        assert!(t.placement.is_some());
+        assert_alone();
+    }
     let t = pool::map_tiny_throughput(&Plan::new(1, 3, 1_000)).unwrap();
     assert_eq!((t.samples.len(), t.ops_per_sample), (3, 1_000));
     assert_alone();

@@ -457,6 +457,11 @@ impl Core {
         }
     }
 
+    /// Items of job `job` not resolved yet (0 for a job that ended).
+    pub(crate) fn job_remaining(&self, job: u64) -> usize {
+        self.jobs.get(&job).map_or(0, |j| j.remaining)
+    }
+
     /// Whether job `job` has every item resolved.
     pub(crate) fn job_done(&self, job: u64) -> bool {
         self.jobs.get(&job).is_none_or(|j| j.remaining == 0)

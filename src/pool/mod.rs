@@ -28,7 +28,10 @@
 //! A call's items are cut into chunks; small inputs travel in the task
 //! frame, large ones are written once into the master's arena lane and
 //! read in place by the drones (a [`map_chunks`](Pool::map_chunks) over a
-//! big array writes it once for all its chunks). Each drone has up to two
+//! big array writes it once for all its chunks; a
+//! [`map_chunks_from_fn`](Pool::map_chunks_from_fn) builds each piece in a
+//! block of its own and hands it out at once, so the drones work while the
+//! master builds the rest). Each drone has up to two
 //! chunks in its ring, so a busy drone takes its next one without a system
 //! call; an idle drone sleeps on a futex.
 //!
@@ -302,6 +305,12 @@ const DEPTH: usize = 2;
 /// drone that finishes early takes more.
 const CHUNKS_PER_DRONE: usize = 4;
 
+/// How long [`Pool::map_chunks_from_fn`] waits for a full lane that no
+/// call of the pool accounts for (blocks still read by a drone whose copy
+/// of a chunk was answered already, or by one that just died) before it
+/// gives up with [`PoolError::ArenaFull`].
+const ARENA_GRACE: Duration = Duration::from_secs(1);
+
 impl Pool {
     /// A builder with the defaults.
     pub fn builder() -> PoolBuilder {
@@ -570,6 +579,159 @@ impl Pool {
             core.add_chunk(job, index, p, 1, input);
         }
         self.finish_all(core, job, task.name(), task.decode_fn())
+    }
+
+    /// As [`map_chunks`](Self::map_chunks) over an array of `n` elements
+    /// that `f` builds (element `i` is `f(i)`), piece by piece: each
+    /// `chunk`-element piece (the last may be shorter) is built where the
+    /// drones read it, in an arena block of its own (in the task frame when
+    /// small), and handed out as soon as it is built, so that the drones
+    /// work on the first pieces while the master builds the next. Each
+    /// block is given back as soon as its piece's output is in: the array
+    /// may be larger than the arena's lane. The outputs come in piece
+    /// order.
+    ///
+    /// While `f` builds a piece that goes through the arena the pool is
+    /// locked: `f` must not call it. If `f` panics, the call ends first
+    /// (its pieces not handed out are dropped, every block is given back)
+    /// and the pool stays usable.
+    ///
+    /// ```no_run
+    /// # use polycephaly::pool::{Pool, SliceTask};
+    /// static SUM: SliceTask<u64, u64> = SliceTask::new("sum", |xs| xs.iter().sum());
+    /// # let pool = Pool::new()?;
+    /// // 10^7 u64 (80 MB): the drones sum each piece of 32 Ki elements
+    /// // while the next is built.
+    /// let n = 10_000_000;
+    /// let sums = pool.map_chunks_from_fn(&SUM, n, 1 << 15, |i| i as u64)?;
+    /// assert_eq!(sums.len(), n.div_ceil(1 << 15));
+    /// assert_eq!(sums.iter().sum::<u64>(), 9_999_999 * 10_000_000 / 2);
+    /// # Ok::<(), polycephaly::pool::PoolError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`PoolError::TooLarge`] if a piece does not fit an arena lane,
+    /// [`PoolError::ArenaFull`] if calls whose results were not taken yet
+    /// hold the lane (after a second's wait: drones may still be reading
+    /// blocks of chunks answered already), and as [`map`](Self::map).
+    ///
+    /// # Panics
+    /// When `f` panics: its panic goes on to the caller.
+    pub fn map_chunks_from_fn<T: Pod, O: 'static>(
+        &self,
+        task: &SliceTask<T, O>,
+        n: usize,
+        chunk: usize,
+        mut f: impl FnMut(usize) -> T,
+    ) -> Result<Vec<O>, PoolError> {
+        let index = self.registry.find(task)?;
+        let chunk = chunk.max(1);
+        let job = self
+            .lock()
+            .new_job(n.div_ceil(chunk), task.erased().out_fixed);
+        // Unwind safety: a panic in `f` leaves the pool's bookkeeping
+        // between two steps (see `lock`); the job is ended below, before
+        // the panic goes on.
+        let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.feed_pieces(job, index, n, chunk, &mut f)
+        }));
+        match fed {
+            Ok(Ok(core)) => self.finish_all(core, job, task.name(), task.decode_fn()),
+            Ok(Err(e)) => {
+                self.lock().end_job(job);
+                Err(e)
+            }
+            Err(panic) => {
+                self.lock().end_job(job);
+                std::panic::resume_unwind(panic)
+            }
+        }
+    }
+
+    /// Builds the pieces of a [`map_chunks_from_fn`](Self::map_chunks_from_fn)
+    /// call, job `job`, queueing each and pumping at once; returns the
+    /// lock, for the wait.
+    fn feed_pieces<T: Pod>(
+        &self,
+        job: u64,
+        task: u32,
+        n: usize,
+        chunk: usize,
+        f: &mut impl FnMut(usize) -> T,
+    ) -> Result<MutexGuard<'_, Core>, PoolError> {
+        let mut core = self.lock();
+        let mut first = 0;
+        let mut piece = 0;
+        while first < n {
+            let len = chunk.min(n - first);
+            let bytes = len.saturating_mul(size_of::<T>());
+            if bytes <= core.inline_max {
+                // Built without the lock, straight into the frame's bytes.
+                drop(core);
+                let mut frame = Vec::with_capacity(bytes);
+                for i in first..first + len {
+                    frame.extend_from_slice(bytemuck::bytes_of(&f(i)));
+                }
+                core = self.lock();
+                core.add_chunk(job, task, piece, 1, Input::Frame(frame));
+            } else {
+                let (back, built) = self.build_piece(core, job, first, len, f);
+                core = back;
+                let r = wire::ArenaRef {
+                    handle: built?,
+                    offset: 0,
+                    len: bytes as u64,
+                };
+                core.add_owned_chunk(job, task, piece, r);
+            }
+            // Handed out now: an idle drone wakes and sums this piece
+            // while we build the next.
+            core.pump();
+            first += len;
+            piece += 1;
+        }
+        Ok(core)
+    }
+
+    /// Builds elements `first..first + len` (`f(i)` each) in a block of
+    /// their own in the master's lane for job `job`. When the lane is
+    /// full, drives the pool until one of the job's pieces is resolved
+    /// (its block given back) or a little while, and tries again.
+    fn build_piece<'a, T: Pod>(
+        &'a self,
+        mut core: MutexGuard<'a, Core>,
+        job: u64,
+        first: usize,
+        len: usize,
+        f: &mut impl FnMut(usize) -> T,
+    ) -> (
+        MutexGuard<'a, Core>,
+        Result<crate::arena::BlockHandle, PoolError>,
+    ) {
+        let mut full_since: Option<Instant> = None;
+        loop {
+            let tried =
+                core.try_build_in_arena(job, len, true, |b| Some(b.init_with(|i| f(first + i))));
+            match tried {
+                Ok(Some(handle)) => return (core, Ok(handle)),
+                Ok(None) => full_since = None,
+                // No call holds the room: drones may still read blocks of
+                // chunks already answered. Give them a moment.
+                Err(PoolError::ArenaFull { .. })
+                    if full_since.is_none_or(|t| t.elapsed() < ARENA_GRACE) =>
+                {
+                    full_since.get_or_insert_with(Instant::now);
+                }
+                Err(e) => return (core, Err(e)),
+            }
+            let before = core.job_remaining(job);
+            let soon = Instant::now().checked_add(Duration::from_millis(10));
+            core = match self.drive(core, soon, |c| c.job_remaining(job) < before) {
+                Ok(core) => core,
+                Err(PoolError::Timeout) => self.lock(),
+                Err(e) => return (self.lock(), Err(e)),
+            };
+        }
     }
 
     /// Hands `task` one input; wait on the returned handle for the output.
