@@ -5,7 +5,7 @@
 # check. Run from the repository root; takes a few minutes per mutation.
 #
 #   bash scripts/loom-mutations.sh            # all mutations
-#   bash scripts/loom-mutations.sh spsc_tail  # those whose name starts so
+#   bash scripts/loom-mutations.sh spsc_publish  # those whose name starts so
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 scratch=$(mktemp -d)
@@ -15,8 +15,8 @@ export CARGO_TARGET_DIR="$root/target/loom-mutations" LOOM_MAX_PREEMPTIONS=3
 
 # name @ file @ exact text @ replacement @ loom test target
 mutations=(
-  "spsc_tail_store@src/ring/spsc/producer.rs@const TAIL_PUBLISH: Ordering = Ordering::Release;@const TAIL_PUBLISH: Ordering = Ordering::Relaxed;@loom_spsc"
-  "spsc_tail_load@src/ring/spsc/consumer.rs@let tail = self.view.ctrl().tail.load(Ordering::Acquire);@let tail = self.view.ctrl().tail.load(Ordering::Relaxed);@loom_spsc"
+  "spsc_publish_store@src/ring/spsc/producer.rs@const PUBLISH: Ordering = Ordering::Release;@const PUBLISH: Ordering = Ordering::Relaxed;@loom_spsc"
+  "spsc_header_load@src/ring/spsc/view.rs@let header = self.header(idx).load(Ordering::Acquire);@let header = self.header(idx).load(Ordering::Relaxed);@loom_spsc"
   "spsc_head_store@src/ring/spsc/consumer.rs@head.store(self.head, Ordering::Release);@head.store(self.head, Ordering::Relaxed);@loom_spsc"
   "spsc_head_load@src/ring/spsc/producer.rs@let head = self.view.ctrl().head.load(Ordering::Acquire);@let head = self.view.ctrl().head.load(Ordering::Relaxed);@loom_spsc"
   "mpsc_commit_cas@src/ring/mpsc/producer.rs@            committed,\n            Ordering::Release,@            committed,\n            Ordering::Relaxed,@loom_mpsc"

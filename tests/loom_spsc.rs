@@ -25,7 +25,8 @@ fn push_pop_across_wrap_with_padding() {
         tx.set_wait_strategy(WaitStrategy::SLEEP);
         rx.set_wait_strategy(WaitStrategy::SLEEP);
         // 24 + 8 = 32 bytes, 16 + 8 = 24 bytes (tail at 56), then 24 + 8:
-        // padding of 8, frame at index 0 (needs the first frame released).
+        // padding of 8, frame at index 0 (needs both frames released: a
+        // frame ends at least 8 bytes before the head's next lap).
         let lens = [24usize, 16, 24];
         let producer = thread::spawn(move || {
             for (i, &len) in lens.iter().enumerate() {
@@ -61,7 +62,7 @@ fn batched_publish() {
         });
         let mut tags = Vec::new();
         // Blocks (sleeps) until the publish, then takes both at once: the
-        // single tail store makes them visible together.
+        // single header store makes them visible together.
         let n = rx
             .read_batch_deadline(8, None, |tag, bytes| {
                 assert_eq!(bytes, &payload(8, tag as u8)[..]);
@@ -97,23 +98,26 @@ fn producer_sleep_wake() {
     loom::model(|| {
         let (mut tx, mut rx) = spsc_pair(64);
         tx.set_wait_strategy(WaitStrategy::SLEEP);
-        // Fill: 24-byte payloads take 32 bytes, two fill the ring.
-        tx.try_send(&[1; 24]).unwrap();
-        tx.try_send(&[2; 24]).unwrap();
-        assert_eq!(tx.try_send(&[3; 24]), Err(TrySendError::Full));
+        // Fill: 8-byte payloads take 16 bytes; three fill the ring (one
+        // word stays free: the zero after the last frame).
+        for i in 1..=3 {
+            tx.try_send(&[i; 8]).unwrap();
+        }
+        assert_eq!(tx.try_send(&[4; 8]), Err(TrySendError::Full));
         let consumer = thread::spawn(move || {
             let frame = rx.try_read().unwrap();
             assert_eq!(frame[0], 1);
+            // A quarter of the ring released: published at once.
             drop(frame);
             rx
         });
-        tx.send(&[3; 24]).unwrap();
+        tx.send(&[4; 8]).unwrap();
         let mut rx = consumer.join().unwrap();
         let mut buf = Vec::new();
-        rx.try_recv(&mut buf).unwrap();
-        assert_eq!(buf, [2; 24]);
-        rx.try_recv(&mut buf).unwrap();
-        assert_eq!(buf, [3; 24]);
+        for i in 2..=4 {
+            rx.try_recv(&mut buf).unwrap();
+            assert_eq!(buf, [i; 8]);
+        }
     });
 }
 
@@ -130,9 +134,9 @@ fn release_flushed_when_the_consumer_finds_the_ring_empty() {
         // Three 16-byte frames (24 bytes each): tail at 72. The consumer's
         // releases reach the producer at 48 (a quarter ring pending), the
         // third stays pending. A 56-byte payload (64 bytes) does not fit in
-        // the 56 bytes left of the lap: it needs 56 of padding plus 64, so
-        // all but 8 bytes of the ring must be released, the third frame
-        // included.
+        // the 56 bytes left of the lap: it needs 56 of padding plus 64 plus
+        // the free word, so the whole ring must be released, the third
+        // frame included.
         for i in 0..3 {
             tx.try_send(&[i; 16]).unwrap();
         }
@@ -146,6 +150,45 @@ fn release_flushed_when_the_consumer_finds_the_ring_empty() {
         });
         tx.send(&[5; 56]).unwrap();
         consumer.join().unwrap();
+    });
+}
+
+/// Frames in a later lap start where frames of the lap before started, so
+/// the consumer, reaching a position before the producer publishes there,
+/// finds the old header in place unless the producer zeroed that word
+/// before publishing the frame that ends there. Without the zero (`--cfg
+/// polycephaly_broken_spsc_zero`) the consumer takes the old frame for a new
+/// one and reads its payload while the producer rewrites it: the model
+/// fails.
+#[test]
+fn a_header_from_the_lap_before_is_never_read_as_new() {
+    loom::model(|| {
+        let (mut tx, mut rx) = spsc_pair(64);
+        // Frames of 16 bytes at 0, 16, 32, then 48 and 64 (index 0 again)
+        // once the first ones are released.
+        let producer = thread::spawn(move || {
+            for i in 0..5u8 {
+                loop {
+                    match tx.try_send(&[i; 8]) {
+                        Ok(()) => break,
+                        Err(TrySendError::Full) => thread::yield_now(),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        });
+        let mut buf = Vec::new();
+        for i in 0..5u8 {
+            loop {
+                match rx.try_recv(&mut buf) {
+                    Ok(_) => break,
+                    Err(TryRecvError::Empty) => thread::yield_now(),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert_eq!(buf, [i; 8]);
+        }
+        producer.join().unwrap();
     });
 }
 

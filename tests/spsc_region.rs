@@ -181,19 +181,20 @@ fn a_dead_holder_is_taken_over_and_positions_survive() {
 }
 
 #[test]
-fn a_corrupted_tail_poisons_the_ring_for_good() {
+fn a_corrupted_header_poisons_the_ring_for_good() {
     let r = region(256);
     let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
     let mut rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
     tx.try_send(b"fine").unwrap();
     let mut buf = Vec::new();
     rx.try_recv(&mut buf).unwrap();
-    // A tail more than a capacity ahead of the head.
-    poke_u64(&r, TAIL, 8 + 4096);
+    // The word the consumer polls next (at 16, zero until published): a
+    // header without the ready bit.
+    poke_u64(&r, spsc::CONTROL_LEN + 16, 8);
     assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Corrupted));
     assert!(rx.is_poisoned());
-    // Even once the tail looks sane again, the consumer stays poisoned.
-    poke_u64(&r, TAIL, 16);
+    // Even once the word looks sane again, the consumer stays poisoned.
+    poke_u64(&r, spsc::CONTROL_LEN + 16, 0);
     assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Corrupted));
     assert_eq!(
         rx.read_timeout(Duration::from_secs(5)).err(),
@@ -217,6 +218,48 @@ fn a_corrupted_tail_poisons_the_ring_for_good() {
 }
 
 #[test]
+fn a_corrupted_tail_is_refused_when_a_producer_attaches() {
+    let r = region(256);
+    let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
+    tx.try_send(b"fine").unwrap();
+    drop(tx);
+    // A tail hint more than a capacity ahead of the head.
+    poke_u64(&r, TAIL, 8 + 4096);
+    assert!(matches!(
+        spsc::Producer::attach(&r, SectionId(0)),
+        Err(AttachError::Corrupted { .. })
+    ));
+    // The consumer does not read the tail, but the attach poisoned the
+    // ring for every side: it learns once it finds no frame to read.
+    let mut buf = Vec::new();
+    assert_eq!(rx.try_recv(&mut buf), Ok(0));
+    assert_eq!(buf, b"fine");
+    assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Corrupted));
+}
+
+#[test]
+fn a_producer_taking_over_continues_after_frames_past_the_tail_hint() {
+    let r = region(256);
+    let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
+    tx.try_send(b"one").unwrap();
+    tx.try_send(b"two").unwrap();
+    drop(tx);
+    // A producer that died between its header store and its tail store
+    // left the hint behind the published end.
+    poke_u64(&r, TAIL, 0);
+    let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
+    tx.try_send(b"three").unwrap();
+    let mut buf = Vec::new();
+    for want in [&b"one"[..], b"two", b"three"] {
+        rx.try_recv(&mut buf).unwrap();
+        assert_eq!(buf, want);
+    }
+    assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
+}
+
+#[test]
 fn corrupted_headers_and_heads_are_detected() {
     let capacity = 256;
     // A frame header with a length beyond the maximum.
@@ -227,7 +270,7 @@ fn corrupted_headers_and_heads_are_detected() {
     poke_u64(&r, spsc::CONTROL_LEN, 5000);
     assert_eq!(rx.try_read().err(), Some(TryRecvError::Corrupted));
 
-    // A frame longer than what was published.
+    // A header without the ready bit (every header has it).
     let r = region(capacity);
     let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
     let mut rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
@@ -243,7 +286,7 @@ fn corrupted_headers_and_heads_are_detected() {
     let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
     let mut rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
     tx.try_send(&[1; 16]).unwrap();
-    poke_u64(&r, spsc::CONTROL_LEN, 1 << 31);
+    poke_u64(&r, spsc::CONTROL_LEN, 3 << 30);
     assert_eq!(rx.try_read().err(), Some(TryRecvError::Corrupted));
 
     // A head beyond the published tail, seen by a producer that needs room.

@@ -7,7 +7,6 @@ use super::view::RingRef;
 use crate::region::PeerId;
 use crate::ring::core::{recv_outcome, retry};
 use crate::ring::error::{RecvError, TryRecvError};
-use crate::ring::frame::{PAD_FLAG, decode_header, frame_len, pad_word};
 use crate::ring::guard::Loc;
 use crate::sync::WaitStrategy;
 use crate::sync::shim::Ordering;
@@ -37,11 +36,10 @@ pub struct Consumer {
     /// attach. Multiple of 8.
     head: u64,
     /// The last value stored to the shared head: `released <= head`.
-    /// Releases reach the producer lazily (see [`Consumer`]).
+    /// Releases reach the producer lazily (see [`Consumer`]). Frames end
+    /// at most `released + cap - 8` (the producer has not seen a newer
+    /// head).
     released: u64,
-    /// A producer position seen earlier (checked when read): possibly stale,
-    /// never newer. `head <= cached_tail <= head + cap`.
-    cached_tail: u64,
     /// Set once this side saw the ring inconsistent; every later call fails.
     poisoned: bool,
     strategy: WaitStrategy,
@@ -56,19 +54,17 @@ impl fmt::Debug for Consumer {
         f.debug_struct("spsc::Consumer")
             .field("capacity", &self.view.cap)
             .field("head", &self.head)
-            .field("cached_tail", &self.cached_tail)
             .field("poisoned", &self.poisoned)
             .finish()
     }
 }
 
 impl Consumer {
-    pub(crate) fn from_parts(ring: RingRef, head: u64, tail: u64, strategy: WaitStrategy) -> Self {
+    pub(crate) fn from_parts(ring: RingRef, head: u64, _tail: u64, strategy: WaitStrategy) -> Self {
         Self {
             view: ring,
             head,
             released: head,
-            cached_tail: tail,
             poisoned: false,
             strategy,
         }
@@ -125,9 +121,9 @@ impl Consumer {
 
     /// Reads up to `max` frames that are published now, calling `f(tag,
     /// payload)` for each in order, then releases them all at once.
-    /// Returns how many were read (0 if the ring is empty). It reads at
-    /// most what was published when it started: one Acquire load of the
-    /// tail per batch.
+    /// Returns how many were read (0 if the ring is empty). It stops at
+    /// the first frame not yet published, and reads at most one ring's
+    /// worth (what the producer could write before seeing a release).
     ///
     /// ```
     /// use polycephaly::ring::{Sender, spsc};
@@ -153,15 +149,20 @@ impl Consumer {
         if self.poisoned {
             return Err(TryRecvError::Corrupted);
         }
-        // One refresh per batch (not only when the cache says empty), so a
-        // batch takes everything published when it starts.
-        self.refresh_tail()?;
         let mut pos = self.head;
         let mut n = 0;
-        // Bounded by the tail snapshot: every frame moves `pos` forward by
-        // at least 8 bytes, and `cached_tail - head <= cap`.
-        while n < max && pos != self.cached_tail {
-            let loc = self.parse(pos)?;
+        let mut drained = false;
+        // Bounded (also when `max` is large): every frame moves `pos` forward by at least 8 bytes, and
+        // `parse` refuses one ending past `released + cap - 8` (`released`
+        // does not move in the loop).
+        loop {
+            let Some(loc) = self.parse(pos)? else {
+                drained = true;
+                break;
+            };
+            if n == max {
+                break;
+            }
             // SAFETY: `parse` checked that the payload lies inside the lap
             // and inside the published range, which stays ours until we
             // store a head past it (after `f` returned).
@@ -173,8 +174,8 @@ impl Consumer {
         if n > 0 {
             self.release_to(pos);
         }
-        if pos == self.cached_tail {
-            // Drained: nothing to read until the producer publishes more.
+        if drained {
+            // Nothing to read until the producer publishes more.
             self.flush_releases();
         }
         Ok(n)
@@ -194,75 +195,38 @@ impl Consumer {
         crate::ring::core::read_batch_deadline(self, max, deadline, f)
     }
 
-    /// The next frame's location, refreshing the cached tail only when the
-    /// cache says empty.
+    /// The next frame's location: its header polled where it will be
+    /// written (one cache line, no tail to read first).
     #[inline]
     fn locate(&mut self) -> Result<Loc, TryRecvError> {
         if self.poisoned {
             return Err(TryRecvError::Corrupted);
         }
-        if self.head == self.cached_tail {
-            self.refresh_tail()?;
-            if self.head == self.cached_tail {
-                self.flush_releases();
-                return Err(TryRecvError::Empty);
-            }
+        match self.parse(self.head)? {
+            Some(loc) => Ok(loc),
+            None => Err(self.empty()),
         }
-        self.parse(self.head)
     }
 
-    /// Reads and checks the frame at `pos` (skipping a padding frame).
-    /// Requires `head <= pos < cached_tail`, `pos` 8-aligned.
-    #[inline]
-    fn parse(&mut self, pos: u64) -> Result<Loc, TryRecvError> {
-        debug_assert!(pos % 8 == 0 && self.head <= pos && pos < self.cached_tail);
-        let ring = &self.view;
-        let mut pos = pos;
-        let mut idx = pos & ring.mask;
-        // SAFETY: `idx` is 8-aligned (so is `pos`, and the mask keeps that)
-        // and below `cap`, a multiple of 8, so `idx + 8 <= cap`.
-        let (mut word, mut tag) = decode_header(unsafe { ring.read_header(idx) });
-        if word & PAD_FLAG != 0 {
-            let room = ring.cap - idx;
-            // A padding frame fills the rest of a lap it does not start,
-            // and is published together with the frame after it.
-            if idx == 0 || word != pad_word(room) || pos + room >= self.cached_tail {
-                return Err(self.poison());
-            }
-            pos += room;
-            idx = 0;
-            // SAFETY: index 0 is aligned and `cap >= 8`.
-            (word, tag) = decode_header(unsafe { ring.read_header(0) });
-        }
-        // A second padding flag makes `len` exceed the maximum.
-        let len = u64::from(word);
-        let total = frame_len(len.min(ring.cap));
-        if len > ring.max_payload || idx + total > ring.cap || pos + total > self.cached_tail {
-            return Err(self.poison());
-        }
-        Ok(Loc {
-            // idx + 8 <= cap <= 2^31 (checked above).
-            idx: (idx + 8) as u32,
-            len: word,
-            tag,
-            entry: 0,
-            end: pos + total,
-        })
-    }
-
-    /// Re-reads the producer's position and checks it.
+    /// Found the ring empty: publish pending releases (the producer may be
+    /// waiting for them), and notice a ring poisoned by another side.
     #[cold]
-    fn refresh_tail(&mut self) -> Result<(), TryRecvError> {
-        // Acquire: pairs with the producer's Release store of the tail; the
-        // frames before it are written.
-        let tail = self.view.ctrl().tail.load(Ordering::Acquire);
-        // The tail only grows, and stays within one capacity of the head.
-        let ok = tail % 8 == 0 && self.cached_tail <= tail && tail - self.head <= self.view.cap;
-        if !ok || self.view.shared_poisoned() {
-            return Err(self.poison());
+    fn empty(&mut self) -> TryRecvError {
+        self.flush_releases();
+        if self.view.shared_poisoned() {
+            return self.poison();
         }
-        self.cached_tail = tail;
-        Ok(())
+        TryRecvError::Empty
+    }
+
+    /// Reads and checks the frame at `pos` (skipping a padding frame);
+    /// `None` if none is published there yet.
+    #[inline]
+    fn parse(&mut self, pos: u64) -> Result<Option<Loc>, TryRecvError> {
+        match self.view.frame_at(pos, self.released + self.view.cap) {
+            Ok(found) => Ok(found),
+            Err(()) => Err(self.poison()),
+        }
     }
 
     #[cold]
@@ -276,7 +240,7 @@ impl Consumer {
     /// shared head once a quarter of the ring is pending).
     #[inline]
     fn release_to(&mut self, end: u64) {
-        debug_assert!(self.head <= end && end <= self.cached_tail);
+        debug_assert!(self.head <= end && end + 8 <= self.released + self.view.cap);
         self.head = end;
         if end - self.released >= self.view.cap / 4 {
             self.flush_releases();
@@ -312,8 +276,9 @@ impl Consumer {
             if ring.shared_poisoned() {
                 return Some(());
             }
-            // Acquire: pairs with the producer's Release store of the tail.
-            (ctrl.tail.load(Ordering::Acquire) != head).then_some(())
+            // Acquire: pairs with the producer's Release store of the
+            // header that publishes a frame here.
+            (ring.header(head).load(Ordering::Acquire) != 0).then_some(())
         };
         ctrl.data_bell
             .wait(ready, &self.strategy, deadline, || ring.peer_alive())?;

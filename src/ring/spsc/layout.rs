@@ -4,7 +4,7 @@
 //! ```text
 //! section offset
 //!   0  +-----------------------------------------------+
-//!      | tail: u64         written by the producer      |  line 0
+//!      | tail: u64         written by the producer (a hint) line 0
 //!  64  +-----------------------------------------------+
 //!      | head: u64         written by the consumer      |  line 1
 //! 128  +-----------------------------------------------+
@@ -25,10 +25,41 @@
 //! empty ring with no producer and no consumer, so a zero-filled section
 //! needs no initialisation.
 //!
+//! # Frames and publication
+//! Frames are laid out as in [`ring::frame`](crate::ring::frame), with one
+//! more bit in the length word: bit 30, [`READY`], is set in every header
+//! the producer writes (data and padding frames), so that no header is ever
+//! the all-zero word. The consumer does not read the tail: it polls the
+//! header word at its own position, which is zero until the producer
+//! publishes the frame that starts there. A frame reaches the consumer in
+//! the cache line it is written in, with no second line (the tail's) to
+//! fetch first.
+//!
+//! What makes a zero word mean "not yet" even after a lap, when the bytes
+//! at the consumer's position may be an old frame's payload: before the
+//! producer publishes frames ending at position `e`, it stores zero in the
+//! word at `e`. The word at the published end is therefore zero until the
+//! next publication writes a header there, and the consumer, who reaches
+//! `e` only through the Acquire load of a header published after that
+//! zero, cannot see the bytes that were there before. For the word at `e`
+//! to be free, the producer keeps one word of the ring unused: a frame is
+//! admitted only if it ends at least 8 bytes before `head + capacity`
+//! (Aeron zeroes whole terms behind its readers; the Disruptor uses fixed
+//! slots with sequence numbers; one word ahead is all a byte ring needs).
+//!
 //! # Invariants (checked on every read, never trusted)
-//! - `tail`: written only by the producer (Release, after the frames it
-//!   publishes), read by the consumer (Acquire). Multiple of 8, never
-//!   decreases, `head <= tail <= head + capacity`.
+//! - The word at the published end (the first position no published frame
+//!   covers) is zero, stored before the publication of the frames that end
+//!   there; every frame ends at most `head + capacity - 8`.
+//! - A batch of frames is published by one Release store: the first word of
+//!   the batch (its first header, or the padding frame before it), written
+//!   last; the headers after it are plain stores ordered by it.
+//! - `tail`: written only by the producer, after the header store that
+//!   publishes (Release). A hint for observers and for the next producer:
+//!   a producer that dies between the two stores leaves it behind the
+//!   published end, and the next producer walks the headers from it to
+//!   the zero word. Multiple of 8, never decreases,
+//!   `head <= tail <= head + capacity`.
 //! - `head`: written only by the consumer (Release, after it finished
 //!   reading the frames it releases; lazily, see `Consumer`), read by the
 //!   producer (Acquire). Same constraints. Each side keeps a private copy of
@@ -48,6 +79,11 @@ use crate::sync::shim::{AtomicU32, AtomicU64};
 /// The largest byte capacity of an SPSC ring (2 GiB), so that every length
 /// fits the 31 bits of a header's length word.
 pub const MAX_CAPACITY: usize = 1 << 31;
+
+/// Bit 30 of an SPSC frame header's length word: set in every header the
+/// producer writes, so that a published header is never zero (the word
+/// the consumer polls is zero until its frame is published).
+pub(crate) const READY: u32 = 1 << 30;
 
 /// Role index of the producer in [`Roles`].
 pub(crate) const PRODUCER: usize = 0;

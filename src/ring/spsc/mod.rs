@@ -17,8 +17,11 @@
 //! - The copying and typed forms (`send`, `recv`, `send_value`,
 //!   `recv_value`) come from the [`Sender`](crate::ring::Sender) and
 //!   [`Receiver`](crate::ring::Receiver) traits, shared with MPSC rings.
-//! - Each side caches the other's position and re-reads it only when its
-//!   cache says full (producer) or empty (consumer).
+//! - The consumer polls the header of the next frame where it will be
+//!   written (zero until published), never the tail: a frame costs one
+//!   cache line transfer. The producer caches the consumer's position and
+//!   re-reads it only when its cache says full. One 8-byte word of the
+//!   ring always stays free (see `layout.rs`).
 //!
 //! A side that never had a peer waits for one: the consumer of a ring whose
 //! producer has not attached yet blocks (until its deadline) rather than

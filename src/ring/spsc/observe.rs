@@ -2,7 +2,7 @@
 
 use core::mem::offset_of;
 
-use super::layout::{CONTROL_LEN, Control, MAX_CAPACITY, Roles};
+use super::layout::{CONTROL_LEN, Control, MAX_CAPACITY, READY, Roles};
 use crate::region::{ObserveError, Observer, SectionId, SectionKind};
 use crate::ring::frame::{FRAME_HEADER_LEN, MIN_CAPACITY, PAD_FLAG, max_payload};
 use crate::ring::observe::{RingState, Step, holder, settle};
@@ -44,8 +44,13 @@ pub fn observe(obs: &Observer, id: SectionId) -> Result<RingState, ObserveError>
         let word = obs
             .load_u64(id, at)
             .ok_or_else(|| format!("header at index {idx} outside the section"))?;
-        // The header's low half is the length word (see `ring::frame`).
+        // The header's low half is the length word (see `ring::frame`),
+        // with the ready bit set in every published header.
         let len_word = word as u32;
+        if len_word & READY == 0 {
+            return Err(format!("header at index {idx} lacks the ready bit"));
+        }
+        let len_word = len_word & !READY;
         Ok(if len_word & PAD_FLAG != 0 {
             Step::Padding(u64::from(len_word & !PAD_FLAG))
         } else {

@@ -4,6 +4,7 @@ use crate::sync::clock::Instant;
 use core::fmt;
 use core::ops::{Deref, DerefMut};
 
+use super::layout::READY;
 use super::view::RingRef;
 use crate::region::PeerId;
 use crate::ring::core::{claim_outcome, retry};
@@ -12,14 +13,19 @@ use crate::ring::frame::{encode_header, frame_len, pad_before, pad_word};
 use crate::sync::WaitStrategy;
 use crate::sync::shim::Ordering;
 
-/// The ordering of the store that publishes the tail: Release.
-/// `--cfg polycephaly_weak_spsc_tail` weakens it to Relaxed, so that CI can
-/// show the loom models catch a frame read before it is published (they
-/// must fail with it).
-#[cfg(not(polycephaly_weak_spsc_tail))]
-const TAIL_PUBLISH: Ordering = Ordering::Release;
-#[cfg(polycephaly_weak_spsc_tail)]
-const TAIL_PUBLISH: Ordering = Ordering::Relaxed;
+/// The ordering of the header store that publishes a batch: Release.
+/// `--cfg polycephaly_weak_spsc_publish` weakens it to Relaxed, so that CI
+/// can show the loom models catch a frame read before it is published
+/// (they must fail with it).
+#[cfg(not(polycephaly_weak_spsc_publish))]
+const PUBLISH: Ordering = Ordering::Release;
+#[cfg(polycephaly_weak_spsc_publish)]
+const PUBLISH: Ordering = Ordering::Relaxed;
+
+/// Whether the producer zeroes the word after the frames it publishes (see
+/// the layout's notes). `--cfg polycephaly_broken_spsc_zero` leaves it out,
+/// so that CI can show a loom model reads a stale header without it.
+const ZERO_AHEAD: bool = !cfg!(polycephaly_broken_spsc_zero);
 
 /// The writing end of an SPSC ring.
 ///
@@ -37,10 +43,14 @@ pub struct Producer {
     /// End of the last committed frame (published or staged). Private: never
     /// re-read from shared memory after attach. Multiple of 8.
     tail: u64,
-    /// The last value stored to the shared tail. `published <= tail`.
+    /// End of the published frames: the word there is zero in the ring
+    /// (see the layout's notes). `published <= tail`.
     published: u64,
+    /// The first word of the staged batch (`published..tail`, when not
+    /// empty): written at publish, last, with one Release store.
+    first: u64,
     /// A consumer position seen earlier: possibly stale (older), never
-    /// newer. `tail - cached_head <= cap`.
+    /// newer. `tail + 8 - cached_head <= cap`.
     cached_head: u64,
     /// Set once this side saw the ring inconsistent; every later call fails.
     poisoned: bool,
@@ -76,11 +86,14 @@ struct Reservation {
 }
 
 impl Producer {
+    /// A producer at `tail` (the published end: see `RingRef::attach`),
+    /// with the consumer at `head`.
     pub(crate) fn from_parts(ring: RingRef, head: u64, tail: u64, strategy: WaitStrategy) -> Self {
         Self {
             view: ring,
             tail,
             published: tail,
+            first: 0,
             cached_head: head,
             poisoned: false,
             strategy,
@@ -163,16 +176,27 @@ impl Producer {
     }
 
     /// Publishes every frame committed with [`Claim::commit_deferred`]
-    /// since the last publish: one Release store, and a wake-up only if the
-    /// consumer sleeps.
+    /// since the last publish: one Release store (the batch's first
+    /// header), and a wake-up only if the consumer sleeps.
     #[inline]
     pub fn publish(&mut self) {
         if self.tail != self.published {
+            let ring = &self.view;
+            if ZERO_AHEAD {
+                // Relaxed: ordered before the consumer's view of the
+                // frames by the Release store below. The word is free:
+                // frames end 8 bytes short of `cached_head + cap`.
+                ring.header(self.tail).store(0, Ordering::Relaxed);
+            }
+            // Release: publishes the frames written before it (payloads,
+            // the later headers of the batch, the zero above); pairs with
+            // the consumer's Acquire load of this header word.
+            ring.header(self.published).store(self.first, PUBLISH);
             self.published = self.tail;
-            // Release: publishes the frames written before it; pairs with
-            // the consumer's Acquire load of the tail.
-            self.view.ctrl().tail.store(self.tail, TAIL_PUBLISH);
-            self.view.ctrl().data_bell.ring();
+            // Release: a hint for observers and the next producer (see the
+            // layout), after the header store.
+            ring.ctrl().tail.store(self.tail, Ordering::Release);
+            ring.ctrl().data_bell.ring();
         }
     }
 
@@ -191,11 +215,12 @@ impl Producer {
         }
         let total = frame_len(len as u64);
         let pad = pad_before(self.tail, total, self.view.cap);
+        // One word more than the frame: the zero after it (see the layout).
         let need = pad + total;
-        // `tail - cached_head <= cap` (invariant), so no underflow.
-        if self.view.cap - (self.tail - self.cached_head) < need {
+        // `tail + 8 - cached_head <= cap` (invariant), so no underflow.
+        if self.view.cap - 8 - (self.tail - self.cached_head) < need {
             self.refresh_head()?;
-            if self.view.cap - (self.tail - self.cached_head) < need {
+            if self.view.cap - 8 - (self.tail - self.cached_head) < need {
                 return Err(TryClaimError::Full);
             }
         }
@@ -246,7 +271,7 @@ impl Producer {
             // Acquire: pairs with the consumer's Release store of the head.
             let head = ctrl.head.load(Ordering::Acquire);
             // Wrapping: the value is unchecked here; `reserve` checks it.
-            (tail.wrapping_sub(head) <= cap - need).then_some(())
+            (tail.wrapping_sub(head) <= cap - 8 - need).then_some(())
         };
         ctrl.space_bell
             .wait(ready, &self.strategy, deadline, || ring.peer_alive())?;
@@ -317,23 +342,32 @@ impl<'a> Claim<'a> {
         ((self.producer.tail + self.r.pad) & self.producer.view.mask) + 8
     }
 
-    /// Writes the headers and moves the private tail past the frame.
+    /// Writes the headers and moves the private tail past the frame. The
+    /// first word of a batch is kept back for `publish`; the others are
+    /// stored now (the consumer stops at the batch's first word, still
+    /// zero, so it does not look at them before the publish).
     #[inline]
     fn finish(self) -> &'a mut Producer {
         let p = self.producer;
-        let ring = &p.view;
         let pos = p.tail;
-        if self.r.pad > 0 {
-            // SAFETY: `pos` is 8-aligned and the padding (at least 8 bytes)
-            // ends at the end of the lap; the bytes are ours (reserved).
-            unsafe {
-                ring.write_header(pos & ring.mask, encode_header(pad_word(self.r.pad), 0));
+        let mut put = |at: u64, header: u64| {
+            if at == p.published {
+                p.first = header;
+            } else {
+                // Relaxed: ordered by the batch's Release store in
+                // `publish`. The word is ours (reserved).
+                p.view.header(at).store(header, Ordering::Relaxed);
             }
+        };
+        if self.r.pad > 0 {
+            put(pos, encode_header(READY | pad_word(self.r.pad), 0));
         }
-        let at = (pos + self.r.pad) & ring.mask;
-        // SAFETY: the reservation put the whole frame inside the lap, from
-        // an 8-aligned index; the bytes are ours.
-        unsafe { ring.write_header(at, encode_header(self.r.len, self.tag)) };
+        // The reservation put the whole frame inside the lap, from an
+        // 8-aligned position.
+        put(
+            pos + self.r.pad,
+            encode_header(READY | self.r.len, self.tag),
+        );
         p.tail = pos + self.r.need;
         p
     }

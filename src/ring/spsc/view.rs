@@ -2,12 +2,14 @@
 //! role (on the heap or in a region section) and releasing it, peer
 //! liveness, frame headers.
 
+use super::layout::READY;
 use super::layout::{CONSUMER, Control, HeapRing, PRODUCER};
 use super::{Consumer, Producer};
 use crate::AttachError;
 use crate::region::PeerId;
 use crate::ring::core::View;
-use crate::ring::frame::positions_ok;
+use crate::ring::frame::{PAD_FLAG, decode_header, frame_len, pad_word, positions_ok};
+use crate::ring::guard::Loc;
 use crate::sync::WaitStrategy;
 use crate::sync::shim::Ordering;
 
@@ -37,31 +39,83 @@ impl RingRef {
         self.id
     }
 
-    /// Reads the frame header at data index `idx` (volatile: the bytes are
-    /// shared, and are read exactly once before being checked).
-    ///
-    /// # Safety
-    /// `idx` is a multiple of 8 and `idx + 8 <= cap`.
+    /// The frame header word at data index `idx` (taken modulo the
+    /// capacity and rounded down to 8, so any value is in bounds): read
+    /// with Acquire where the consumer polls it, stored with Release where
+    /// the producer publishes.
     #[inline(always)]
-    pub(crate) unsafe fn read_header(&self, idx: u64) -> u64 {
-        debug_assert!(idx % 8 == 0 && idx + 8 <= self.cap);
-        self.track_read(idx, 8);
-        // SAFETY: in bounds per the caller; 8-aligned since the data area
-        // is 64-aligned and `idx` a multiple of 8; any bits are a valid u64.
-        unsafe { self.data_at(idx).cast::<u64>().read_volatile() }
+    pub(crate) fn header(&self, idx: u64) -> &crate::sync::shim::AtomicU64 {
+        self.word(idx)
     }
 
-    /// Writes the frame header at data index `idx`.
+    /// The frame published at position `pos` (8-aligned), if any: reads
+    /// its header (Acquire), skips a padding frame before it, and checks
+    /// everything against the ring's geometry and `limit` (frames end at
+    /// most `limit - 8`: the consumer's last stored head plus the
+    /// capacity). `Ok(None)`: nothing published there yet.
     ///
-    /// # Safety
-    /// As [`read_header`](Self::read_header), and the bytes belong to the
-    /// producer (between the published tail and head + cap).
-    #[inline(always)]
-    pub(crate) unsafe fn write_header(&self, idx: u64, header: u64) {
-        debug_assert!(idx % 8 == 0 && idx + 8 <= self.cap);
-        self.track_write(idx, 8);
-        // SAFETY: as in `read_header`; the caller owns the bytes.
-        unsafe { self.data_at(idx).cast::<u64>().write(header) }
+    /// # Errors
+    /// `Err(())` for a header no correct producer writes there.
+    #[inline]
+    pub(crate) fn frame_at(&self, pos: u64, limit: u64) -> Result<Option<Loc>, ()> {
+        debug_assert!(pos % 8 == 0);
+        let mut pos = pos;
+        let mut idx = pos & self.mask;
+        // Acquire: pairs with the producer's Release store of the batch's
+        // first header in `publish`; the frame's bytes (and the headers
+        // after it in the batch) are written.
+        let header = self.header(idx).load(Ordering::Acquire);
+        if header == 0 {
+            return Ok(None);
+        }
+        let (mut word, mut tag) = decode_header(header);
+        if word & READY == 0 {
+            return Err(());
+        }
+        if word & PAD_FLAG != 0 {
+            let room = self.cap - idx;
+            // A padding frame fills the rest of a lap it does not start.
+            if idx == 0 || word != READY | pad_word(room) {
+                return Err(());
+            }
+            pos += room;
+            idx = 0;
+            // Acquire: as above (a padding frame and the frame after it
+            // are published by one store, so this one is written).
+            (word, tag) = decode_header(self.header(0).load(Ordering::Acquire));
+            // Published together with the padding before it.
+            if word & READY == 0 {
+                return Err(());
+            }
+        }
+        // A padding flag here makes `len` exceed the maximum.
+        let len = u64::from(word & !READY);
+        let total = frame_len(len.min(self.cap));
+        if len > self.max_payload || idx + total > self.cap || pos + total + 8 > limit {
+            return Err(());
+        }
+        Ok(Some(Loc {
+            // idx + 8 <= cap <= 2^31 (checked above).
+            idx: (idx + 8) as u32,
+            len: len as u32,
+            tag,
+            entry: 0,
+            end: pos + total,
+        }))
+    }
+
+    /// The end of what was published from `tail` on (the shared tail, a
+    /// hint that a producer dying between its two stores leaves behind):
+    /// the position of the first zero word, walking the headers.
+    /// `head` is the consumer's stored head.
+    fn published_end(&self, head: u64, tail: u64) -> Result<u64, ()> {
+        let mut pos = tail;
+        // Bounded: each frame moves `pos` forward, and `frame_at` refuses
+        // one ending past `head + cap - 8`.
+        while let Some(loc) = self.frame_at(pos, head + self.cap)? {
+            pos = loc.end;
+        }
+        Ok(pos)
     }
 
     /// Whether the other side is alive, for the blocking waits: its role
@@ -108,13 +162,20 @@ impl RingRef {
             let head = ctrl.head.load(Ordering::Acquire);
             (head, ctrl.tail.load(Ordering::Acquire))
         };
-        if this.shared_poisoned() || !positions_ok(head, tail, this.cap) {
+        // A producer continues after the last published frame, which may
+        // lie past the tail hint (see the layout).
+        let tail = match positions_ok(head, tail, this.cap) {
+            true if role == PRODUCER => this.published_end(head, tail).ok(),
+            true => Some(tail),
+            false => None,
+        };
+        let Some(tail) = tail.filter(|_| !this.shared_poisoned()) else {
             this.poison_shared();
             // Dropping `this` releases the role.
             return Err(AttachError::Corrupted {
                 what: "ring positions",
             });
-        }
+        };
         Ok((this, head, tail))
     }
 
