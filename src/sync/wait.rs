@@ -466,6 +466,9 @@ impl Doorbell {
         if let Some(v) = ready() {
             return Ok(v);
         }
+        // This thread stops to wait: the line a producer of ours left for
+        // later goes to the shared cache now (see `demote_before_waiting`).
+        super::shim::demote_pending();
         #[cfg(not(loom))]
         if let Some(v) = spin_phase(&mut ready, strategy, deadline) {
             return Ok(v);
@@ -696,7 +699,9 @@ fn spin_phase<T>(
     if strategy.spin.is_zero() {
         return None;
     }
-    let start = Instant::now();
+    // The clock is first read after 64 polls: most waits for a busy peer
+    // end sooner, and a clock read costs tens of ns in a VM.
+    let mut start = None;
     let mut n: u32 = 0;
     loop {
         spin_loop();
@@ -707,7 +712,7 @@ fn spin_phase<T>(
         // Read the clock only every 64 polls: it is the costly part.
         if n % 64 == 0 {
             let now = Instant::now();
-            let spun = now.duration_since(start);
+            let spun = now.duration_since(*start.get_or_insert(now));
             if spun >= strategy.spin || deadline.is_some_and(|d| now >= d) {
                 return None;
             }

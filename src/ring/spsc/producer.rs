@@ -11,7 +11,7 @@ use crate::ring::core::{claim_outcome, retry};
 use crate::ring::error::{ClaimError, TryClaimError};
 use crate::ring::frame::{encode_header, frame_len, pad_before, pad_word};
 use crate::sync::WaitStrategy;
-use crate::sync::shim::Ordering;
+use crate::sync::shim::{Ordering, demote, demote_before_waiting};
 
 /// The ordering of the header store that publishes a batch: Release.
 /// `--cfg polycephaly_weak_spsc_publish` weakens it to Relaxed, so that CI
@@ -192,6 +192,18 @@ impl Producer {
             // the later headers of the batch, the zero above); pairs with
             // the consumer's Acquire load of this header word.
             ring.header(self.published).store(self.first, PUBLISH);
+            // Hand what the consumer reads to the shared cache, so that its
+            // reads are served there and not by a snoop into this core: the
+            // lines the batch filled now (we do not write them again this
+            // lap), and the line the next frame goes on (the zero word's,
+            // which the consumer polls next) once this thread stops to wait:
+            // a producer that goes on writing would only fetch it back.
+            let mut line = self.published & !63;
+            while line < self.tail & !63 {
+                demote(core::ptr::from_ref(ring.header(line)).cast());
+                line += 64;
+            }
+            demote_before_waiting(core::ptr::from_ref(ring.header(self.tail)).cast());
             self.published = self.tail;
             // Release: a hint for observers and the next producer (see the
             // layout), after the header store.
