@@ -239,6 +239,18 @@ fn a_corrupted_tail_is_refused_when_a_producer_attaches() {
 }
 
 #[test]
+fn a_tail_hint_leaving_no_free_word_is_refused() {
+    // head 0, tail a whole capacity ahead: within the old rule (in flight
+    // <= capacity), but a producer always leaves the word at its end free.
+    let r = region(256);
+    poke_u64(&r, TAIL, 256);
+    assert!(matches!(
+        spsc::Producer::attach(&r, SectionId(0)),
+        Err(AttachError::Corrupted { .. })
+    ));
+}
+
+#[test]
 fn a_producer_taking_over_continues_after_frames_past_the_tail_hint() {
     let r = region(256);
     let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();

@@ -109,6 +109,11 @@ impl RingRef {
     /// the position of the first zero word, walking the headers.
     /// `head` is the consumer's stored head.
     fn published_end(&self, head: u64, tail: u64) -> Result<u64, ()> {
+        // A correct producer leaves the word at its end free: never closer
+        // than 8 bytes to the head's next lap.
+        if tail + 8 > head + self.cap {
+            return Err(());
+        }
         let mut pos = tail;
         // Bounded: each frame moves `pos` forward, and `frame_at` refuses
         // one ending past `head + cap - 8`.
