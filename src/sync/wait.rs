@@ -744,8 +744,11 @@ fn spin_forever<T>(
     deadline: Option<Instant>,
     mut alive: impl FnMut() -> bool,
 ) -> Result<T, WaitError> {
-    let start = Instant::now();
-    let mut next_check = start + strategy.slice;
+    // As in `spin_phase`, the clock is first read after 64 polls: a
+    // streaming consumer that caught up with its producer enters this wait
+    // once every few frames, and the wait usually ends sooner.
+    let mut start = None;
+    let mut next_check = None;
     let mut n: u32 = 0;
     loop {
         spin_loop();
@@ -755,12 +758,13 @@ fn spin_forever<T>(
         n = n.wrapping_add(1);
         if n % 64 == 0 {
             let now = Instant::now();
-            yield_if_long(now.duration_since(start));
-            if now >= next_check || deadline.is_some_and(|d| now >= d) {
+            yield_if_long(now.duration_since(*start.get_or_insert(now)));
+            let check = *next_check.get_or_insert(now + strategy.slice);
+            if now >= check || deadline.is_some_and(|d| now >= d) {
                 if let Some(v) = check_peer_and_deadline(&mut ready, deadline, &mut alive)? {
                     return Ok(v);
                 }
-                next_check = now + strategy.slice;
+                next_check = Some(now + strategy.slice);
             }
         }
     }
