@@ -126,6 +126,40 @@ pub fn demote_before_waiting(ptr: *const u8) {
     let _ = ptr;
 }
 
+#[cfg(all(not(loom), not(miri), target_arch = "x86_64"))]
+std::thread_local! {
+    /// The CPU this thread ran on when it last began a wait, plus one
+    /// (0: not known).
+    static CPU_AT_WAIT: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+}
+
+/// Reads the CPU this thread runs on now (the vDSO's `getcpu`, about 2 ns),
+/// remembers it for [`cpu_at_wait`], and returns it plus one. 0 (not known)
+/// off x86-64, under loom and under Miri. Every doorbell wait calls it.
+#[inline]
+pub fn note_cpu() -> u32 {
+    #[cfg(all(not(loom), not(miri), target_arch = "x86_64"))]
+    {
+        // Saturating: a CPU number near u32::MAX only loses the hint.
+        let cpu = u32::try_from(rustix::thread::sched_getcpu()).map_or(0, |c| c.saturating_add(1));
+        CPU_AT_WAIT.with(|c| c.set(cpu));
+        cpu
+    }
+    #[cfg(any(loom, miri, not(target_arch = "x86_64")))]
+    0
+}
+
+/// The CPU this thread ran on when it last began a wait ([`note_cpu`]),
+/// plus one; 0 if not known. A thread that waits on one CPU usually runs
+/// on it afterwards: the scheduler moves a thread rarely.
+#[inline(always)]
+pub fn cpu_at_wait() -> u32 {
+    #[cfg(all(not(loom), not(miri), target_arch = "x86_64"))]
+    return CPU_AT_WAIT.with(core::cell::Cell::get);
+    #[cfg(any(loom, miri, not(target_arch = "x86_64")))]
+    0
+}
+
 /// Demotes the line [`demote_before_waiting`] remembered, if any; every
 /// doorbell wait calls it before it spins.
 #[inline(always)]

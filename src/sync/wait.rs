@@ -467,8 +467,10 @@ impl Doorbell {
             return Ok(v);
         }
         // This thread stops to wait: the line a producer of ours left for
-        // later goes to the shared cache now (see `demote_before_waiting`).
+        // later goes to the shared cache now (see `demote_before_waiting`),
+        // and where it waits is noted for its next demotes (`note_cpu`).
         super::shim::demote_pending();
+        super::shim::note_cpu();
         #[cfg(not(loom))]
         if let Some(v) = spin_phase(&mut ready, strategy, deadline) {
             return Ok(v);

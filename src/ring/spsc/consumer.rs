@@ -271,6 +271,13 @@ impl Consumer {
         self.flush_releases();
         let ring = &self.view;
         let ctrl = ring.ctrl();
+        // Where we wait, for the producer's demotes (a hint: see the
+        // layout); stored only when it changed, so the line stays shared.
+        let cpu = crate::sync::shim::note_cpu();
+        // Relaxed (both): a hint, ordered with nothing.
+        if ctrl.roles.consumer_cpu.load(Ordering::Relaxed) != cpu {
+            ctrl.roles.consumer_cpu.store(cpu, Ordering::Relaxed);
+        }
         let head = self.head;
         let ready = || {
             if ring.shared_poisoned() {
@@ -328,5 +335,29 @@ impl crate::ring::FrameSource for Consumer {
     #[inline]
     fn release_frame(&mut self, loc: Loc) {
         self.release_to(loc.end);
+    }
+}
+
+#[cfg(all(test, not(loom), not(miri), target_arch = "x86_64"))]
+mod tests {
+    use crate::ring::spsc::HeapRing;
+    use crate::ring::{Receiver, RecvError};
+    use crate::sync::shim::Ordering;
+    use core::time::Duration;
+
+    #[test]
+    fn a_consumer_that_waits_leaves_its_cpu_for_the_producer() {
+        let ring = HeapRing::new(256).unwrap();
+        let _tx = ring.producer().unwrap();
+        let mut rx = ring.consumer().unwrap();
+        let cpu = |rx: &super::Consumer| rx.view.ctrl().roles.consumer_cpu.load(Ordering::Relaxed);
+        assert_eq!(cpu(&rx), 0, "not known before any wait");
+        let got = rx.read_timeout(Duration::from_millis(1)).map(|f| f.len());
+        assert_eq!(got, Err(RecvError::TimedOut));
+        // CPU numbers plus one; the thread may have moved since, so only
+        // the range is certain.
+        let max = rustix::thread::sched_getaffinity(None).unwrap().count();
+        let seen = cpu(&rx);
+        assert!((1..=max.max(1024)).contains(&seen), "consumer_cpu {seen}");
     }
 }

@@ -11,6 +11,7 @@
 //!      | holder[2]: u32    role words (raw PeerId, 0 = free)
 //!      | epoch[2]: u32     attaches so far, per role    |  line 2
 //!      | poisoned: u32     non-zero once corruption seen|
+//!      | consumer_cpu: u32 where the consumer last waited (a hint)
 //! 192  +-----------------------------------------------+
 //!      | data bell: Doorbell  the consumer sleeps here  |  line 3
 //! 256  +-----------------------------------------------+
@@ -71,6 +72,10 @@
 //!   non-zero epoch means the peer came and left.
 //! - `poisoned`: set by a side that found the ring inconsistent; it is
 //!   never cleared.
+//! - `consumer_cpu`: the CPU the consumer ran on when it last began a
+//!   wait, plus one (0: not known); stored only when it changes. A hint for
+//!   the producer's demotes (see `Producer::publish`), never trusted: a
+//!   wrong value costs speed, nothing else.
 
 use crate::ring::core::{Line, RingControl};
 use crate::sync::Doorbell;
@@ -97,6 +102,9 @@ pub(crate) struct Roles {
     pub(crate) holder: [AtomicU32; 2],
     pub(crate) epoch: [AtomicU32; 2],
     pub(crate) poisoned: AtomicU32,
+    /// The CPU the consumer ran on when it last began to wait, plus one
+    /// (0: not known). A hint, never trusted: any value is harmless.
+    pub(crate) consumer_cpu: AtomicU32,
 }
 
 /// The control block at the start of a ring section (see the module docs).
@@ -135,7 +143,7 @@ const _: () = {
     assert!(offset_of!(Control, roles) == 128);
     assert!(offset_of!(Control, data_bell) == 192);
     assert!(offset_of!(Control, space_bell) == 256);
-    assert!(size_of::<Roles>() == 20);
+    assert!(size_of::<Roles>() == 24);
 };
 
 crate::ring::kind::ring_kind!(Spsc, "SPSC", SpscRing);
