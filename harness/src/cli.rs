@@ -70,6 +70,10 @@ struct BenchArgs {
     /// targets are judged on.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     repeat: u32,
+    /// Run N busy processes (unpinned) beside the bench for its whole run:
+    /// the figures when processes outnumber CPUs.
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=64))]
+    hog: u32,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -148,6 +152,7 @@ fn run_bench(args: &BenchArgs) -> ExitCode {
     let cfg = Config {
         quick: args.quick,
         pin: args.pin.into(),
+        hogs: args.hog,
     };
     let rows = bench::select(&bench::rows(), &args.only);
     if rows.is_empty() {
@@ -164,6 +169,14 @@ fn run_bench(args: &BenchArgs) -> ExitCode {
     };
     let _ = write!(text, "{}", report::header(&machine, &cfg));
     let _ = text.flush();
+    // Before the progress bar: the hogs are forks of a one-thread process.
+    let _hogs = match polycephaly_harness::hog::Hogs::start(args.hog) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("polycephaly: cannot start the hogs: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let started = Instant::now();
     let rounds = args.repeat as usize;
     let mut runs: Vec<Vec<report::Outcome>> = Vec::with_capacity(rounds);

@@ -108,6 +108,7 @@ pub mod channel;
 pub mod demo;
 pub mod floors;
 pub mod fractal;
+pub mod hog;
 pub mod human;
 pub mod lock;
 pub mod mpsc;
@@ -153,6 +154,8 @@ pub struct Config {
     pub quick: bool,
     /// CPU placement of the two processes of every pair.
     pub pin: PinMode,
+    /// Busy processes running beside the bench ([`hog::Hogs`]).
+    pub hogs: u32,
 }
 
 impl Config {

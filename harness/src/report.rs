@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! {"machine": {"cpu_model": "...", "logical_cpus": 2, "kernel": "...",
-//!              "pin": "none", "quick": true,
+//!              "pin": "none", "quick": true, "hogs": 0,
 //!              "placement": {"NAME": {"parent": [0, 0], "child": [1, 1]}}},
 //!  "measurements": {"NAME": {"median": N, "p99": N, "unit": "ns", "samples": N}},
 //!  "notes": {"NAME": "..."},
@@ -120,7 +120,7 @@ fn human(v: f64, rate: bool) -> String {
 /// The header lines: machine, run, and what the columns mean.
 pub fn header(machine: &Machine, cfg: &Config) -> String {
     format!(
-        "polycephaly bench{} | {} | {} logical CPUs | kernel {} | pin {}\n\
+        "polycephaly bench{} | {} | {} logical CPUs | kernel {} | pin {}{}\n\
          wait: spin = both processes busy-poll shared memory (no system call); \
          block = the waiting process sleeps in the kernel and is woken; local = one process\n\
          p99: the bad tail (slowest 1 % of times, lowest 1 % of rates). \
@@ -134,6 +134,11 @@ pub fn header(machine: &Machine, cfg: &Config) -> String {
             .next()
             .unwrap_or("unknown"),
         cfg.pin.as_str(),
+        if cfg.hogs > 0 {
+            format!(" | {} busy hog process(es) beside it", cfg.hogs)
+        } else {
+            String::new()
+        },
         if cfg.pin == PinMode::Same {
             "pin same: a spinning waiter yields its CPU at once (its peer needs that CPU to answer)\n"
         } else {
@@ -464,12 +469,13 @@ pub fn json(machine: &Machine, cfg: &Config, outcomes: &[Outcome]) -> String {
     let _ = write!(
         s,
         "{{\n  \"machine\": {{\n    \"cpu_model\": {},\n    \"logical_cpus\": {},\n    \
-         \"kernel\": {},\n    \"pin\": {},\n    \"quick\": {},\n    \"placement\": {{",
+         \"kernel\": {},\n    \"pin\": {},\n    \"quick\": {},\n    \"hogs\": {},\n    \"placement\": {{",
         json_string(&machine.cpu_model),
         machine.logical_cpus,
         json_string(&machine.kernel),
         json_string(cfg.pin.as_str()),
-        cfg.quick
+        cfg.quick,
+        cfg.hogs
     );
     let placed: Vec<String> = outcomes
         .iter()
