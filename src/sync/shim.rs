@@ -57,52 +57,50 @@ mod real {
 #[cfg(not(loom))]
 pub use real::*;
 
-/// Asks the CPU to fetch the cache line holding `ptr` for writing
-/// (`prefetchw`), so that a store there later finds the line local instead
-/// of stalling on another core's copy. A hint only: no effect on memory or
-/// ordering, never faults; a no-op off x86-64, under loom and under Miri
-/// (which runs no assembly).
-#[inline(always)]
-pub fn prefetch_write(ptr: *const u8) {
-    #[cfg(all(not(loom), not(miri), target_arch = "x86_64"))]
-    // SAFETY: `prefetchw` is a hint: it never faults, whatever the address,
-    // and changes no memory, register or flag. (x86-64 CPUs without the
-    // PRFCHW feature decode its encoding as a NOP.) `_mm_prefetch` with
-    // `_MM_HINT_ET0` needs the `prfchw` target feature enabled at compile
-    // time, or it falls back to a read prefetch: hence the asm.
-    unsafe {
-        core::arch::asm!(
-            "prefetchw [{0}]",
-            in(reg) ptr,
-            options(nostack, preserves_flags, readonly)
-        );
-    }
-    #[cfg(any(loom, miri, not(target_arch = "x86_64")))]
-    let _ = ptr;
+/// A function `$name(ptr)` that gives the CPU one cache-line hint
+/// instruction about the line holding `ptr`: no effect on memory, registers,
+/// flags or ordering, never faults, whatever the address; a no-op off
+/// x86-64, under loom and under Miri (which runs no assembly).
+macro_rules! line_hint {
+    ($(#[$doc:meta])* $name:ident, $insn:literal) => {
+        $(#[$doc])*
+        #[inline(always)]
+        pub fn $name(ptr: *const u8) {
+            #[cfg(all(not(loom), not(miri), target_arch = "x86_64"))]
+            // SAFETY: the instruction is a hint (see the macro): it reads
+            // and writes nothing and cannot fault, whatever `ptr` is.
+            unsafe {
+                core::arch::asm!(
+                    concat!($insn, " [{0}]"),
+                    in(reg) ptr,
+                    options(nostack, preserves_flags, readonly)
+                );
+            }
+            #[cfg(any(loom, miri, not(target_arch = "x86_64")))]
+            let _ = ptr;
+        }
+    };
 }
 
-/// Asks the CPU to move the cache line holding `ptr` out of this core's
-/// private caches into the shared one (`cldemote`), so that another core's
-/// next read of it is served there instead of by a snoop into this core.
-/// Only a hint: no memory is accessed, no ordering, never faults; a no-op
-/// off x86-64, under loom and under Miri.
-#[inline(always)]
-pub fn demote(ptr: *const u8) {
-    #[cfg(all(not(loom), not(miri), target_arch = "x86_64"))]
-    // SAFETY: `cldemote` is a hint: it never faults, whatever the address,
-    // and changes no memory, register or flag. Its encoding lies in the
-    // reserved-NOP space, so x86-64 CPUs without the CLDEMOTE feature
-    // execute it as a NOP.
-    unsafe {
-        core::arch::asm!(
-            "cldemote [{0}]",
-            in(reg) ptr,
-            options(nostack, preserves_flags, readonly)
-        );
-    }
-    #[cfg(any(loom, miri, not(target_arch = "x86_64")))]
-    let _ = ptr;
-}
+line_hint!(
+    /// Asks the CPU to fetch the cache line holding `ptr` for writing
+    /// (`prefetchw`), so that a store there later finds the line local
+    /// instead of stalling on another core's copy. (x86-64 CPUs without the
+    /// PRFCHW feature decode it as a NOP; `_mm_prefetch` with `_MM_HINT_ET0`
+    /// would need the feature enabled at compile time, hence the asm.)
+    prefetch_write,
+    "prefetchw"
+);
+
+line_hint!(
+    /// Asks the CPU to move the cache line holding `ptr` out of this core's
+    /// private caches into the shared one (`cldemote`), so that another
+    /// core's next read of it is served there instead of by a snoop into
+    /// this core. Its encoding lies in the reserved-NOP space, so CPUs
+    /// without the CLDEMOTE feature execute it as a NOP.
+    demote,
+    "cldemote"
+);
 
 #[cfg(all(not(loom), not(miri), target_arch = "x86_64"))]
 std::thread_local! {
