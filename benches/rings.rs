@@ -41,6 +41,25 @@ fn spsc_zero_copy(iters: u64) -> Duration {
     start.elapsed()
 }
 
+/// `iters` 64-byte frames written and read back by one thread: the cost of
+/// the two code paths with no other core involved (and with the producer's
+/// demotes skipped, as for any consumer on the producer's CPU).
+fn spsc_one_thread(iters: u64) -> Duration {
+    let ring = spsc::HeapRing::new(CAPACITY).unwrap();
+    let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
+    let mut sum = 0u64;
+    let start = Instant::now();
+    for i in 0..iters {
+        let mut claim = tx.try_claim(64).unwrap();
+        claim[0] = i as u8;
+        claim.commit();
+        let frame = rx.try_read().unwrap();
+        sum = sum.wrapping_add(u64::from(frame[0]));
+    }
+    black_box(sum);
+    start.elapsed()
+}
+
 /// `iters` `u64` values through an SPSC ring with the typed forms.
 fn spsc_typed(iters: u64) -> Duration {
     let ring = spsc::HeapRing::new(CAPACITY).unwrap();
@@ -101,6 +120,7 @@ fn main() {
     g.throughput(Throughput::Elements(1));
     g.bench_function("spsc_claim_commit_64b", |b| b.iter_custom(spsc_zero_copy));
     g.bench_function("spsc_send_value_u64", |b| b.iter_custom(spsc_typed));
+    g.bench_function("spsc_one_thread_64b", |b| b.iter_custom(spsc_one_thread));
     g.bench_function("mpsc2_send_64b", |b| {
         b.iter_custom(|iters| mpsc_copy(2, iters.div_ceil(2)))
     });

@@ -60,13 +60,27 @@ impl fmt::Debug for Consumer {
 }
 
 impl Consumer {
-    pub(crate) fn from_parts(ring: RingRef, head: u64, _tail: u64, strategy: WaitStrategy) -> Self {
-        Self {
+    pub(crate) fn from_parts(ring: RingRef, head: u64, strategy: WaitStrategy) -> Self {
+        let this = Self {
             view: ring,
             head,
             released: head,
             poisoned: false,
             strategy,
+        };
+        this.note_placement();
+        this
+    }
+
+    /// Notes the CPU we run on, for the producer's demotes (a hint: see the
+    /// layout); stored only when it changed, so that the line stays shared.
+    /// On attach and before each wait.
+    fn note_placement(&self) {
+        let cpu = crate::sync::shim::note_cpu();
+        let word = &self.view.ctrl().roles.consumer_cpu;
+        // Relaxed (both): a hint, ordered with nothing.
+        if word.load(Ordering::Relaxed) != cpu {
+            word.store(cpu, Ordering::Relaxed);
         }
     }
 
@@ -269,15 +283,9 @@ impl Consumer {
     fn wait_for_data(&mut self, deadline: Option<Instant>) -> Result<(), RecvError> {
         // The producer may be waiting for room we released.
         self.flush_releases();
+        self.note_placement();
         let ring = &self.view;
         let ctrl = ring.ctrl();
-        // Where we wait, for the producer's demotes (a hint: see the
-        // layout); stored only when it changed, so the line stays shared.
-        let cpu = crate::sync::shim::note_cpu();
-        // Relaxed (both): a hint, ordered with nothing.
-        if ctrl.roles.consumer_cpu.load(Ordering::Relaxed) != cpu {
-            ctrl.roles.consumer_cpu.store(cpu, Ordering::Relaxed);
-        }
         let head = self.head;
         let ready = || {
             if ring.shared_poisoned() {
@@ -351,7 +359,12 @@ mod tests {
         let _tx = ring.producer().unwrap();
         let mut rx = ring.consumer().unwrap();
         let cpu = |rx: &super::Consumer| rx.view.ctrl().roles.consumer_cpu.load(Ordering::Relaxed);
-        assert_eq!(cpu(&rx), 0, "not known before any wait");
+        assert_ne!(cpu(&rx), 0, "noted on attach");
+        rx.view
+            .ctrl()
+            .roles
+            .consumer_cpu
+            .store(0, Ordering::Relaxed);
         let got = rx.read_timeout(Duration::from_millis(1)).map(|f| f.len());
         assert_eq!(got, Err(RecvError::TimedOut));
         // CPU numbers plus one; the thread may have moved since, so only

@@ -89,6 +89,9 @@ impl Producer {
     /// A producer at `tail` (the published end: see `RingRef::attach`),
     /// with the consumer at `head`.
     pub(crate) fn from_parts(ring: RingRef, head: u64, tail: u64, strategy: WaitStrategy) -> Self {
+        // Where this thread runs, for the demotes in `publish`, until it
+        // first waits.
+        crate::sync::shim::note_cpu();
         Self {
             view: ring,
             tail,

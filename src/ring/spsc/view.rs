@@ -257,9 +257,9 @@ impl HeapRing {
     /// # Errors
     /// As [`producer`](Self::producer), for the consumer role.
     pub fn consumer(&self) -> Result<Consumer, AttachError> {
-        let (ring, head, tail) =
+        let (ring, head, _) =
             RingRef::attach(View::heap(&self.mem), self.mem.peers.new_id(), CONSUMER)?;
-        Ok(Consumer::from_parts(ring, head, tail, WaitStrategy::BLOCK))
+        Ok(Consumer::from_parts(ring, head, WaitStrategy::BLOCK))
     }
 }
 
@@ -323,7 +323,7 @@ impl Consumer {
         region: &crate::region::Region,
         id: crate::region::SectionId,
     ) -> Result<Self, AttachError> {
-        let (ring, head, tail) = region_ring(region, id, CONSUMER)?;
-        Ok(Self::from_parts(ring, head, tail, WaitStrategy::BLOCK))
+        let (ring, head, _) = region_ring(region, id, CONSUMER)?;
+        Ok(Self::from_parts(ring, head, WaitStrategy::BLOCK))
     }
 }
