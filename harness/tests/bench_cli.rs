@@ -172,3 +172,46 @@ fn repeat_reports_medians_of_per_run_ratios() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// `--hog N` runs N busy processes beside the bench: the header names them,
+/// the JSON records how many, and none is left running afterwards.
+#[test]
+fn hogs_run_beside_the_bench_and_end_with_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_polycephaly"))
+        .args([
+            "bench",
+            "--quick",
+            "--only",
+            "floor_spin",
+            "--hog",
+            "2",
+            "--json",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    let (json, text) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("2 busy hog process(es) beside it"), "{text}");
+    assert_eq!(number_after(&json, "hogs"), Some(2.0), "{json}");
+    // The hogs were children of the command: with it reaped, a child still
+    // spinning would be one of ours reparented to init, under the same name.
+    let ours = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.contains("--hog"))
+        })
+        .count();
+    assert_eq!(ours, 0, "a hog outlived the bench");
+    // A count past the limit is a usage error.
+    let out = Command::new(env!("CARGO_BIN_EXE_polycephaly"))
+        .args(["bench", "--hog", "65"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
