@@ -147,12 +147,25 @@ pub fn header(machine: &Machine, cfg: &Config) -> String {
     )
 }
 
+/// The width of the name column: the longest name, 28 at least.
+fn name_width<'a>(names: impl Iterator<Item = &'a str>) -> usize {
+    names.map(str::len).fold(28, usize::max)
+}
+
+/// The width of a target's "row / vs" column: the longest, 60 at least.
+fn target_width<'a>(targets: impl Iterator<Item = &'a Target>) -> usize {
+    targets
+        .map(|t| t.row.len() + 3 + t.vs.len())
+        .fold(60, usize::max)
+}
+
 /// The table of `outcomes`.
 pub fn table(outcomes: &[Outcome]) -> String {
     let mut s = String::new();
+    let w = name_width(outcomes.iter().map(|o| o.row.name));
     let _ = writeln!(
         s,
-        "{:<28} {:<11} {:<6} {:>11} {:>11} {:<6} {:>8}  vs",
+        "{:<w$} {:<11} {:<6} {:>11} {:>11} {:<6} {:>8}  vs",
         "name", "payload", "wait", "median", "p99", "unit", "x floor"
     );
     for o in outcomes {
@@ -163,7 +176,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
                 let x = ratio(outcomes, o).map_or_else(|| "-".to_owned(), |x| format!("{x:.2}"));
                 let _ = writeln!(
                     s,
-                    "{:<28} {:<11} {:<6} {:>11} {:>11} {:<6} {:>8}  {}",
+                    "{:<w$} {:<11} {:<6} {:>11} {:>11} {:<6} {:>8}  {}",
                     r.name,
                     r.payload,
                     r.wait.as_str(),
@@ -175,7 +188,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
                 );
             }
             Err(e) => {
-                let _ = writeln!(s, "{:<28} FAILED: {e}", r.name);
+                let _ = writeln!(s, "{:<w$} FAILED: {e}", r.name);
             }
         }
     }
@@ -205,6 +218,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
         }
     }
     let measured = measured_targets(outcomes);
+    let tw = target_width(measured.iter().map(|(t, _)| t));
     if !measured.is_empty() {
         let _ = writeln!(
             s,
@@ -213,7 +227,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
         for (t, x) in measured {
             let _ = writeln!(
                 s,
-                "  {:<60} {:>7.3}  target <= {:.3}  {}",
+                "  {:<tw$} {:>7.3}  target <= {:.3}  {}",
                 format!("{} / {}", t.row, t.vs),
                 x,
                 t.max,
@@ -298,10 +312,11 @@ pub fn repeat_summary(runs: &[Vec<Outcome>]) -> String {
     let Some(last) = runs.last() else {
         return s;
     };
+    let w = name_width(last.iter().map(|o| o.row.name));
     let _ = writeln!(
         s,
         "over {} runs (rows interleaved: each round runs every row once):\n\
-         {:<28} {:<6} {:>11} {:>23} {:<6} {:>8} {:>15}  vs",
+         {:<w$} {:<6} {:>11} {:>23} {:<6} {:>8} {:>15}  vs",
         runs.len(),
         "name",
         "wait",
@@ -315,7 +330,7 @@ pub fn repeat_summary(runs: &[Vec<Outcome>]) -> String {
         let r = &o.row;
         let meds = medians(runs, r.name);
         let Some(m) = median_of(&meds) else {
-            let _ = writeln!(s, "{:<28} FAILED in every run", r.name);
+            let _ = writeln!(s, "{:<w$} FAILED in every run", r.name);
             continue;
         };
         let rate = r.unit.is_rate();
@@ -330,7 +345,7 @@ pub fn repeat_summary(runs: &[Vec<Outcome>]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<28} {:<6} {:>11} {:>23} {:<6} {:>8} {:>15}  {}",
+            "{:<w$} {:<6} {:>11} {:>23} {:<6} {:>8} {:>15}  {}",
             r.name,
             r.wait.as_str(),
             human(m, rate),
@@ -348,6 +363,7 @@ pub fn repeat_summary(runs: &[Vec<Outcome>]) -> String {
             Some((t, median_of(&xs)?, xs))
         })
         .collect();
+    let tw = target_width(judged.iter().map(|(t, _, _)| t));
     if !judged.is_empty() {
         let _ = writeln!(s, "targets (median of the per-run ratios):");
         for (t, x, xs) in judged {
@@ -355,7 +371,7 @@ pub fn repeat_summary(runs: &[Vec<Outcome>]) -> String {
             let met = xs.iter().filter(|r| **r <= t.max).count();
             let _ = writeln!(
                 s,
-                "  {:<60} {:>7.3} ({a:.3} .. {b:.3})  target <= {:.3}  {} ({met} of {} runs met it)",
+                "  {:<tw$} {:>7.3} ({a:.3} .. {b:.3})  target <= {:.3}  {} ({met} of {} runs met it)",
                 format!("{} / {}", t.row, t.vs),
                 x,
                 t.max,
