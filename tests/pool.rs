@@ -305,6 +305,15 @@ fn pool(drones: usize) -> Pool {
     Pool::builder().drones(drones).build().expect("pool")
 }
 
+/// One drone, and a master lane of `lane` bytes.
+fn one_drone_with_lane(lane: usize) -> Pool {
+    Pool::builder()
+        .drones(1)
+        .arena_lane(lane)
+        .build()
+        .expect("pool")
+}
+
 fn the_seeds_example() {
     let drones = pool(4);
     let sums = drones
@@ -352,11 +361,7 @@ fn a_large_array_is_read_in_place() {
         assert_eq!(sum, n * n.saturating_sub(1) / 2);
     }
     // Larger than the arena's lane: a typed error, not a hang.
-    let small = Pool::builder()
-        .drones(1)
-        .arena_lane(1 << 20)
-        .build()
-        .unwrap();
+    let small = one_drone_with_lane(1 << 20);
     let big = vec![1u64; 1 << 18];
     assert!(matches!(
         small.submit_slice(&SUM, &big),
@@ -410,11 +415,7 @@ fn map_chunks_from_fn_pieces_in_order() {
         drones.map_chunks(&SUM, &[0, 1, 2], 0).unwrap()
     );
     // A piece larger than a lane is a typed error, and leaves nothing.
-    let small = Pool::builder()
-        .drones(1)
-        .arena_lane(1 << 20)
-        .build()
-        .unwrap();
+    let small = one_drone_with_lane(1 << 20);
     assert!(matches!(
         small.map_chunks_from_fn(&SUM, 1 << 18, 1 << 18, |i| i as u64),
         Err(PoolError::TooLarge { .. })
@@ -470,11 +471,7 @@ fn map_chunks_from_fn_larger_than_the_lane() {
 }
 
 fn map_chunks_from_fn_reports_a_lane_held_by_an_untaken_result() {
-    let drones = Pool::builder()
-        .drones(1)
-        .arena_lane(4 << 20)
-        .build()
-        .unwrap();
+    let drones = one_drone_with_lane(4 << 20);
     // 3 MiB of the 4 MiB lane held by a result taken only later: pieces of
     // 512 KiB fit behind it twice, then wait for room that cannot come
     // while we wait. A typed error after the grace, not a hang.
@@ -1342,11 +1339,7 @@ fn a_streams_iterator_may_use_the_pool() {
 fn vec_outputs_too_large_together_are_cut_apart() {
     // Each output is 200 KB, well inside a 4 MiB lane; a chunk of 25 of
     // them is not: the chunk is cut until its outputs fit.
-    let drones = Pool::builder()
-        .drones(1)
-        .arena_lane(4 << 20)
-        .build()
-        .unwrap();
+    let drones = one_drone_with_lane(4 << 20);
     let out = drones.map(&RANGE, &vec![50_000u32; 100]).unwrap();
     assert!(out.iter().all(|v| v.len() == 50_000));
     // One output alone larger than the lane: that item fails, typed.
@@ -1383,11 +1376,7 @@ fn a_large_ring_kills_no_drone() {
 }
 
 fn stream_slices_reports_a_lane_held_by_an_untaken_result() {
-    let drones = Pool::builder()
-        .drones(1)
-        .arena_lane(4 << 20)
-        .build()
-        .unwrap();
+    let drones = one_drone_with_lane(4 << 20);
     // 3 MiB of the 4 MiB lane held by a result we take only later: the
     // stream's 2 MiB cannot get room while we wait in the stream. Before,
     // the stream ended at once with a bogus `ArenaFull { max: 0 }` and fed
@@ -1420,11 +1409,7 @@ fn stream_slices_reports_a_lane_held_by_an_untaken_result() {
 }
 
 fn stream_slices_too_large_is_typed() {
-    let small = Pool::builder()
-        .drones(1)
-        .arena_lane(1 << 20)
-        .build()
-        .unwrap();
+    let small = one_drone_with_lane(1 << 20);
     let got: Vec<_> = small
         .stream_slices(&SUM, vec![vec![1u64; 1 << 18], vec![1u64; 3]])
         .unwrap()
