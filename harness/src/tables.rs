@@ -617,6 +617,7 @@ fn requests_with_arrays(f: &Figures) -> SeedTable {
         notes: vec![
             "the seed's text gives the 1,000,000-element request only",
             "ours: the master builds the array in its arena lane, the drone sums it in place; the twin writes it through a Unix socket",
+            // Names `PIPED_PIECE` (checked below).
             "piped: the same array built in pieces of 32 Ki elements, each handed to the drone as soon as it is built (map_chunks_from_fn; rows for 10^5 and 10^6 only)",
         ],
         summary: format!(
@@ -740,6 +741,9 @@ pub fn add_to_json(doc: &str, tables: &[SeedTable]) -> String {
         items.join(",")
     )
 }
+
+// Table 4's note names the piece size of the piped rows.
+const _: () = assert!(crate::pool::PIPED_PIECE == 32 * 1024);
 
 #[cfg(test)]
 mod tests {
