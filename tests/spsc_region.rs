@@ -272,6 +272,43 @@ fn a_producer_taking_over_continues_after_frames_past_the_tail_hint() {
 }
 
 #[test]
+fn both_sides_attach_after_the_consumer_read_past_the_tail_hint() {
+    // Found by the chaos soak: a producer killed between its header store
+    // and its tail store leaves the hint behind, the consumer reads on
+    // (the headers say what is published) and releases past it; the next
+    // producer must not take head > tail for corruption.
+    let r = region(256);
+    let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
+    tx.try_send(b"one").unwrap();
+    tx.try_send(b"two").unwrap();
+    drop(tx);
+    poke_u64(&r, TAIL, 0);
+    let mut buf = Vec::new();
+    for want in [&b"one"[..], b"two"] {
+        rx.try_recv(&mut buf).unwrap();
+        assert_eq!(buf, want);
+    }
+    // Found empty: the head is stored, past the hint.
+    assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
+    let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
+    tx.try_send(b"three").unwrap();
+    drop(tx);
+    poke_u64(&r, TAIL, 0);
+    rx.try_recv(&mut buf).unwrap();
+    assert_eq!(buf, b"three");
+    assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
+    // A consumer taking over there attaches too, and so does a producer
+    // after it.
+    drop(rx);
+    let mut rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
+    let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
+    tx.try_send(b"four").unwrap();
+    rx.try_recv(&mut buf).unwrap();
+    assert_eq!(buf, b"four");
+}
+
+#[test]
 fn corrupted_headers_and_heads_are_detected() {
     let capacity = 256;
     // A frame header with a length beyond the maximum.

@@ -60,10 +60,12 @@
 //!   a producer that dies between the two stores leaves it behind the
 //!   published end, and the next producer walks the headers from it to
 //!   the zero word. Multiple of 8, never decreases,
-//!   `head <= tail <= head + capacity`.
+//!   `tail <= head + capacity`. It may lag behind `head` (the consumer
+//!   reads headers, not the hint, so it reads and releases past a stale
+//!   one); one behind `head` counts as `head`.
 //! - `head`: written only by the consumer (Release, after it finished
 //!   reading the frames it releases; lazily, see `Consumer`), read by the
-//!   producer (Acquire). Same constraints. Each side keeps a private copy of
+//!   producer (Acquire). Multiple of 8, never decreases. Each side keeps a private copy of
 //!   the other's position that may be stale (older, never newer).
 //! - `holder[r]`: the raw `PeerId` of the process that holds role `r`
 //!   (0 producer, 1 consumer), 0 when free; set by CAS on attach, cleared on

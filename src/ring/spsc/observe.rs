@@ -33,11 +33,12 @@ pub fn observe(obs: &Observer, id: SectionId) -> Result<RingState, ObserveError>
     let head_at = offset_of!(Control, head);
     let roles = offset_of!(Control, roles);
     let positions = || {
-        // The head first: it never passes the tail, so a tail read after
-        // it is never behind it (unless something is wrong).
+        // The head first, the tail after it (a hint: see the layout). One
+        // behind the head, left by a producer that died between its header
+        // and tail stores, counts as the head, as when a producer attaches.
         let head = obs.u64_at(id, head_at, "head")?;
         let tail = obs.u64_at(id, tail_at, "tail")?;
-        Ok((head, tail))
+        Ok((head, tail.max(head)))
     };
     let decode = |idx: u64| -> Result<Step, String> {
         let at = CONTROL_LEN + idx as usize;

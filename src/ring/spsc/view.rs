@@ -167,8 +167,15 @@ impl RingRef {
             let head = ctrl.head.load(Ordering::Acquire);
             (head, ctrl.tail.load(Ordering::Acquire))
         };
+        // The tail is a hint (see the layout): a producer that died between
+        // its header store and its tail store leaves it behind the published
+        // end, and the consumer may have read and released past it. All
+        // before the head was published, so a hint behind it counts as the
+        // head (found by the chaos soak: such a ring was refused as
+        // corrupted, and poisoned).
+        let tail = tail.max(head);
         // A producer continues after the last published frame, which may
-        // lie past the tail hint (see the layout).
+        // lie past the tail hint.
         let tail = match positions_ok(head, tail, this.cap) {
             true if role == PRODUCER => this.published_end(head, tail).ok(),
             true => Some(tail),
