@@ -569,14 +569,6 @@ pub const TARGETS: &[Target] = &[
         vs: "floor_wake_rtt",
         max: 1.5,
     },
-    // Set for `--pin same` and for runs with `--hog`, where processes
-    // outnumber CPUs; elsewhere a pipe pays two wakes to the ring's one,
-    // and the ratio is far under.
-    Target {
-        row: "spsc_block_rtt",
-        vs: "pipe_rtt",
-        max: 1.3,
-    },
     // The arena's arrays (issue 10).
     Target {
         row: "arena_array_rtt_1000000",
