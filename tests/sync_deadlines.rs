@@ -112,3 +112,34 @@ fn a_thread_ringing_in_a_loop_cannot_hold_the_deadline_off() {
     assert_eq!(got, Err(WaitError::TimedOut));
     assert!(Instant::now() >= deadline);
 }
+
+/// A strategy whose slices or spin last for ever (`Duration::MAX`) is a
+/// valid input: every kind of wait still ends at its deadline, without an
+/// overflow of the clock's arithmetic.
+#[test]
+fn endless_slices_and_spins_still_end_at_the_deadline() {
+    let endless = [
+        WaitStrategy {
+            slice: Duration::MAX,
+            ..WaitStrategy::SPIN
+        },
+        WaitStrategy {
+            slice: Duration::MAX,
+            ..WaitStrategy::BLOCK
+        },
+        WaitStrategy {
+            spin: Duration::MAX,
+            slice: Duration::MAX,
+            ..WaitStrategy::BLOCK
+        },
+    ];
+    for strategy in endless {
+        let bell = Doorbell::new();
+        let deadline = Instant::now() + Duration::from_millis(20);
+        let got = within_hang_bound("an endless strategy", move || {
+            bell.wait(|| None::<()>, &strategy, Some(deadline), || true)
+        });
+        assert_eq!(got, Err(WaitError::TimedOut), "{strategy:?}");
+        assert!(Instant::now() >= deadline);
+    }
+}

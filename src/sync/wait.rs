@@ -761,7 +761,7 @@ fn yield_to_a_peer(now: Instant) -> bool {
     std::thread::yield_now();
     let back = Instant::now();
     if back.duration_since(now) >= HOG_YIELD {
-        HOGGED_UNTIL.with(|h| h.set(Some(back + HOG_MEMORY)));
+        HOGGED_UNTIL.with(|h| h.set(back.checked_add(HOG_MEMORY)));
         return false;
     }
     true
@@ -805,12 +805,13 @@ fn spin_forever<T>(
         if n % 64 == 0 {
             let now = Instant::now();
             yield_if_long(now.duration_since(*start.get_or_insert(now)));
-            let check = *next_check.get_or_insert(now + strategy.slice);
-            if now >= check || deadline.is_some_and(|d| now >= d) {
+            // `None` inside: beyond the clock's range (an endless slice).
+            let check = *next_check.get_or_insert(now.checked_add(strategy.slice));
+            if check.is_some_and(|c| now >= c) || deadline.is_some_and(|d| now >= d) {
                 if let Some(v) = check_peer_and_deadline(&mut ready, deadline, &mut alive)? {
                     return Ok(v);
                 }
-                next_check = Some(now + strategy.slice);
+                next_check = Some(now.checked_add(strategy.slice));
             }
         }
     }
