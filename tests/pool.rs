@@ -171,6 +171,7 @@ fn main() {
         _ => runner::run_with_ignored(
             &[
                 ("the_seeds_example", the_seeds_example),
+                ("endless_timeouts_are_valid", endless_timeouts_are_valid),
                 (
                     "many_tiny_tasks_each_once_in_order",
                     many_tiny_tasks_each_once_in_order,
@@ -325,6 +326,20 @@ fn the_seeds_example() {
         Err(PoolError::LengthMismatch { left: 2, right: 1 })
     ));
     assert_eq!(drones.zip_map(&ADD, &[], &[]).unwrap(), Vec::<u64>::new());
+}
+
+/// Time-outs that never fire (`Duration::MAX`) are valid: the pool runs,
+/// its timers do not overflow.
+fn endless_timeouts_are_valid() {
+    let drones = Pool::builder()
+        .drones(2)
+        .start_timeout(Duration::MAX)
+        .task_timeout(Duration::MAX)
+        .build()
+        .expect("pool");
+    let items: Vec<u64> = (0..64).collect();
+    let sums = drones.zip_map(&ADD, &items, &items).unwrap();
+    assert_eq!(sums, items.iter().map(|x| 2 * x).collect::<Vec<_>>());
 }
 
 fn many_tiny_tasks_each_once_in_order() {

@@ -564,7 +564,7 @@ impl Core {
                 },
                 _ => continue,
             };
-            t = t.min(left + Duration::from_millis(1));
+            t = t.min(left.saturating_add(Duration::from_millis(1)));
         }
         t
     }
