@@ -508,12 +508,13 @@ fn map_chunks_from_fn_a_panicking_builder_leaves_nothing() {
     // In a large piece (built in the arena, under the pool's lock), and
     // in a small one (in a frame).
     for (chunk, at) in [(1usize << 14, 300_000usize), (100, 3_000)] {
-        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // No `AssertUnwindSafe`: a pool is `RefUnwindSafe`.
+        let panicked = std::panic::catch_unwind(|| {
             drones.map_chunks_from_fn(&SUM, 1 << 20, chunk, |i| {
                 assert_ne!(i, at, "the builder gives up at {at}");
                 i as u64
             })
-        }));
+        });
         let payload = panicked.expect_err("the builder's panic reaches the caller");
         let message = payload
             .downcast_ref::<String>()

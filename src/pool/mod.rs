@@ -261,7 +261,9 @@ impl PoolBuilder {
 /// A pool of drone processes. See the [module](self) for how it works.
 ///
 /// All calls take `&self`: a pool can be shared by threads (one of them at
-/// a time drives it; the others wait for it).
+/// a time drives it; the others wait for it). It is `UnwindSafe` and
+/// `RefUnwindSafe`: a panic that unwinds out of a call (a builder's, say)
+/// leaves the pool usable, its bookkeeping as it was between two steps.
 #[derive(Debug)]
 pub struct Pool {
     core: Mutex<Core>,

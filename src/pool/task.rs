@@ -268,8 +268,10 @@ pub(crate) mod sealed {
 }
 
 /// A task of any type, as the registry holds it: implemented by [`Task`],
-/// [`Task2`] and [`SliceTask`] only.
-pub trait AnyTask: Sync + sealed::Sealed {
+/// [`Task2`] and [`SliceTask`] only. `RefUnwindSafe` (a task is a name and
+/// function pointers), so that a [`Pool`](super::Pool), which refers to its
+/// registry, may be used across `catch_unwind`.
+pub trait AnyTask: Sync + std::panic::RefUnwindSafe + sealed::Sealed {
     /// The task's name.
     fn name(&self) -> &'static str;
     /// The task's signature, in words (`fn(u64, u64) -> u64`).
