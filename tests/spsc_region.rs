@@ -250,25 +250,38 @@ fn a_tail_hint_leaving_no_free_word_is_refused() {
     ));
 }
 
+/// Sends `frames` from a producer that then leaves with the tail hint
+/// still at 0, as one killed between its header store and its tail store
+/// leaves it behind the published end; returns the consumer, attached
+/// before.
+fn frames_past_a_stale_tail_hint(r: &Region, frames: &[&[u8]]) -> spsc::Consumer {
+    let mut tx = spsc::Producer::attach(r, SectionId(0)).unwrap();
+    let rx = spsc::Consumer::attach(r, SectionId(0)).unwrap();
+    for frame in frames {
+        tx.try_send(frame).unwrap();
+    }
+    drop(tx);
+    poke_u64(r, TAIL, 0);
+    rx
+}
+
+/// Receives `want`, in order, then finds the ring empty.
+fn receive_exactly(rx: &mut spsc::Consumer, want: &[&[u8]]) {
+    let mut buf = Vec::new();
+    for want in want {
+        rx.try_recv(&mut buf).unwrap();
+        assert_eq!(buf, *want);
+    }
+    assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
+}
+
 #[test]
 fn a_producer_taking_over_continues_after_frames_past_the_tail_hint() {
     let r = region(256);
-    let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
-    let mut rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
-    tx.try_send(b"one").unwrap();
-    tx.try_send(b"two").unwrap();
-    drop(tx);
-    // A producer that died between its header store and its tail store
-    // left the hint behind the published end.
-    poke_u64(&r, TAIL, 0);
+    let mut rx = frames_past_a_stale_tail_hint(&r, &[b"one", b"two"]);
     let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
     tx.try_send(b"three").unwrap();
-    let mut buf = Vec::new();
-    for want in [&b"one"[..], b"two", b"three"] {
-        rx.try_recv(&mut buf).unwrap();
-        assert_eq!(buf, want);
-    }
-    assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
+    receive_exactly(&mut rx, &[b"one", b"two", b"three"]);
 }
 
 #[test]
@@ -278,34 +291,21 @@ fn both_sides_attach_after_the_consumer_read_past_the_tail_hint() {
     // (the headers say what is published) and releases past it; the next
     // producer must not take head > tail for corruption.
     let r = region(256);
-    let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
-    let mut rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
-    tx.try_send(b"one").unwrap();
-    tx.try_send(b"two").unwrap();
-    drop(tx);
-    poke_u64(&r, TAIL, 0);
-    let mut buf = Vec::new();
-    for want in [&b"one"[..], b"two"] {
-        rx.try_recv(&mut buf).unwrap();
-        assert_eq!(buf, want);
-    }
-    // Found empty: the head is stored, past the hint.
-    assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
+    let mut rx = frames_past_a_stale_tail_hint(&r, &[b"one", b"two"]);
+    // Found empty at the end: the head is stored, past the hint.
+    receive_exactly(&mut rx, &[b"one", b"two"]);
     let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
     tx.try_send(b"three").unwrap();
     drop(tx);
     poke_u64(&r, TAIL, 0);
-    rx.try_recv(&mut buf).unwrap();
-    assert_eq!(buf, b"three");
-    assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
+    receive_exactly(&mut rx, &[b"three"]);
     // A consumer taking over there attaches too, and so does a producer
     // after it.
     drop(rx);
     let mut rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
     let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
     tx.try_send(b"four").unwrap();
-    rx.try_recv(&mut buf).unwrap();
-    assert_eq!(buf, b"four");
+    receive_exactly(&mut rx, &[b"four"]);
 }
 
 #[test]
