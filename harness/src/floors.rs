@@ -5,6 +5,9 @@
 //! - [`wake_rtt`]: the same, but the responder is asleep in a shared futex
 //!   at every request.
 //! - [`ring_64b_throughput`]: the barest ring (64-byte slots, two counters).
+//! - `ring_64b_throughput_at`: the same messages 72 bytes apart (an
+//!   8-byte header's room before each), as in a byte ring of frames: the
+//!   floor of that layout.
 //! - [`memcpy`]: one warm copy in one process.
 //! - [`shm_transfer`]: one process writes N bytes, the other reads them all.
 
@@ -57,6 +60,18 @@ pub const ROWS: &[Row] = &[
         run: |cfg| {
             let plan = cfg.plan(Plan::new(10, 300, 200_000), Plan::new(5, 50, 100_000));
             Measurement::rate(&ring_64b_throughput(cfg.pin, &plan)?, Unit::MsgPerSec, 1)
+        },
+    },
+    Row {
+        name: "floor_ring_64b_stride72_throughput",
+        payload: "64 B / 72 B",
+        wait: Wait::Spin,
+        unit: Unit::MsgPerSec,
+        floor: Some("floor_ring_64b_throughput"),
+        run: |cfg| {
+            let plan = cfg.plan(Plan::new(10, 300, 200_000), Plan::new(5, 50, 100_000));
+            let t = ring_64b_throughput_at(cfg.pin, &plan, FRAMED_STRIDE)?;
+            Measurement::rate(&t, Unit::MsgPerSec, 1)
         },
     },
     Row {
@@ -301,14 +316,21 @@ pub(crate) fn wait_until_sleeping(pair: &Pair<'_>, stat: &OwnedFd) -> Result<(),
     }
 }
 
-/// Slots of the bare ring: 64 KiB of 64-byte slots.
-const RING_SLOTS: u64 = 1024;
+/// Bytes of the bare ring's slots: 64 KiB, like the SPSC rows' ring.
+const RING_BYTES: usize = 64 * 1024;
+/// Bytes of a bare ring message.
 const SLOT: usize = 64;
+/// Where a ring of frames puts 64-byte payloads: 72 bytes apart (8 bytes
+/// of header before each), so that each message spans two cache lines and
+/// shares each with a neighbour.
+const FRAMED_STRIDE: usize = 72;
+const _: () = assert!(FRAMED_STRIDE >= SLOT);
 
 /// The bare ring's counters: `head` (messages consumed, written by the
 /// consumer) and `tail` (messages produced, written by the producer), each
-/// on its own cache line; `tail - head` is in `0..=RING_SLOTS`. The slots
-/// live in the area's bulk bytes: slot `p % RING_SLOTS` holds message `p`.
+/// on its own cache line; `tail - head` is at most the number of slots.
+/// The slots live in the area's bulk bytes: slot `p % slots` holds message
+/// `p`.
 #[repr(C)]
 #[derive(Debug, Default)]
 struct RingCounters {
@@ -328,14 +350,27 @@ const _: () = assert!(size_of::<RingCounters>() == 256);
 /// Those of [`run_pair`]; the child fails with [`BenchError::Corrupt`] if a
 /// message carries the wrong number.
 pub fn ring_64b_throughput(pin: PinMode, plan: &Plan) -> Result<Timings, BenchError> {
-    let area = ShmArea::new(RingCounters::default(), RING_SLOTS as usize * SLOT)?;
+    ring_64b_throughput_at(pin, plan, SLOT)
+}
+
+/// As [`ring_64b_throughput`], with the messages `stride` bytes apart
+/// (at least 64: [`SLOT`] and [`FRAMED_STRIDE`] only): at 72 a message spans two cache
+/// lines, each shared with a neighbour, as a 64-byte payload does behind
+/// its 8-byte header in a ring of frames. The ring keeps 64 KiB.
+///
+/// # Errors
+/// As [`ring_64b_throughput`].
+fn ring_64b_throughput_at(pin: PinMode, plan: &Plan, stride: usize) -> Result<Timings, BenchError> {
+    let ring_slots = (RING_BYTES / stride) as u64;
+    let area = ShmArea::new(RingCounters::default(), ring_slots as usize * stride)?;
     let st = area.get();
     let slots = area.bulk_ptr();
     let plan = *plan;
     let total = plan.total_ops();
     let slot_ptr = |pos: u64| {
-        // SAFETY: (pos % RING_SLOTS) * SLOT + SLOT <= the bulk length.
-        unsafe { slots.add((pos % RING_SLOTS) as usize * SLOT) }
+        // SAFETY: (pos % ring_slots) * stride + SLOT <= ring_slots * stride,
+        // the bulk length (SLOT <= stride).
+        unsafe { slots.add((pos % ring_slots) as usize * stride) }
     };
     let (samples, placement) = run_pair(
         pin,
@@ -347,16 +382,16 @@ pub fn ring_64b_throughput(pin: PinMode, plan: &Plan) -> Result<Timings, BenchEr
             for s in 0..plan.total_samples() {
                 let t0 = Instant::now();
                 for _ in 0..plan.batch {
-                    if tail - head_cache == RING_SLOTS {
+                    if tail - head_cache == ring_slots {
                         pair.spin_until(|| {
                             // Acquire: pairs with the consumer's Release
                             // store of head; its reads of the slot are done.
                             head_cache = st.head.load(Ordering::Acquire);
-                            tail - head_cache < RING_SLOTS
+                            tail - head_cache < ring_slots
                         })?;
                     }
                     msg[..8].copy_from_slice(&tail.to_le_bytes());
-                    // SAFETY: the slot is free (tail - head < RING_SLOTS):
+                    // SAFETY: the slot is free (tail - head < ring_slots):
                     // the consumer does not touch it until we publish.
                     unsafe { core::ptr::copy_nonoverlapping(msg.as_ptr(), slot_ptr(tail), SLOT) };
                     tail += 1;

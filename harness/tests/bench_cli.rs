@@ -215,3 +215,43 @@ fn hogs_run_beside_the_bench_and_end_with_it() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The 64-byte stream is shown against the floor of its own layout (the
+/// bare ring with its messages 72 bytes apart), while its target stays
+/// against the bare ring of 64-byte slots.
+#[test]
+fn the_64b_stream_names_both_floors() {
+    let out = Command::new(env!("CARGO_BIN_EXE_polycephaly"))
+        .args(["bench", "--quick", "--only", "floor_ring,spsc_64b"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} row in {stdout}"))
+            .to_owned()
+    };
+    let stride = line("floor_ring_64b_stride72_throughput");
+    assert!(stride.contains("msg/s"), "{stride}");
+    assert!(
+        stride.trim_end().ends_with(" floor_ring_64b_throughput"),
+        "{stride}"
+    );
+    let row = line("spsc_64b_throughput");
+    assert!(
+        row.trim_end()
+            .ends_with(" floor_ring_64b_stride72_throughput"),
+        "{row}"
+    );
+    assert!(
+        stdout.contains("spsc_64b_throughput / floor_ring_64b_throughput "),
+        "{stdout}"
+    );
+}
