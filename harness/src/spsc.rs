@@ -57,8 +57,8 @@ pub const ROWS: &[Row] = &[
         payload: "64 B",
         wait: Wait::Spin,
         unit: Unit::MsgPerSec,
-        // The floor of its layout: the bare ring with its messages where a
-        // frame's payloads go, 72 bytes apart. (Its target is against the
+        // The bare ring with its messages where a ring of frames puts
+        // 64-byte payloads, 72 bytes apart. (Its target is against the
         // bare ring of 64-byte slots: see `TARGETS`.)
         floor: Some("floor_ring_64b_stride72_throughput"),
         run: |cfg| {
