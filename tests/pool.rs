@@ -112,6 +112,27 @@ static NAP_SUM: SliceTask<u64, u64> = SliceTask::new("nap_sum", |xs| {
     xs.iter().sum()
 });
 
+/// The sum, after a nap set by the first element `x`: `x < 1_000_000`
+/// naps `x` ms at every run; otherwise, by a marker file in the directory
+/// `POOL_TEST_ONCE` names, the first run naps `x - 1_000_000` ms and later
+/// runs do not.
+static FIRST_SLOW_SUM: SliceTask<u64, u64> = SliceTask::new("first_slow_sum", |xs| {
+    let x = xs.first().copied().unwrap_or(0);
+    let nap = if x < 1_000_000 {
+        x
+    } else {
+        let dir = std::path::PathBuf::from(std::env::var_os("POOL_TEST_ONCE").unwrap());
+        let first = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dir.join("first"))
+            .is_ok();
+        if first { x - 1_000_000 } else { 0 }
+    };
+    std::thread::sleep(Duration::from_millis(nap));
+    xs.iter().sum()
+});
+
 static TASKS: Registry = Registry::new(&[
     &ADD,
     &DOUBLE,
@@ -128,6 +149,7 @@ static TASKS: Registry = Registry::new(&[
     &BLOB,
     &SLOW_SUM,
     &NAP_SUM,
+    &FIRST_SLOW_SUM,
 ]);
 
 /// Not registered.
@@ -188,6 +210,10 @@ fn main() {
                 (
                     "map_chunks_from_fn_larger_than_the_lane",
                     map_chunks_from_fn_larger_than_the_lane,
+                ),
+                (
+                    "a_copy_still_reading_a_block_holds_up_no_call",
+                    a_copy_still_reading_a_block_holds_up_no_call,
                 ),
                 (
                     "map_chunks_from_fn_reports_a_lane_held_by_an_untaken_result",
@@ -450,20 +476,61 @@ fn small_lane_pool(drones: usize) -> Pool {
 
 /// The whole of a small lane's 1 MiB in one block: it fits only when no
 /// block of the lane is held. A drone may still read a block whose chunk
-/// was answered by another (a copy sent to an idle drone): that hold ends
-/// with its run, so the pool is driven and asked again, for 5 s at most.
+/// was answered by another (a copy sent to an idle drone): the call waits
+/// for that hold to end (it failed with `ArenaFull` at once before, and
+/// this helper had to drive the pool and ask again).
 fn the_whole_lane_is_free(drones: &Pool) {
     let whole = vec![1u64; 1 << 17];
-    let start = Instant::now();
-    loop {
-        match drones.submit_slice(&SUM, &whole).and_then(|p| p.wait()) {
-            Ok(sum) => return assert_eq!(sum, 1 << 17),
-            Err(PoolError::ArenaFull { .. }) if start.elapsed() < Duration::from_secs(5) => {
-                drones.map(&DOUBLE, &[1]).unwrap();
-            }
-            Err(e) => panic!("the lane is still held after {:?}: {e}", start.elapsed()),
-        }
+    match drones.submit_slice(&SUM, &whole).and_then(|p| p.wait()) {
+        Ok(sum) => assert_eq!(sum, 1 << 17),
+        Err(e) => panic!("the lane is still held: {e}"),
     }
+}
+
+/// A call that returns while a drone still reads its block: slot 0 naps
+/// 300 ms on piece 0 with piece 2 queued behind it; slot 1 sums piece 1
+/// at once, then gets a copy of piece 2, whose first run (by the marker in
+/// `dir`, removed first) naps 800 ms reading the call's block in place;
+/// slot 0 answers piece 2 at once after its nap.
+fn leave_a_copy_reading(drones: &Pool, dir: &std::path::Path) {
+    let _ = std::fs::remove_file(dir.join("first"));
+    let piece = 1usize << 15;
+    let mut data = vec![1u64; 3 * piece];
+    data[0] = 300;
+    data[2 * piece] = 1_000_800;
+    let before = drones.stats();
+    let sums = drones.map_chunks(&FIRST_SLOW_SUM, &data, piece).unwrap();
+    let want: Vec<u64> = data.chunks(piece).map(|c| c.iter().sum()).collect();
+    assert_eq!(sums, want);
+    let after = drones.stats();
+    assert_eq!(after.chunks - before.chunks, 4, "three pieces and a copy");
+    assert_eq!(after.late_answers, before.late_answers, "the copy runs on");
+}
+
+/// While a copy still reads a block of a call that returned, the next call
+/// that needs the whole lane waits for that hold to end: a slice handed
+/// over, and a stream's input. Before, the first failed at once with
+/// `ArenaFull`, the second with "take the results of earlier calls first".
+fn a_copy_still_reading_a_block_holds_up_no_call() {
+    let dir = fresh_dir("reading");
+    // SAFETY: this test process has no thread that reads the environment
+    // now (the runner is single-threaded; no pool is alive).
+    unsafe { std::env::set_var("POOL_TEST_ONCE", &dir) };
+    let drones = small_lane_pool(2);
+    // SAFETY: as above; the drones have their copy.
+    unsafe { std::env::remove_var("POOL_TEST_ONCE") };
+    leave_a_copy_reading(&drones, &dir);
+    the_whole_lane_is_free(&drones);
+    leave_a_copy_reading(&drones, &dir);
+    let whole = vec![1u64; 1 << 17];
+    let got: Vec<_> = drones.stream_slices(&SUM, [&whole]).unwrap().collect();
+    assert!(
+        matches!(got.as_slice(), [Ok((0, s))] if *s == 1 << 17),
+        "{got:?}"
+    );
+    assert_eq!(drones.stats().late_answers, 2);
+    assert_eq!(drones.stats().drones_lost, 0);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn map_chunks_from_fn_larger_than_the_lane() {

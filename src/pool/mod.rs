@@ -307,10 +307,11 @@ const DEPTH: usize = 2;
 /// drone that finishes early takes more.
 const CHUNKS_PER_DRONE: usize = 4;
 
-/// How long [`Pool::map_chunks_from_fn`] waits for a full lane that no
-/// call of the pool accounts for (blocks still read by a drone whose copy
-/// of a chunk was answered already, or by one that just died) before it
-/// gives up with [`PoolError::ArenaFull`].
+/// How long a call that builds an arena block (`submit_slice`,
+/// `map_chunks`, `map_chunks_from_fn`, a stream's large input, ...) waits
+/// for a full lane that no call of the pool accounts for (blocks still
+/// read by a drone whose copy of a chunk was answered already, or by one
+/// that just died) before it gives up with [`PoolError::ArenaFull`].
 const ARENA_GRACE: Duration = Duration::from_secs(1);
 
 impl Pool {
@@ -404,12 +405,19 @@ impl Pool {
     }
 
     /// Builds a block of `n` elements in the master's arena lane for job
-    /// `job` with `init`, waiting while running calls hold the room.
+    /// `job` with `init`: a block of its own (given back when its piece is
+    /// resolved) if `own`, else one the job holds until it ends. When the
+    /// lane is full it drives the pool until one of the job's items is
+    /// resolved or a little while, and tries again: for as long as running
+    /// calls hold room, and for [`ARENA_GRACE`] when no call accounts for
+    /// the full lane (drones may still read blocks of chunks answered
+    /// already); then it gives up with [`PoolError::ArenaFull`].
     fn build_in_arena<'a, T: Pod, F>(
         &'a self,
         mut core: MutexGuard<'a, Core>,
         job: u64,
         n: usize,
+        own: bool,
         mut init: F,
     ) -> (
         MutexGuard<'a, Core>,
@@ -418,15 +426,21 @@ impl Pool {
     where
         F: for<'b> FnMut(crate::arena::UninitBlock<'b, T>) -> Option<crate::arena::BlockMut<'b, T>>,
     {
+        let mut full_since: Option<Instant> = None;
         loop {
-            match core.try_build_in_arena(job, n, false, &mut init) {
+            match core.try_build_in_arena(job, n, own, &mut init) {
                 Ok(Some(h)) => return (core, Ok(h)),
-                Ok(None) => {}
+                Ok(None) => full_since = None,
+                Err(PoolError::ArenaFull { .. })
+                    if full_since.is_none_or(|t| t.elapsed() < ARENA_GRACE) =>
+                {
+                    full_since.get_or_insert_with(Instant::now);
+                }
                 Err(e) => return (core, Err(e)),
             }
-            // Wait a little for a call to end, then try again.
+            let before = core.job_remaining(job);
             let soon = Instant::now().checked_add(Duration::from_millis(10));
-            core = match self.drive(core, soon, |_| false) {
+            core = match self.drive(core, soon, |c| c.job_remaining(job) < before) {
                 Ok(core) => core,
                 Err(PoolError::Timeout) => self.lock(),
                 Err(e) => return (self.lock(), Err(e)),
@@ -445,7 +459,9 @@ impl Pool {
         MutexGuard<'a, Core>,
         Result<crate::arena::BlockHandle, PoolError>,
     ) {
-        self.build_in_arena(core, job, data.len(), |b| b.copy_from_slice(data).ok())
+        self.build_in_arena(core, job, data.len(), false, |b| {
+            b.copy_from_slice(data).ok()
+        })
     }
 
     /// Waits for every item of `job` and decodes the outputs in order.
@@ -540,8 +556,9 @@ impl Pool {
     /// once into the arena and every drone reads its pieces in place.
     ///
     /// # Errors
-    /// [`PoolError::TooLarge`] if `data` does not fit an arena lane, and
-    /// as [`map`](Self::map).
+    /// [`PoolError::TooLarge`] if `data` does not fit an arena lane,
+    /// [`PoolError::ArenaFull`] as for [`submit_slice`](Self::submit_slice),
+    /// and as [`map`](Self::map).
     pub fn map_chunks<T: Pod, O: 'static>(
         &self,
         task: &SliceTask<T, O>,
@@ -696,12 +713,11 @@ impl Pool {
     }
 
     /// Builds elements `first..first + len` (`f(i)` each) in a block of
-    /// their own in the master's lane for job `job`. When the lane is
-    /// full, drives the pool until one of the job's pieces is resolved
-    /// (its block given back) or a little while, and tries again.
+    /// their own in the master's lane for job `job` (see
+    /// [`build_in_arena`](Self::build_in_arena)).
     fn build_piece<'a, T: Pod>(
         &'a self,
-        mut core: MutexGuard<'a, Core>,
+        core: MutexGuard<'a, Core>,
         job: u64,
         first: usize,
         len: usize,
@@ -710,30 +726,9 @@ impl Pool {
         MutexGuard<'a, Core>,
         Result<crate::arena::BlockHandle, PoolError>,
     ) {
-        let mut full_since: Option<Instant> = None;
-        loop {
-            let tried =
-                core.try_build_in_arena(job, len, true, |b| Some(b.init_with(|i| f(first + i))));
-            match tried {
-                Ok(Some(handle)) => return (core, Ok(handle)),
-                Ok(None) => full_since = None,
-                // No call holds the room: drones may still read blocks of
-                // chunks already answered. Give them a moment.
-                Err(PoolError::ArenaFull { .. })
-                    if full_since.is_none_or(|t| t.elapsed() < ARENA_GRACE) =>
-                {
-                    full_since.get_or_insert_with(Instant::now);
-                }
-                Err(e) => return (core, Err(e)),
-            }
-            let before = core.job_remaining(job);
-            let soon = Instant::now().checked_add(Duration::from_millis(10));
-            core = match self.drive(core, soon, |c| c.job_remaining(job) < before) {
-                Ok(core) => core,
-                Err(PoolError::Timeout) => self.lock(),
-                Err(e) => return (self.lock(), Err(e)),
-            };
-        }
+        self.build_in_arena(core, job, len, true, |b| {
+            Some(b.init_with(|i| f(first + i)))
+        })
     }
 
     /// Hands `task` one input; wait on the returned handle for the output.
@@ -783,7 +778,10 @@ impl Pool {
     /// written once into the arena and read in place by the drone.
     ///
     /// # Errors
-    /// [`PoolError::TooLarge`], and as [`submit`](Self::submit).
+    /// [`PoolError::TooLarge`] if `data` does not fit an arena lane,
+    /// [`PoolError::ArenaFull`] if calls whose results were not taken yet
+    /// hold the lane (after a second's wait: drones may still be reading
+    /// blocks of chunks answered already), and as [`submit`](Self::submit).
     pub fn submit_slice<T: Pod, O: 'static>(
         &self,
         task: &SliceTask<T, O>,
@@ -844,7 +842,8 @@ impl Pool {
         // Built before the call is recorded: if `f` panics, the block is
         // given back and nothing is left behind.
         let input = if bytes > core.inline_max {
-            let (back, built) = self.build_in_arena(core, 0, n, |b| Some(b.init_with(&mut f)));
+            let (back, built) =
+                self.build_in_arena(core, 0, n, false, |b| Some(b.init_with(&mut f)));
             core = back;
             let handle = built?;
             Input::Arena(wire::ArenaRef {
@@ -1161,6 +1160,9 @@ pub struct Stream<'p, O> {
     outstanding: usize,
     ready: std::collections::VecDeque<Result<(usize, O), PoolError>>,
     done: bool,
+    /// Since when the first pending input has found the lane full with no
+    /// call accounting for it (see [`ARENA_GRACE`]).
+    full_since: Option<Instant>,
 }
 
 impl<O> core::fmt::Debug for Stream<'_, O> {
@@ -1195,6 +1197,7 @@ impl<'p, O> Stream<'p, O> {
             outstanding: 0,
             ready: std::collections::VecDeque::new(),
             done: false,
+            full_since: None,
         }
     }
 
@@ -1208,6 +1211,7 @@ impl<'p, O> Stream<'p, O> {
         } else {
             match core.try_put_in_arena(self.job, &bytes, true) {
                 Ok(Some(handle)) => {
+                    self.full_since = None;
                     core.grow_job(self.job, 1);
                     let r = wire::ArenaRef {
                         handle,
@@ -1218,10 +1222,21 @@ impl<'p, O> Stream<'p, O> {
                 }
                 Ok(None) => {
                     // Room comes back as running calls end.
+                    self.full_since = None;
+                    self.pending.push_front(bytes);
+                    return false;
+                }
+                // No call holds the room: drones may still read blocks of
+                // chunks answered already. Look again for a while.
+                Err(PoolError::ArenaFull { .. })
+                    if self.full_since.is_none_or(|t| t.elapsed() < ARENA_GRACE) =>
+                {
+                    self.full_since.get_or_insert_with(Instant::now);
                     self.pending.push_front(bytes);
                     return false;
                 }
                 Err(e) => {
+                    self.full_since = None;
                     self.fed += 1;
                     let error = match e {
                         PoolError::TooLarge { bytes, max } => TaskError::TooLarge { bytes, max },
