@@ -11,22 +11,35 @@ fn number_after(text: &str, key: &str) -> Option<f64> {
     rest.get(..end)?.trim().parse().ok()
 }
 
-#[test]
-fn quick_bench_writes_the_requested_rows_as_json() {
-    let dir = std::env::temp_dir().join(format!("polycephaly-bench-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let json_path = dir.join("out.json");
+/// Runs the built command with `args`, checks that it succeeded (its
+/// output in the message if not) and returns its standard output.
+fn run_ok<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_polycephaly"))
-        .args(["bench", "--quick", "--only", "memcpy,floor_spin", "--json"])
-        .arg(&json_path)
+        .args(args)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+#[test]
+fn quick_bench_writes_the_requested_rows_as_json() {
+    let dir = std::env::temp_dir().join(format!("polycephaly-bench-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json_path = dir.join("out.json");
+    let stdout = run_ok([
+        "bench",
+        "--quick",
+        "--only",
+        "memcpy,floor_spin",
+        "--json",
+        json_path.to_str().unwrap(),
+    ]);
     assert!(stdout.contains("floor_spin_rtt"), "{stdout}");
 
     let json = std::fs::read_to_string(&json_path).unwrap();
@@ -65,23 +78,14 @@ fn quick_pool_rows_run_with_their_targets() {
     let dir = std::env::temp_dir().join(format!("polycephaly-bench-pool-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let json_path = dir.join("out.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_polycephaly"))
-        .args([
-            "bench",
-            "--quick",
-            "--only",
-            "spsc_block_rtt,pool_empty,pool_uds_empty,pool_map",
-            "--json",
-        ])
-        .arg(&json_path)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_ok([
+        "bench",
+        "--quick",
+        "--only",
+        "spsc_block_rtt,pool_empty,pool_uds_empty,pool_map",
+        "--json",
+        json_path.to_str().unwrap(),
+    ]);
     assert!(stdout.contains("seed: 12,519 us"), "{stdout}");
     assert!(
         stdout.contains("pool_empty_task_rtt / pool_uds_empty_task_rtt"),
@@ -121,25 +125,16 @@ fn repeat_reports_medians_of_per_run_ratios() {
     let dir = std::env::temp_dir().join(format!("polycephaly-bench-repeat-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let json_path = dir.join("out.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_polycephaly"))
-        .args([
-            "bench",
-            "--quick",
-            "--repeat",
-            "3",
-            "--only",
-            "floor_spin,spsc_spin_rtt",
-            "--json",
-        ])
-        .arg(&json_path)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_ok([
+        "bench",
+        "--quick",
+        "--repeat",
+        "3",
+        "--only",
+        "floor_spin,spsc_spin_rtt",
+        "--json",
+        json_path.to_str().unwrap(),
+    ]);
     assert!(stdout.contains("over 3 runs"), "{stdout}");
     assert!(
         stdout.contains("spsc_spin_rtt / floor_spin_rtt"),
@@ -221,16 +216,7 @@ fn hogs_run_beside_the_bench_and_end_with_it() {
 /// against the bare ring of 64-byte slots.
 #[test]
 fn the_64b_stream_names_both_floors() {
-    let out = Command::new(env!("CARGO_BIN_EXE_polycephaly"))
-        .args(["bench", "--quick", "--only", "floor_ring,spsc_64b"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_ok(["bench", "--quick", "--only", "floor_ring,spsc_64b"]);
     let line = |name: &str| {
         stdout
             .lines()
