@@ -6,8 +6,8 @@
 //!   at every request.
 //! - [`ring_64b_throughput`]: the barest ring (64-byte slots, two counters).
 //! - `ring_64b_throughput_at`: the same messages 72 bytes apart (an
-//!   8-byte header's room before each), as in a byte ring of frames: the
-//!   floor of that layout.
+//!   8-byte header's room before each), where a byte ring of frames puts
+//!   64-byte payloads.
 //! - [`memcpy`]: one warm copy in one process.
 //! - [`shm_transfer`]: one process writes N bytes, the other reads them all.
 
@@ -354,9 +354,10 @@ pub fn ring_64b_throughput(pin: PinMode, plan: &Plan) -> Result<Timings, BenchEr
 }
 
 /// As [`ring_64b_throughput`], with the messages `stride` bytes apart
-/// (at least 64: [`SLOT`] and [`FRAMED_STRIDE`] only): at 72 a message spans two cache
-/// lines, each shared with a neighbour, as a 64-byte payload does behind
-/// its 8-byte header in a ring of frames. The ring keeps 64 KiB.
+/// (at least 64: [`SLOT`] and [`FRAMED_STRIDE`] only): at 72 a message
+/// spans two cache lines, each shared with a neighbour, as a 64-byte
+/// payload does behind its 8-byte header in a ring of frames. The ring
+/// keeps 64 KiB.
 ///
 /// # Errors
 /// As [`ring_64b_throughput`].

@@ -314,6 +314,14 @@ const CHUNKS_PER_DRONE: usize = 4;
 /// that just died) before it gives up with [`PoolError::ArenaFull`].
 const ARENA_GRACE: Duration = Duration::from_secs(1);
 
+/// Whether a call that found the lane full with no call accounting for it
+/// still waits: within [`ARENA_GRACE`] of `since`, which is set at the
+/// first such finding (and cleared by the caller once it gets room, or
+/// waits for a running call).
+fn within_grace(since: &mut Option<Instant>) -> bool {
+    since.get_or_insert_with(Instant::now).elapsed() < ARENA_GRACE
+}
+
 impl Pool {
     /// A builder with the defaults.
     pub fn builder() -> PoolBuilder {
@@ -431,11 +439,7 @@ impl Pool {
             match core.try_build_in_arena(job, n, own, &mut init) {
                 Ok(Some(h)) => return (core, Ok(h)),
                 Ok(None) => full_since = None,
-                Err(PoolError::ArenaFull { .. })
-                    if full_since.is_none_or(|t| t.elapsed() < ARENA_GRACE) =>
-                {
-                    full_since.get_or_insert_with(Instant::now);
-                }
+                Err(PoolError::ArenaFull { .. }) if within_grace(&mut full_since) => {}
                 Err(e) => return (core, Err(e)),
             }
             let before = core.job_remaining(job);
@@ -1228,10 +1232,7 @@ impl<'p, O> Stream<'p, O> {
                 }
                 // No call holds the room: drones may still read blocks of
                 // chunks answered already. Look again for a while.
-                Err(PoolError::ArenaFull { .. })
-                    if self.full_since.is_none_or(|t| t.elapsed() < ARENA_GRACE) =>
-                {
-                    self.full_since.get_or_insert_with(Instant::now);
+                Err(PoolError::ArenaFull { .. }) if within_grace(&mut self.full_since) => {
                     self.pending.push_front(bytes);
                     return false;
                 }
