@@ -82,6 +82,42 @@ fn a_sleeping_consumer_is_woken() {
     assert!(after.wakes > before.wakes);
 }
 
+#[test]
+fn a_consumer_that_caught_up_with_a_stream_still_sleeps_and_is_woken() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut tx, mut rx) = spsc_pair(1 << 12);
+    rx.set_wait_strategy(WaitStrategy {
+        slice: Duration::from_secs(3600),
+        ..WaitStrategy::SLEEP
+    });
+    // A stream first: 64 frames of 16 bytes, more than a request and its
+    // reply, so that the consumer's next wait begins by looking gently.
+    const STREAM: u64 = 64;
+    for i in 0..STREAM {
+        tx.try_send_value(&i).unwrap();
+    }
+    let (mut ready_tx, mut ready_rx) = spsc_pair(64);
+    let before = futex_calls();
+    let consumer = thread::spawn(move || {
+        let stream: Vec<u64> = (0..STREAM).map(|_| rx.recv_value().unwrap()).collect();
+        ready_tx.try_send(&[]).unwrap();
+        (stream, rx.recv_value::<u64>())
+    });
+    ready_rx.set_wait_strategy(WaitStrategy::SPIN);
+    ready_rx.read().unwrap().release();
+    // The gentle looks find nothing; the consumer then sleeps as any
+    // waiting consumer does, and the publish below must wake it.
+    while futex_calls().waits == before.waits {
+        thread::yield_now();
+    }
+    tx.try_send_value(&STREAM).unwrap();
+    let (stream, last) = consumer.join().unwrap();
+    assert_eq!(stream, (0..STREAM).collect::<Vec<_>>());
+    assert_eq!(last, Ok(STREAM));
+    let after = futex_calls();
+    assert!(after.wakes > before.wakes);
+}
+
 /// A fresh SPSC ring on the heap and both of its handles.
 fn spsc_pair(capacity: usize) -> (spsc::Producer, spsc::Consumer) {
     let ring = spsc::HeapRing::new(capacity).unwrap();

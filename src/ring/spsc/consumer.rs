@@ -11,6 +11,17 @@ use crate::ring::guard::Loc;
 use crate::sync::WaitStrategy;
 use crate::sync::shim::Ordering;
 
+/// A consumer that read at least this many bytes since it last waited is
+/// reading a stream: it waits by looking gently first (see
+/// `Consumer::look_gently`). A request and its reply read less, and wait
+/// as before.
+const STREAM_RUN: u64 = 256;
+/// Pauses between two looks at the header while looking gently (a pause is
+/// about 9 ns on the machine this was measured on).
+const GENTLE_PAUSES: u32 = 32;
+/// Looks before the ordinary wait (at most about 2.5 us of looking gently).
+const GENTLE_LOOKS: u32 = 8;
+
 /// The reading end of an SPSC ring.
 ///
 /// `Send` but not `Sync`: one thread reads at a time, through `&mut self`.
@@ -30,6 +41,12 @@ use crate::sync::shim::Ordering;
 /// consumer that takes over the role from a dead one starts at the last
 /// stored head, so frames the dead one had read but not yet published as
 /// released are delivered again (at-least-once across a consumer crash).
+///
+/// A consumer that has just read a stream (at least 256 bytes since it
+/// last waited) and finds the ring empty looks at it gently for about
+/// 2.5 us before it waits as its strategy says: the producer is writing
+/// the line it would poll. A frame that arrives then may be seen up to
+/// about 0.3 us late; a request and its reply never pay this.
 pub struct Consumer {
     view: RingRef,
     /// Start of the next unread frame. Private: never re-read after
@@ -40,6 +57,9 @@ pub struct Consumer {
     /// at most `released + cap - 8` (the producer has not seen a newer
     /// head).
     released: u64,
+    /// The head when this consumer last began to wait: what it read since
+    /// tells a stream from a request (see [`STREAM_RUN`]).
+    waited_at: u64,
     /// Set once this side saw the ring inconsistent; every later call fails.
     poisoned: bool,
     strategy: WaitStrategy,
@@ -65,6 +85,7 @@ impl Consumer {
             view: ring,
             head,
             released: head,
+            waited_at: head,
             poisoned: false,
             strategy,
         };
@@ -283,6 +304,11 @@ impl Consumer {
     fn wait_for_data(&mut self, deadline: Option<Instant>) -> Result<(), RecvError> {
         // The producer may be waiting for room we released.
         self.flush_releases();
+        let streaming = self.head - self.waited_at >= STREAM_RUN;
+        self.waited_at = self.head;
+        if streaming && self.look_gently() {
+            return Ok(());
+        }
         self.note_placement();
         let ring = &self.view;
         let ctrl = ring.ctrl();
@@ -302,6 +328,30 @@ impl Consumer {
             return Err(RecvError::Corrupted);
         }
         Ok(())
+    }
+
+    /// A consumer that caught up with a streaming producer: looks at the
+    /// next header once per [`GENTLE_PAUSES`] pauses, at most
+    /// [`GENTLE_LOOKS`] times; whether a frame (or anything else) is there.
+    ///
+    /// The producer is writing the very line the header is on, and each
+    /// look takes that line away from it. Measured with 8-byte frames
+    /// (`polycephaly bench`, spinning): 44-46 M msg/s looking as often as
+    /// a waiting consumer does, 55-59 M looking gently; with a CPU hog
+    /// beside the producer, 16 M and 55-59 M.
+    fn look_gently(&self) -> bool {
+        #[cfg(not(loom))]
+        for _ in 0..GENTLE_LOOKS {
+            for _ in 0..GENTLE_PAUSES {
+                crate::sync::shim::spin_loop();
+            }
+            // Acquire: pairs with the producer's Release store of the
+            // header that publishes a frame here.
+            if self.view.header(self.head).load(Ordering::Acquire) != 0 {
+                return true;
+            }
+        }
+        false
     }
 
     fn frame(&mut self, loc: Loc) -> Frame<'_> {
