@@ -36,14 +36,7 @@ impl Hogs {
             match pid {
                 0 => hog(parent),
                 p if p > 0 => hogs.pids.extend(Pid::from_raw(p)),
-                _ => {
-                    return Err(BenchError::Os {
-                        what: "fork (hog)",
-                        errno: rustix::io::Errno::from_raw_os_error(
-                            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
-                        ),
-                    });
-                }
+                _ => return Err(BenchError::last_os("fork (hog)")),
             }
         }
         Ok(hogs)

@@ -317,6 +317,16 @@ impl BenchError {
     pub fn os(what: &'static str) -> impl FnOnce(rustix::io::Errno) -> Self {
         move |errno| Self::Os { what, errno }
     }
+
+    /// A failed libc call named `what` (such as `fork`), with the calling
+    /// thread's `errno`.
+    pub(crate) fn last_os(what: &'static str) -> Self {
+        let errno = rustix::io::Errno::from_io_error(&std::io::Error::last_os_error());
+        Self::Os {
+            what,
+            errno: errno.unwrap_or(rustix::io::Errno::IO),
+        }
+    }
 }
 
 /// What a kernel measured: the duration of each timed sample, the

@@ -293,10 +293,7 @@ fn run_group<R>(
         // child runs only `child(i)` and ends in `_exit`.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
-            return Err(BenchError::Os {
-                what: "fork",
-                errno: rustix::io::Errno::AGAIN,
-            });
+            return Err(BenchError::last_os("fork"));
         }
         if pid == 0 {
             let run = || {

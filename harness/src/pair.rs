@@ -406,11 +406,7 @@ pub fn run_pair<R>(
     // `child_side`, which ends in `_exit`.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(BenchError::Os {
-            what: "fork",
-            errno: rustix::io::Errno::from_io_error(&std::io::Error::last_os_error())
-                .unwrap_or(rustix::io::Errno::AGAIN),
-        });
+        return Err(BenchError::last_os("fork"));
     }
     if pid == 0 {
         drop(parent);
