@@ -86,12 +86,15 @@ fn a_sleeping_consumer_is_woken() {
 fn a_consumer_that_caught_up_with_a_stream_still_sleeps_and_is_woken() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (mut tx, mut rx) = spsc_pair(1 << 12);
+    // A strategy that spins (for a nanosecond), so that the gentle looks
+    // run; then one long sleep.
     rx.set_wait_strategy(WaitStrategy {
+        spin: Duration::from_nanos(1),
+        spin_only: false,
         slice: Duration::from_secs(3600),
-        ..WaitStrategy::SLEEP
     });
-    // A stream first: 64 frames of 16 bytes, more than a request and its
-    // reply, so that the consumer's next wait begins by looking gently.
+    // A stream first: 64 frames, more than a request and its reply, so
+    // that the consumer's next wait begins by looking gently.
     const STREAM: u64 = 64;
     for i in 0..STREAM {
         tx.try_send_value(&i).unwrap();
@@ -107,9 +110,13 @@ fn a_consumer_that_caught_up_with_a_stream_still_sleeps_and_is_woken() {
     ready_rx.read().unwrap().release();
     // The gentle looks find nothing; the consumer then sleeps as any
     // waiting consumer does, and the publish below must wake it.
-    while futex_calls().waits == before.waits {
+    while futex_calls().waits == before.waits && !consumer.is_finished() {
         thread::yield_now();
     }
+    assert!(
+        !consumer.is_finished(),
+        "the consumer ended without waiting"
+    );
     tx.try_send_value(&STREAM).unwrap();
     let (stream, last) = consumer.join().unwrap();
     assert_eq!(stream, (0..STREAM).collect::<Vec<_>>());

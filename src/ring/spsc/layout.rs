@@ -75,7 +75,8 @@
 //! - `poisoned`: set by a side that found the ring inconsistent; it is
 //!   never cleared.
 //! - `consumer_cpu`: the CPU the consumer ran on when it last began a
-//!   wait, plus one (0: not known); stored only when it changes. A hint for
+//!   wait (one that its gentle looks after a stream did not end), plus one
+//!   (0: not known); stored only when it changes. A hint for
 //!   the producer's demotes (see `Producer::publish`), never trusted: a
 //!   wrong value costs speed, nothing else.
 
