@@ -6,9 +6,16 @@
 mod common;
 
 use std::fs::OpenOptions;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use polycephaly::sync::{Doorbell, Futex, WaitError, WaitOutcome, WaitStrategy};
+
+/// The futex call counters are per process and the tests of this binary
+/// run on threads of one process: a test that makes wake calls and one that
+/// counts them take this lock, so that neither sees the other's calls (the
+/// count once read 102 for 100 rounds).
+static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Layout of the test's shared page: three words, 64 bytes apart.
 #[repr(C)]
@@ -66,6 +73,7 @@ fn futex_wake_crosses_processes() {
         assert_eq!(outcome, WaitOutcome::Woken, "the sleeper was not woken");
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let path = seg_path("futex");
     let m = map(&path, true);
     let p = page(&m);
@@ -128,6 +136,7 @@ fn doorbell_wakes_a_sleeping_process() {
         }
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let path = seg_path("doorbell");
     let m = map(&path, true);
     let p = page(&m);
