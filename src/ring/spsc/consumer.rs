@@ -349,9 +349,8 @@ impl Consumer {
     ///
     /// The producer is writing the very line the header is on, and each
     /// look takes that line away from it. Measured with 8-byte frames
-    /// (`polycephaly bench`, spinning): 44-46 M msg/s looking as often as
-    /// a waiting consumer does, 55-59 M looking gently; with a CPU hog
-    /// beside the producer, 16 M and 55-59 M.
+    /// (`polycephaly bench`, spinning, 30 Nov 2026): 44-46 M msg/s looking
+    /// as often as a waiting consumer does, 53-56 M looking gently.
     fn look_gently(&self, deadline: Option<Instant>) -> bool {
         #[cfg(not(loom))]
         for _ in 0..GENTLE_LOOKS {
