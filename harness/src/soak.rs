@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use polycephaly::pool::{Pool, Registry, SliceTask, Task};
 use polycephaly::region::{OpenOptions, Region, SectionId};
+use polycephaly::ring::RecvError;
 use polycephaly::sync::shim::{AtomicBool, AtomicU64, Ordering};
 
 /// The arguments of `polycephaly soak`.
@@ -405,6 +406,56 @@ fn reap_if_dead(slot: &Slot) -> Option<std::process::ExitStatus> {
     let status = c.as_mut()?.try_wait().ok()??;
     c.take();
     Some(status)
+}
+
+/// What a reader does after a wait for its one writer ended with nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quiet {
+    /// Wait again.
+    Wait,
+    /// The writer died and was reaped (counted in the report): check what
+    /// it handed on, then start the next one.
+    Reaped,
+}
+
+/// A reader's wait for the writer of `slot` ended with `e` (timed out, or
+/// the writer's role is free). A dead writer is dealt with once the ring
+/// holds nothing of it: at `PeerDead` (the role names it), or after a whole
+/// wait of nothing since its death was seen (one killed before it attached
+/// left the role as it was). `seen_dead` carries that between waits,
+/// `quiet` is when the reader last got something, and `who` names the
+/// writer in the report.
+fn writer_quiet(
+    e: RecvError,
+    slot: &Slot,
+    seen_dead: &mut bool,
+    quiet: Instant,
+    r: &mut Report,
+    who: &str,
+) -> Result<Quiet, String> {
+    if !is_dead(slot) {
+        *seen_dead = false;
+        if e == RecvError::PeerDead {
+            // The next one has not attached yet.
+            std::thread::sleep(Duration::from_millis(1));
+        } else if quiet.elapsed() > STALL {
+            return Err("nothing for 30 s".into());
+        }
+        return Ok(Quiet::Wait);
+    }
+    if e == RecvError::TimedOut && !*seen_dead {
+        *seen_dead = true;
+        return Ok(Quiet::Wait);
+    }
+    *seen_dead = false;
+    let Some(status) = reap_if_dead(slot) else {
+        return Ok(Quiet::Wait);
+    };
+    r.deaths += 1;
+    if status.code().is_some() {
+        r.discrepancy(format!("the {who} ended: {status}"));
+    }
+    Ok(Quiet::Reaped)
 }
 
 /// Reaps the worker of `slot` (it was told to stop; a bounded wait).

@@ -2,7 +2,7 @@
 //! an SPSC ring), this process reads each in place and checks it.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use polycephaly::arena::{ArenaReader, ArenaSpec, ArenaWriter, BlockHandle};
 use polycephaly::region::{Region, SectionId, SectionKind};
@@ -10,8 +10,8 @@ use polycephaly::ring::{Receiver, RecvError, Sender, spsc};
 use polycephaly::sync::shim::Ordering;
 
 use super::{
-    Cfg, Chaos, END_TAG, LOOK, MAX_SLOTS, NEXT_VAR, Report, SLOTS, STALL, STOP, Slot, checksum,
-    finish, is_dead, lock, reap_if_dead, splitmix, start_worker, stopped, word,
+    Cfg, Chaos, END_TAG, LOOK, MAX_SLOTS, NEXT_VAR, Quiet, Report, SLOTS, STALL, STOP, Slot,
+    checksum, finish, lock, splitmix, start_worker, stopped, word, writer_quiet,
 };
 
 const ARENA: SectionId = SectionId(0);
@@ -144,31 +144,8 @@ fn arena_run(cfg: &Cfg, chaos: &Chaos, r: &mut Report) -> Result<(), String> {
             }
             Ok(_) => r.discrepancy(format!("a frame of {} bytes", buf.len())),
             Err(e @ (RecvError::TimedOut | RecvError::PeerDead)) => {
-                // A dead writer is dealt with once the ring holds nothing of
-                // it: at `PeerDead` (the role names it), or after a whole
-                // wait of nothing since its death was seen (one killed
-                // before it attached left the role as it was).
-                if !is_dead(&slot) {
-                    seen_dead = false;
-                    if e == RecvError::PeerDead {
-                        // The next one has not attached yet.
-                        std::thread::sleep(Duration::from_millis(1));
-                    } else if quiet.elapsed() > STALL {
-                        return Err("nothing for 30 s".into());
-                    }
+                if writer_quiet(e, &slot, &mut seen_dead, quiet, r, "writer")? == Quiet::Wait {
                     continue;
-                }
-                if e == RecvError::TimedOut && !seen_dead {
-                    seen_dead = true;
-                    continue;
-                }
-                seen_dead = false;
-                let Some(status) = reap_if_dead(&slot) else {
-                    continue;
-                };
-                r.deaths += 1;
-                if status.code().is_some() {
-                    r.discrepancy(format!("the writer ended: {status}"));
                 }
                 // Acquire: the writer is dead and reaped.
                 let sent = word(&region, ARENA_WORDS, SLOTS).load(Ordering::Acquire);

@@ -10,9 +10,9 @@ use polycephaly::ring::{Receiver, RecvError, Sender, mpsc, spsc};
 use polycephaly::sync::shim::Ordering;
 
 use super::{
-    Cfg, Chaos, END_TAG, HEAD, LOOK, MAX_SLOTS, NEXT_VAR, Report, SLOT_VAR, SLOTS, STALL, STOP,
-    Slot, check_frame, finish, is_dead, len_of, lock, reap_if_dead, start_worker, stopped, word,
-    write_frame,
+    Cfg, Chaos, END_TAG, HEAD, LOOK, MAX_SLOTS, NEXT_VAR, Quiet, Report, SLOT_VAR, SLOTS, STALL,
+    STOP, Slot, check_frame, finish, len_of, lock, start_worker, stopped, word, write_frame,
+    writer_quiet,
 };
 
 // SPSC: one producer process, this thread consumes.
@@ -102,31 +102,8 @@ fn spsc_run(cfg: &Cfg, chaos: &Chaos, r: &mut Report) -> Result<(), String> {
                 }
             }
             Err(e @ (RecvError::TimedOut | RecvError::PeerDead)) => {
-                // A dead producer is dealt with once the ring holds nothing of
-                // it: at `PeerDead` (the role names it), or after a whole
-                // wait of nothing since its death was seen (one killed
-                // before it attached left the role as it was).
-                if !is_dead(&slot) {
-                    seen_dead = false;
-                    if e == RecvError::PeerDead {
-                        // The next one has not attached yet.
-                        std::thread::sleep(Duration::from_millis(1));
-                    } else if quiet.elapsed() > STALL {
-                        return Err("nothing for 30 s".into());
-                    }
+                if writer_quiet(e, &slot, &mut seen_dead, quiet, r, "producer")? == Quiet::Wait {
                     continue;
-                }
-                if e == RecvError::TimedOut && !seen_dead {
-                    seen_dead = true;
-                    continue;
-                }
-                seen_dead = false;
-                let Some(status) = reap_if_dead(&slot) else {
-                    continue;
-                };
-                r.deaths += 1;
-                if status.code().is_some() {
-                    r.discrepancy(format!("the producer ended: {status}"));
                 }
                 // Acquire: the producer is dead and reaped.
                 let committed = word(&region, RING_WORDS, SLOTS).load(Ordering::Acquire);
