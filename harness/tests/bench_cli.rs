@@ -27,23 +27,27 @@ fn run_ok<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Strin
     stdout
 }
 
-#[test]
-fn quick_bench_writes_the_requested_rows_as_json() {
-    let dir = std::env::temp_dir().join(format!("polycephaly-bench-cli-{}", std::process::id()));
+/// Runs `bench --quick <args> --json <file>` (the file in a directory of
+/// its own, named by `tag`), checks it succeeded, and returns its stdout
+/// and the JSON it wrote.
+fn run_quick_json(tag: &str, args: &[&str]) -> (String, String) {
+    let dir = std::env::temp_dir().join(format!("polycephaly-bench-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let json_path = dir.join("out.json");
-    let stdout = run_ok([
-        "bench",
-        "--quick",
-        "--only",
-        "memcpy,floor_spin",
-        "--json",
-        json_path.to_str().unwrap(),
-    ]);
-    assert!(stdout.contains("floor_spin_rtt"), "{stdout}");
-
+    let mut all = vec!["bench", "--quick"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--json", json_path.to_str().unwrap()]);
+    let stdout = run_ok(all);
     let json = std::fs::read_to_string(&json_path).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+    (stdout, json)
+}
+
+#[test]
+fn quick_bench_writes_the_requested_rows_as_json() {
+    let (stdout, json) = run_quick_json("cli", &["--only", "memcpy,floor_spin"]);
+    assert!(stdout.contains("floor_spin_rtt"), "{stdout}");
+
     let (machine, measurements) = json.split_once("\"measurements\": {").unwrap();
     assert!(machine.contains("\"machine\": {"), "{json}");
     for key in ["cpu_model", "logical_cpus", "kernel", "pin"] {
@@ -75,24 +79,18 @@ fn quick_bench_writes_the_requested_rows_as_json() {
 /// in the JSON beside them.
 #[test]
 fn quick_pool_rows_run_with_their_targets() {
-    let dir = std::env::temp_dir().join(format!("polycephaly-bench-pool-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let json_path = dir.join("out.json");
-    let stdout = run_ok([
-        "bench",
-        "--quick",
-        "--only",
-        "spsc_block_rtt,pool_empty,pool_uds_empty,pool_map",
-        "--json",
-        json_path.to_str().unwrap(),
-    ]);
+    let (stdout, json) = run_quick_json(
+        "pool",
+        &[
+            "--only",
+            "spsc_block_rtt,pool_empty,pool_uds_empty,pool_map",
+        ],
+    );
     assert!(stdout.contains("seed: 12,519 us"), "{stdout}");
     assert!(
         stdout.contains("pool_empty_task_rtt / pool_uds_empty_task_rtt"),
         "{stdout}"
     );
-    let json = std::fs::read_to_string(&json_path).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
     for (name, unit) in [
         ("pool_empty_task_rtt", "ns"),
         ("pool_uds_empty_task_rtt", "ns"),
@@ -122,26 +120,15 @@ fn quick_pool_rows_run_with_their_targets() {
 /// per run, and the targets' ratios with their median, min and max.
 #[test]
 fn repeat_reports_medians_of_per_run_ratios() {
-    let dir = std::env::temp_dir().join(format!("polycephaly-bench-repeat-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let json_path = dir.join("out.json");
-    let stdout = run_ok([
-        "bench",
-        "--quick",
-        "--repeat",
-        "3",
-        "--only",
-        "floor_spin,spsc_spin_rtt",
-        "--json",
-        json_path.to_str().unwrap(),
-    ]);
+    let (stdout, json) = run_quick_json(
+        "repeat",
+        &["--repeat", "3", "--only", "floor_spin,spsc_spin_rtt"],
+    );
     assert!(stdout.contains("over 3 runs"), "{stdout}");
     assert!(
         stdout.contains("spsc_spin_rtt / floor_spin_rtt"),
         "{stdout}"
     );
-    let json = std::fs::read_to_string(&json_path).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(number_after(&json, "repeat"), Some(3.0), "{json}");
     // Three runs, each with its own measurements of both rows.
     let runs = &json[json.find("\"runs\": [").unwrap()..];
