@@ -143,3 +143,26 @@ fn endless_slices_and_spins_still_end_at_the_deadline() {
         assert!(Instant::now() >= deadline);
     }
 }
+
+/// A wait that begins is counted in `waits_begun` (how the SPSC producer
+/// tells a stream from a request: see `spsc::Producer::publish`); a wait
+/// whose condition holds at once does not begin, and is not.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn only_a_wait_that_begins_is_counted() {
+    use polycephaly::sync::shim::waits_begun;
+    let bell = Doorbell::new();
+    let before = waits_begun();
+    assert_eq!(
+        bell.wait(|| Some(()), &WaitStrategy::SPIN, None, || true),
+        Ok(())
+    );
+    assert_eq!(waits_begun(), before);
+    let mut polls = 0;
+    let ready = || {
+        polls += 1;
+        (polls > 1).then_some(())
+    };
+    assert_eq!(bell.wait(ready, &WaitStrategy::SPIN, None, || true), Ok(()));
+    assert_eq!(waits_begun(), before.wrapping_add(1));
+}

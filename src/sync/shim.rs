@@ -158,10 +158,31 @@ pub fn cpu_at_wait() -> u32 {
     0
 }
 
-/// Demotes the line [`demote_before_waiting`] remembered, if any; every
-/// doorbell wait calls it before it spins.
+#[cfg(all(not(loom), not(miri), target_arch = "x86_64"))]
+std::thread_local! {
+    /// Doorbell waits this thread began (wrapping): see [`waits_begun`].
+    static WAITS_BEGUN: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+}
+
+/// How many doorbell waits this thread has begun (wrapping;
+/// [`demote_pending`] counts them). A producer that publishes again and
+/// again with no wait in between is streaming (see the SPSC producer's
+/// `publish`). Always 0 off x86-64, under loom and under Miri.
+#[inline(always)]
+pub fn waits_begun() -> u32 {
+    #[cfg(all(not(loom), not(miri), target_arch = "x86_64"))]
+    return WAITS_BEGUN.with(core::cell::Cell::get);
+    #[cfg(any(loom, miri, not(target_arch = "x86_64")))]
+    0
+}
+
+/// Demotes the line [`demote_before_waiting`] remembered, if any, and
+/// counts the wait ([`waits_begun`]); every doorbell wait calls it before
+/// it spins.
 #[inline(always)]
 pub fn demote_pending() {
+    #[cfg(all(not(loom), not(miri), target_arch = "x86_64"))]
+    WAITS_BEGUN.with(|w| w.set(w.get().wrapping_add(1)));
     #[cfg(all(not(loom), not(miri), target_arch = "x86_64"))]
     DEMOTE_BEFORE_WAITING.with(|p| {
         let line = p.replace(0);
