@@ -503,3 +503,50 @@ fn spsc_pair(capacity: usize) -> (spsc::Producer, spsc::Consumer) {
     let ring = spsc::HeapRing::new(capacity).unwrap();
     (ring.producer().unwrap(), ring.consumer().unwrap())
 }
+
+/// A consumer reading a stream reads the tail hint to bound its prefetches
+/// (see `spsc::Consumer`), and trusts it for nothing else: with the hint
+/// scribbled before each stream is read (zero, behind the head, past the
+/// published end, at and past a lap ahead, the largest value), every frame
+/// still arrives whole and in order, nothing is reported corrupted, and the
+/// ring stays usable.
+#[test]
+fn a_scribbled_tail_hint_changes_nothing_a_stream_reads() {
+    let r = region(4096);
+    let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
+    let mut rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
+    let mut buf = Vec::new();
+    let mut seq = 0u64;
+    for round in 0..40u64 {
+        // 24 frames of 72 bytes: more than a quarter of the ring (a
+        // release is published, and the hint read, in the middle of the
+        // stream) and more than the 8 frames that make a stream.
+        let first = seq;
+        for _ in 0..24 {
+            let mut frame = [0u8; 64];
+            frame[..8].copy_from_slice(&seq.to_le_bytes());
+            tx.try_send(&frame).unwrap();
+            seq += 1;
+        }
+        let head_hint = first * 72;
+        let forged = match round % 6 {
+            0 => 0,
+            1 => head_hint + 8,
+            2 => seq * 72 + 512,
+            3 => head_hint + 4096,
+            4 => head_hint + 4096 + 8,
+            _ => u64::MAX,
+        };
+        poke_u64(&r, TAIL, forged);
+        for want in first..seq {
+            assert_eq!(rx.try_recv(&mut buf), Ok(0), "round {round}");
+            assert_eq!(buf.len(), 64);
+            assert_eq!(buf[..8], want.to_le_bytes(), "round {round}");
+        }
+        assert_eq!(
+            rx.try_recv(&mut buf),
+            Err(TryRecvError::Empty),
+            "round {round}"
+        );
+    }
+}

@@ -93,6 +93,16 @@ line_hint!(
 );
 
 line_hint!(
+    /// Asks the CPU to fetch the cache line holding `ptr` for reading
+    /// (`prefetcht0`), so that a load there later finds it close instead of
+    /// waiting for it. For lines a consumer will read soon and that are
+    /// published, so no longer written: fetching a line its producer is
+    /// still writing takes it away from the producer.
+    prefetch_read,
+    "prefetcht0"
+);
+
+line_hint!(
     /// Asks the CPU to move the cache line holding `ptr` out of this core's
     /// private caches into the shared one (`cldemote`), so that another
     /// core's next read of it is served there instead of by a snoop into

@@ -9,13 +9,20 @@ use crate::ring::core::{recv_outcome, retry};
 use crate::ring::error::{RecvError, TryRecvError};
 use crate::ring::guard::Loc;
 use crate::sync::WaitStrategy;
-use crate::sync::shim::Ordering;
+use crate::sync::shim::{Ordering, prefetch_read};
 
 /// A consumer that read at least this many frames since it last waited is
 /// reading a stream: it waits by looking gently first (see
 /// `Consumer::look_gently`). A request and its reply, whatever their size,
 /// read one frame per wait, and wait as before.
 const STREAM_FRAMES: u32 = 8;
+/// How far past the end of the frame it read a streaming consumer
+/// prefetches lines it knows published (see `Consumer::prefetch_after`).
+/// 256 to 1024 bytes measured the same.
+const PREFETCH_AHEAD: u64 = 256;
+/// At most this many lines prefetched per frame read: two, so that the
+/// prefetches keep ahead of frames that span more than a line.
+const PREFETCH_LINES: u32 = 2;
 /// Pauses between two looks at the header while looking gently. A pause
 /// took 9 ns on the machine this was measured on (32: about 0.3 us); it
 /// takes about 140 cycles on some server CPUs (32: about 1.3 us).
@@ -54,6 +61,12 @@ const GENTLE_LOOKS: u32 = 8;
 /// each look takes that line away from it. A frame that arrives meanwhile
 /// is seen up to 32 pauses late; a request and its reply (one frame per
 /// wait) never pay this.
+///
+/// A consumer reading a stream also learns from the tail hint, each time
+/// it publishes its releases, how far the producer had published, and
+/// prefetches up to 256 bytes past each frame it releases, inside what was
+/// published. Its reads of a stream then overlap instead of waiting for
+/// one another.
 pub struct Consumer {
     view: RingRef,
     /// Start of the next unread frame. Private: never re-read after
@@ -67,6 +80,12 @@ pub struct Consumer {
     /// Frames read since this consumer last began to wait (saturating): a
     /// stream or a request (see [`STREAM_FRAMES`]).
     run: u32,
+    /// A position up to which the producer had published, from the tail
+    /// hint (see `flush_releases`). Never trusted: it only bounds the
+    /// prefetches, which read nothing (a wrong value costs speed).
+    seen_tail: u64,
+    /// The next position whose line to prefetch (see `prefetch_after`).
+    prefetched: u64,
     /// Set once this side saw the ring inconsistent; every later call fails.
     poisoned: bool,
     strategy: WaitStrategy,
@@ -93,6 +112,8 @@ impl Consumer {
             head,
             released: head,
             run: 0,
+            seen_tail: head,
+            prefetched: head,
             poisoned: false,
             strategy,
         };
@@ -209,6 +230,9 @@ impl Consumer {
             // and inside the published range, which stays ours until we
             // store a head past it (after `f` returned).
             let bytes = unsafe { self.view.bytes(loc.idx(), loc.len as usize) };
+            if self.seen_tail > loc.end {
+                self.prefetch_after(loc.end);
+            }
             f(loc.tag, bytes);
             pos = loc.end;
             n += 1;
@@ -290,6 +314,10 @@ impl Consumer {
         if end - self.released >= self.view.cap / 4 {
             self.flush_releases();
         }
+        // Only a stream's consumer has seen the tail hint ahead of it.
+        if self.seen_tail > end {
+            self.prefetch_after(end);
+        }
     }
 
     /// Publishes every release made so far to the producer: one Release
@@ -306,6 +334,54 @@ impl Consumer {
             // overwrites them.
             self.view.ctrl().head.store(self.head, Ordering::Release);
             self.view.ctrl().space_bell.ring();
+            // A stream's consumer learns how far the producer published
+            // (a request and its reply do not read the line the producer
+            // stores the hint in). Not under loom: the prefetches it
+            // bounds do nothing there.
+            #[cfg(not(loom))]
+            if self.run >= STREAM_FRAMES {
+                // Relaxed: a hint that only bounds prefetches (see
+                // `seen_tail`); no data is read on its word.
+                let tail = self.view.ctrl().tail.load(Ordering::Relaxed);
+                // Any value: one behind what we know, or beyond a lap
+                // ahead of our head, is left alone.
+                if tail > self.seen_tail.max(self.head) && tail - self.head <= self.view.cap {
+                    self.seen_tail = tail;
+                }
+            }
+        }
+    }
+
+    /// Prefetches the lines from just after the one `end` (the end of a
+    /// frame read) lies on, up to 256 bytes past `end` and not past what
+    /// the producer was seen to publish (`seen_tail`): at most two per
+    /// call, each once.
+    ///
+    /// Without them, each line of a stream is fetched when the read of
+    /// the frame before it reaches it (the next frame's position comes
+    /// from this one's header), one transfer after the other. Lines not
+    /// yet published are left alone: fetching one takes it from the
+    /// producer that is writing it (measured: prefetching 2 to 8 lines
+    /// ahead unbounded ran a stream at a fifth of its rate). Measured
+    /// (`polycephaly bench`, spinning, 1 Dec 2026): 64-byte frames 57-58 M
+    /// msg/s without, 60-63 M with.
+    ///
+    /// Called when a frame is released, not when it is read: the same
+    /// call in the read path, never taken by a round trip, still made a
+    /// spinning round trip 8-10 ns slower.
+    #[inline(never)]
+    fn prefetch_after(&mut self, end: u64) {
+        let until = (end + PREFETCH_AHEAD).min(self.seen_tail) & !63;
+        if self.prefetched < end {
+            self.prefetched = (end + 64) & !63;
+        }
+        let mut lines = 0;
+        while self.prefetched < until && lines < PREFETCH_LINES {
+            // Any position is in bounds: `header` takes it modulo the
+            // capacity.
+            prefetch_read(core::ptr::from_ref(self.view.header(self.prefetched)).cast());
+            self.prefetched += 64;
+            lines += 1;
         }
     }
 
