@@ -131,18 +131,25 @@ fn consumer(
     Ok(c)
 }
 
-/// Sends one frame: `msg` (whose first 8 bytes are overwritten with
-/// `seq`) copied in whole, as the bare ring copies its 64-byte slots; waits
-/// as the producer's strategy says.
+/// Sends one frame: `msg` copied in whole, as the bare ring copies its
+/// 64-byte slots, then `seq` written over its first 8 bytes in the claim;
+/// waits as the producer's strategy says.
+///
+/// The number goes into the claim, not into `msg` before the copy: the
+/// copy's wide load of `msg` cannot take its first bytes from that 8-byte
+/// store still in flight, and waits until the store, and every ring store
+/// queued before it, has reached the cache (measured: 64-byte frames at
+/// 60-62 M msg/s so, 66-67 M now). The bare ring's compiler writes its
+/// number straight into the slot.
 #[inline]
 fn send_seq(p: &mut spsc::Producer, seq: u64, msg: &mut [u8]) -> Result<(), BenchError> {
-    if let Some(head) = msg.get_mut(..8) {
-        head.copy_from_slice(&seq.to_le_bytes());
-    }
     let mut claim = p
         .claim(msg.len())
         .map_err(|e| lib_err("claim")(e.to_string()))?;
     claim.copy_from_slice(msg);
+    if let Some(head) = claim.get_mut(..8) {
+        head.copy_from_slice(&seq.to_le_bytes());
+    }
     claim.commit();
     Ok(())
 }
