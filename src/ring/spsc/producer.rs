@@ -9,7 +9,9 @@ use super::view::RingRef;
 use crate::region::PeerId;
 use crate::ring::core::{claim_outcome, retry};
 use crate::ring::error::{ClaimError, TryClaimError};
-use crate::ring::frame::{encode_header, frame_len, pad_before, pad_word};
+use crate::ring::frame::{
+    SPSC_WARM_AHEAD, encode_header, frame_len, pad_before, pad_word, warm_lines_after,
+};
 use crate::sync::WaitStrategy;
 use crate::sync::shim::{Ordering, cpu_at_wait, demote, demote_before_waiting, waits_begun};
 
@@ -201,7 +203,10 @@ impl Producer {
     /// on the machine this was measured on, 460 ns without. Not while
     /// streaming (more than 4 publishes since this thread last began a
     /// wait): there the demotes cost a third of the rate of 1 KiB frames
-    /// and a sixth of that of 64-byte ones.
+    /// and a sixth of that of 64-byte ones. A streaming producer instead
+    /// asks for the lines 512 bytes ahead for writing (`prefetchw`, a
+    /// hint), so that its stores do not queue behind one waiting for its
+    /// line: twice the rate of 8-byte frames.
     #[inline]
     pub fn publish(&mut self) {
         if self.tail != self.published {
@@ -224,6 +229,17 @@ impl Producer {
             self.streak = self.streak.saturating_add(1);
             if self.streak <= STREAM_PUBLISHES {
                 self.demote_published();
+            } else {
+                // A stream: warm the lines the next frames go on (see
+                // `warm_lines_after`).
+                warm_lines_after(
+                    // SAFETY: index 0 of the data area.
+                    unsafe { ring.data_at(0) },
+                    ring.mask,
+                    self.tail,
+                    SPSC_WARM_AHEAD,
+                    self.cached_head + ring.cap,
+                );
             }
             self.published = self.tail;
             // Release: a hint for observers and the next producer (see the
