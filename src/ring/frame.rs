@@ -35,7 +35,7 @@ pub const MIN_CAPACITY: usize = 64;
 /// writing: the two lines from 128 bytes on (a 64-byte message's frame is
 /// 72 bytes, so they hold the frame after next). Chosen by measurement
 /// (64 bytes to 2 KiB tried; see the commit that introduced it).
-pub(crate) const PREFETCH_AHEAD: u64 = 128;
+pub(crate) const MPSC_WARM_AHEAD: u64 = 128;
 
 /// How far past its tail a streaming SPSC producer warms lines for writing
 /// (256 to 1024 bytes measured the same; 512 was taken).
@@ -52,8 +52,9 @@ pub(crate) const SPSC_WARM_AHEAD: u64 = 512;
 ///   for its lines.
 /// - SPSC: the stores drain in the background, but in order, and a
 ///   stream's producer filled the store buffer behind the one waiting for
-///   its line (measured, spinning, 1 Dec 2026: 8-byte frames 58-60 M msg/s
-///   without, 122-134 M with; 64-byte ones 66-67 M against 68-73 M).
+///   its line (measured, spinning, split, 1 Dec 2026: 8-byte frames 60-62
+///   M msg/s without, 124-130 M with; 64-byte ones 57-67 M against 71-73
+///   M, before the consumer's read-ahead grew to 1 KiB).
 ///   Only while streaming: a producer that publishes one frame and waits
 ///   (a round trip) has no store waiting behind its last ones.
 ///

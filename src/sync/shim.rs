@@ -170,14 +170,20 @@ pub fn cpu_at_wait() -> u32 {
 
 #[cfg(all(not(loom), not(miri), target_arch = "x86_64"))]
 std::thread_local! {
-    /// Doorbell waits this thread began (wrapping): see [`waits_begun`].
+    /// Waits this thread began (wrapping): see [`waits_begun`].
     static WAITS_BEGUN: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
 }
 
-/// How many doorbell waits this thread has begun (wrapping;
-/// [`demote_pending`] counts them). A producer that publishes again and
-/// again with no wait in between is streaming (see the SPSC producer's
-/// `publish`). Always 0 off x86-64, under loom and under Miri.
+/// How many waits this thread has begun (wrapping): doorbell waits
+/// ([`demote_pending`] counts them) and reads that found a ring empty
+/// ([`note_wait`]). A producer that publishes again and again with no wait
+/// in between is streaming (see the SPSC producer's `publish`); one that
+/// waits for a reply between two publishes, by blocking or by polling,
+/// is not.
+///
+/// Always 0 off x86-64, under loom and under Miri, where every SPSC
+/// producer counts as streaming from its fifth publish on; the demotes and
+/// prefetches that this decides between are no-ops there.
 #[inline(always)]
 pub fn waits_begun() -> u32 {
     #[cfg(all(not(loom), not(miri), target_arch = "x86_64"))]
@@ -186,13 +192,21 @@ pub fn waits_begun() -> u32 {
     0
 }
 
+/// Counts a wait this thread began ([`waits_begun`]): called by every
+/// doorbell wait, and by a ring consumer that found nothing to read (a
+/// thread polling for a reply waits too).
+#[inline(always)]
+pub fn note_wait() {
+    #[cfg(all(not(loom), not(miri), target_arch = "x86_64"))]
+    WAITS_BEGUN.with(|w| w.set(w.get().wrapping_add(1)));
+}
+
 /// Demotes the line [`demote_before_waiting`] remembered, if any, and
 /// counts the wait ([`waits_begun`]); every doorbell wait calls it before
 /// it spins.
 #[inline(always)]
 pub fn demote_pending() {
-    #[cfg(all(not(loom), not(miri), target_arch = "x86_64"))]
-    WAITS_BEGUN.with(|w| w.set(w.get().wrapping_add(1)));
+    note_wait();
     #[cfg(all(not(loom), not(miri), target_arch = "x86_64"))]
     DEMOTE_BEFORE_WAITING.with(|p| {
         let line = p.replace(0);

@@ -10,7 +10,7 @@ use super::view::RingView;
 use crate::region::PeerId;
 use crate::ring::core::{claim_outcome, retry};
 use crate::ring::error::{ClaimError, CommitError, TryClaimError};
-use crate::ring::frame::{MAX_POSITION, PREFETCH_AHEAD, frame_len, pad_before, warm_lines_after};
+use crate::ring::frame::{MAX_POSITION, MPSC_WARM_AHEAD, frame_len, pad_before, warm_lines_after};
 use crate::sync::WaitStrategy;
 use crate::sync::shim::Ordering;
 
@@ -241,7 +241,7 @@ impl Producer {
             unsafe { v.data_at(0) },
             v.mask,
             pos + frame_len(u64::from(len)),
-            PREFETCH_AHEAD,
+            MPSC_WARM_AHEAD,
             self.cached_head + v.cap,
         );
         Ok(Reservation { pos, len })

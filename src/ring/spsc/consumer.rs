@@ -16,15 +16,15 @@ use crate::sync::shim::{Ordering, prefetch_read};
 /// `Consumer::look_gently`). A request and its reply, whatever their size,
 /// read one frame per wait, and wait as before.
 const STREAM_FRAMES: u32 = 8;
-/// How far past the end of the frame it released a streaming consumer
-/// prefetches lines it knows published (see `Consumer::prefetch_after`).
-/// Measured (64-byte frames, spinning, split, 1 Dec 2026): 256 bytes
-/// 70-71 M msg/s, 512 bytes 96-103 M, 1024 to 4096 bytes 111-124 M.
-const PREFETCH_AHEAD: u64 = 1024;
-/// At most this many lines prefetched per frame released: two, so that the
+/// How far past the end of a frame a streaming consumer prefetches lines
+/// it knows published (see `Consumer::prefetch_after`). Measured (64-byte
+/// frames, spinning, split, 1 Dec 2026): 256 bytes 70-71 M msg/s, 512
+/// bytes 96-103 M, 1024 to 4096 bytes 111-124 M.
+const READ_AHEAD: u64 = 1024;
+/// At most this many lines prefetched per frame: two, so that the
 /// prefetches keep ahead of frames that span more than a line (16 or 32
 /// measured the same).
-const PREFETCH_LINES: u32 = 2;
+const READ_AHEAD_LINES: u32 = 2;
 /// Pauses between two looks at the header while looking gently. A pause
 /// took 9 ns on the machine this was measured on (32: about 0.3 us); it
 /// takes about 140 cycles on some server CPUs (32: about 1.3 us).
@@ -64,11 +64,11 @@ const GENTLE_LOOKS: u32 = 8;
 /// is seen up to 32 pauses late; a request and its reply (one frame per
 /// wait) never pay this.
 ///
-/// A consumer reading a stream also learns from the tail hint, each time
-/// it publishes its releases, how far the producer had published, and
-/// prefetches up to 1 KiB past each frame it releases, inside what was
-/// published. Its reads of a stream then overlap instead of waiting for
-/// one another.
+/// A consumer reading a stream (a quarter of the ring read without finding
+/// it empty) also learns from the tail hint how far the producer had
+/// published, and prefetches up to 1 KiB past each frame it releases (or
+/// reads in a batch), inside what was published. Its reads of a stream
+/// then overlap instead of waiting for one another.
 pub struct Consumer {
     view: RingRef,
     /// Start of the next unread frame. Private: never re-read after
@@ -83,7 +83,7 @@ pub struct Consumer {
     /// stream or a request (see [`STREAM_FRAMES`]).
     run: u32,
     /// A position up to which the producer had published, from the tail
-    /// hint (see `flush_releases`). Never trusted: it only bounds the
+    /// hint (see `learn_tail`). Never trusted: it only bounds the
     /// prefetches, which read nothing (a wrong value costs speed).
     seen_tail: u64,
     /// The next position whose line to prefetch (see `prefetch_after`).
@@ -246,7 +246,9 @@ impl Consumer {
             self.release_to(pos);
         }
         if drained {
-            // Nothing to read until the producer publishes more.
+            // Nothing to read until the producer publishes more: this
+            // thread waits (see `waits_begun`).
+            crate::sync::shim::note_wait();
             self.flush_releases();
         }
         Ok(n)
@@ -283,6 +285,8 @@ impl Consumer {
     /// waiting for them), and notice a ring poisoned by another side.
     #[cold]
     fn empty(&mut self) -> TryRecvError {
+        // This thread waits (see `waits_begun`), also when it polls.
+        crate::sync::shim::note_wait();
         self.flush_releases();
         if self.view.shared_poisoned() {
             return self.poison();
@@ -315,6 +319,7 @@ impl Consumer {
         self.head = end;
         if end - self.released >= self.view.cap / 4 {
             self.flush_releases();
+            self.learn_tail();
         }
         // Only a stream's consumer has seen the tail hint ahead of it.
         if self.seen_tail > end {
@@ -336,20 +341,26 @@ impl Consumer {
             // overwrites them.
             self.view.ctrl().head.store(self.head, Ordering::Release);
             self.view.ctrl().space_bell.ring();
-            // A stream's consumer learns how far the producer published
-            // (a request and its reply do not read the line the producer
-            // stores the hint in). Not under loom: the prefetches it
-            // bounds do nothing there.
-            #[cfg(not(loom))]
-            if self.run >= STREAM_FRAMES {
-                // Relaxed: a hint that only bounds prefetches (see
-                // `seen_tail`); no data is read on its word.
-                let tail = self.view.ctrl().tail.load(Ordering::Relaxed);
-                // Any value: one behind what we know, or beyond a lap
-                // ahead of our head, is left alone.
-                if tail > self.seen_tail.max(self.head) && tail - self.head <= self.view.cap {
-                    self.seen_tail = tail;
-                }
+        }
+    }
+
+    /// Reads the tail hint into `seen_tail`, after a quarter of the ring
+    /// was read without finding it empty (a stream: a request and its
+    /// reply find the ring empty after each frame, and never read the line
+    /// the producer stores the hint in). Not under loom: the prefetches it
+    /// bounds do nothing there.
+    #[inline]
+    fn learn_tail(&mut self) {
+        #[cfg(not(loom))]
+        {
+            // Relaxed: a hint that only bounds prefetches (see
+            // `seen_tail`); no data is read on its word.
+            let tail = self.view.ctrl().tail.load(Ordering::Relaxed);
+            // Any value: one behind what we know, or past the last word a
+            // frame may end before (a lap ahead of our head), is left
+            // alone.
+            if tail > self.seen_tail.max(self.head) && tail - self.head <= self.view.cap - 8 {
+                self.seen_tail = tail;
             }
         }
     }
@@ -357,7 +368,8 @@ impl Consumer {
     /// Prefetches the lines from just after the one `end` (the end of a
     /// frame read) lies on, up to 1 KiB past `end` and not past what
     /// the producer was seen to publish (`seen_tail`): at most two per
-    /// call, each once.
+    /// call, each once. Only a stream's consumer calls it (`seen_tail` is
+    /// ahead of it), for each frame it releases and each frame of a batch.
     ///
     /// Without them, each line of a stream is fetched when the read of
     /// the frame before it reaches it (the next frame's position comes
@@ -370,20 +382,25 @@ impl Consumer {
     /// prefetching 256 bytes ahead, 111-122 M at 1 KiB, above the bare
     /// ring of 64-byte slots in the same runs.
     ///
-    /// Called when a frame is released, not when it is read: the same
-    /// call in the read path, never taken by a round trip, still made a
-    /// spinning round trip 8-10 ns slower.
+    /// Called when a frame is released, not when `try_read` finds it: the
+    /// same call there, never taken by a round trip, still made a spinning
+    /// round trip 8-10 ns slower. (A batch read calls it per frame: a
+    /// round trip does not read in batches.)
     #[inline(never)]
     fn prefetch_after(&mut self, end: u64) {
-        let until = (end + PREFETCH_AHEAD).min(self.seen_tail) & !63;
+        let until = (end + READ_AHEAD).min(self.seen_tail) & !63;
         if self.prefetched < end {
             self.prefetched = (end + 64) & !63;
         }
         let mut lines = 0;
-        while self.prefetched < until && lines < PREFETCH_LINES {
-            // Any position is in bounds: `header` takes it modulo the
-            // capacity.
-            prefetch_read(core::ptr::from_ref(self.view.header(self.prefetched)).cast());
+        // SAFETY: index 0 of the data area (0 <= cap).
+        let data = unsafe { self.view.data_at(0) };
+        while self.prefetched < until && lines < READ_AHEAD_LINES {
+            // In the data area: the position is taken modulo the capacity.
+            // A raw pointer, not a reference: the line may be one the
+            // producer is writing (a forged hint), and a prefetch reads
+            // nothing.
+            prefetch_read(data.wrapping_add((self.prefetched & self.view.mask) as usize));
             self.prefetched += 64;
             lines += 1;
         }

@@ -199,14 +199,18 @@ impl Producer {
     ///
     /// It also hands the lines the consumer will read to the shared cache
     /// (`cldemote`, a hint), so that the consumer's reads do not snoop into
-    /// this core: a spinning round trip of 64-byte frames takes 350 ns so
-    /// on the machine this was measured on, 460 ns without. Not while
-    /// streaming (more than 4 publishes since this thread last began a
-    /// wait): there the demotes cost a third of the rate of 1 KiB frames
-    /// and a sixth of that of 64-byte ones. A streaming producer instead
-    /// asks for the lines 512 bytes ahead for writing (`prefetchw`, a
-    /// hint), so that its stores do not queue behind one waiting for its
-    /// line: twice the rate of 8-byte frames.
+    /// this core: a spinning round trip of 64-byte frames took 345-375 ns
+    /// so on the machine this was measured on, 450-480 ns without (1 Dec
+    /// 2026). Not while streaming (more than 4 publishes since this thread
+    /// last began a wait, or found a ring empty: see
+    /// [`waits_begun`](crate::sync::shim::waits_begun)): there the demotes
+    /// cost 1 KiB frames a third of their rate (2.7 against 4.0 M msg/s)
+    /// and 64-byte ones a sixth (48-49 against 57-59 M). A streaming
+    /// producer instead asks for the lines 512 bytes ahead for writing
+    /// (`prefetchw`, a hint), so that its stores do not queue behind one
+    /// waiting for its line: 8-byte frames 60 to 124-130 M. A producer
+    /// that waits for room counts that wait too, and demotes again for
+    /// its next 4 publishes (speed only).
     #[inline]
     pub fn publish(&mut self) {
         if self.tail != self.published {

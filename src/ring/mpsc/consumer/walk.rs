@@ -26,11 +26,13 @@ impl Consumer {
                 Parsed::Skip(span) => self.release_to(self.head + span)?,
                 Parsed::Pending(word) => {
                     if !self.settle(word)? {
-                        return Err(TryRecvError::Empty);
+                        break;
                     }
                 }
             }
         }
+        // Nothing to read: this thread waits (see `waits_begun`).
+        crate::sync::shim::note_wait();
         Err(TryRecvError::Empty)
     }
 
