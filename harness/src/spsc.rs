@@ -142,7 +142,7 @@ fn consumer(
 /// 60-62 M msg/s so, 66-67 M now). The bare ring's compiler writes its
 /// number straight into the slot.
 #[inline]
-fn send_seq(p: &mut spsc::Producer, seq: u64, msg: &mut [u8]) -> Result<(), BenchError> {
+fn send_seq(p: &mut spsc::Producer, seq: u64, msg: &[u8]) -> Result<(), BenchError> {
     let mut claim = p
         .claim(msg.len())
         .map_err(|e| lib_err("claim")(e.to_string()))?;
@@ -206,13 +206,13 @@ fn rtt(pin: PinMode, plan: &Plan, mode: RttMode) -> Result<Timings, BenchError> 
             };
             pair.barrier()?;
             let mut out = Vec::with_capacity(total.saturating_sub(warmup));
-            let (mut cmd, mut reply) = ([0x5Au8; RTT_MSG], [0u8; RTT_MSG]);
+            let (cmd, mut reply) = ([0x5Au8; RTT_MSG], [0u8; RTT_MSG]);
             for i in 0..total as u64 {
                 if let Some(stat) = &stat {
                     wait_until_sleeping(pair, stat)?;
                 }
                 let t0 = Instant::now();
-                send_seq(&mut req, i, &mut cmd)?;
+                send_seq(&mut req, i, &cmd)?;
                 recv_seq(&mut rsp, i, &mut reply)?;
                 let d = t0.elapsed();
                 if i as usize >= warmup {
@@ -229,7 +229,7 @@ fn rtt(pin: PinMode, plan: &Plan, mode: RttMode) -> Result<Timings, BenchError> 
             let mut buf = [0u8; RTT_MSG];
             for i in 0..total as u64 {
                 recv_seq(&mut req, i, &mut buf)?;
-                send_seq(&mut rsp, i, &mut buf)?;
+                send_seq(&mut rsp, i, &buf)?;
             }
             Ok(())
         },
@@ -253,11 +253,11 @@ fn throughput(pin: PinMode, plan: &Plan, len: usize) -> Result<Timings, BenchErr
             pair.barrier()?;
             let mut out = Vec::with_capacity(plan.samples);
             let mut seq = 0u64;
-            let mut msg = vec![0xA5u8; len];
+            let msg = vec![0xA5u8; len];
             for s in 0..plan.total_samples() {
                 let t0 = Instant::now();
                 for _ in 0..plan.batch {
-                    send_seq(&mut p, seq, &mut msg)?;
+                    send_seq(&mut p, seq, &msg)?;
                     seq += 1;
                 }
                 let d = t0.elapsed();
