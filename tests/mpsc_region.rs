@@ -163,23 +163,3 @@ fn a_dead_claim_is_skipped_after_the_timeout() {
         assert_eq!(claim.commit(), Err(CommitError::Abandoned));
     }
 }
-
-/// A read that finds the ring empty counts as a wait of its thread (how an
-/// SPSC producer on the same thread, a server's reply ring, tells a
-/// thread that polls for requests from a stream: see
-/// `spsc::Producer::publish`); a read that finds a frame does not.
-#[cfg(all(target_arch = "x86_64", not(miri)))]
-#[test]
-fn a_read_that_finds_the_ring_empty_counts_as_a_wait() {
-    use polycephaly::sync::shim::waits_begun;
-    let r = region(4096);
-    let mut tx = mpsc::Producer::attach(&r, SectionId(0)).unwrap();
-    let mut rx = mpsc::Consumer::attach(&r, SectionId(0)).unwrap();
-    let mut buf = Vec::new();
-    let before = waits_begun();
-    tx.try_send(b"x").unwrap();
-    assert_eq!(rx.try_recv(&mut buf), Ok(0));
-    assert_eq!(waits_begun(), before);
-    assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
-    assert_eq!(waits_begun(), before.wrapping_add(1));
-}

@@ -562,24 +562,3 @@ fn a_scribbled_tail_hint_changes_nothing_a_stream_reads() {
         );
     }
 }
-
-/// A read that finds the ring empty counts as a wait of its thread (how a
-/// producer tells a thread that polls for its reply from a stream: see
-/// `spsc::Producer::publish`); a read that finds a frame does not.
-#[cfg(all(target_arch = "x86_64", not(miri)))]
-#[test]
-fn a_read_that_finds_the_ring_empty_counts_as_a_wait() {
-    use polycephaly::sync::shim::waits_begun;
-    let r = region(256);
-    let mut tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
-    let mut rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
-    let mut buf = Vec::new();
-    let before = waits_begun();
-    tx.try_send(b"x").unwrap();
-    assert_eq!(rx.try_recv(&mut buf), Ok(0));
-    assert_eq!(waits_begun(), before);
-    assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
-    assert_eq!(waits_begun(), before.wrapping_add(1));
-    assert_eq!(rx.try_read_batch(8, |_, _| {}), Ok(0));
-    assert_eq!(waits_begun(), before.wrapping_add(2));
-}

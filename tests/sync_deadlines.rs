@@ -2,6 +2,8 @@
 //! a peer keeps ringing: the deadline is looked at after every round of the
 //! wait, whatever the futex returned, and liveness once per slice of time.
 //!
+//! Also here: which waits a thread counts as begun (`waits_begun`).
+//!
 //! Each wait runs on its own thread and the test waits for its result with
 //! a 30 s bound: that bound only turns a hang into a failure, it asserts no
 //! speed.
@@ -144,13 +146,17 @@ fn endless_slices_and_spins_still_end_at_the_deadline() {
     }
 }
 
-/// A wait that begins is counted in `waits_begun` (how the SPSC producer
-/// tells a stream from a request: see `spsc::Producer::publish`); a wait
-/// whose condition holds at once does not begin, and is not.
+/// Waits are counted where they begin (`waits_begun`: how the SPSC
+/// producer tells a stream from a request, see `spsc::Producer::publish`):
+/// a doorbell wait that begins, and a read of a ring (either kind) that
+/// finds it empty, also a polling one; not a wait whose condition holds at
+/// once, nor a read that finds a frame.
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 #[test]
-fn only_a_wait_that_begins_is_counted() {
+fn waits_are_counted_where_they_begin() {
+    use polycephaly::ring::{Receiver, Sender, TryRecvError, mpsc, spsc};
     use polycephaly::sync::shim::waits_begun;
+
     let bell = Doorbell::new();
     let before = waits_begun();
     assert_eq!(
@@ -165,4 +171,27 @@ fn only_a_wait_that_begins_is_counted() {
     };
     assert_eq!(bell.wait(ready, &WaitStrategy::SPIN, None, || true), Ok(()));
     assert_eq!(waits_begun(), before.wrapping_add(1));
+
+    fn reads(what: &str, tx: &mut impl Sender, rx: &mut impl Receiver) {
+        let mut buf = Vec::new();
+        let before = waits_begun();
+        tx.try_send(b"x").unwrap();
+        assert_eq!(rx.try_recv(&mut buf), Ok(0), "{what}");
+        assert_eq!(waits_begun(), before, "{what}: a frame was there");
+        assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty), "{what}");
+        assert_eq!(waits_begun(), before.wrapping_add(1), "{what}: found empty");
+    }
+    let ring = spsc::HeapRing::new(256).unwrap();
+    let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
+    reads("spsc", &mut tx, &mut rx);
+    let before = waits_begun();
+    assert_eq!(rx.try_read_batch(8, |_, _| {}), Ok(0));
+    assert_eq!(
+        waits_begun(),
+        before.wrapping_add(1),
+        "spsc batch found empty"
+    );
+    let ring = mpsc::HeapRing::new(4096).unwrap();
+    let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
+    reads("mpsc", &mut tx, &mut rx);
 }
