@@ -30,9 +30,10 @@ const PUBLISH: Ordering = Ordering::Relaxed;
 const ZERO_AHEAD: bool = !cfg!(polycephaly_broken_spsc_zero);
 
 /// A producer whose thread published more than this many times since it
-/// last began a wait is streaming, and stops demoting the lines it fills
-/// (see [`Producer::publish`]). A request and its reply publish once per
-/// wait.
+/// last began a wait (or found a ring empty: see
+/// [`waits_begun`](crate::sync::shim::waits_begun)) is streaming: it stops
+/// demoting the lines it fills and warms the lines ahead instead (see
+/// [`Producer::publish`]). A request and its reply publish once per wait.
 const STREAM_PUBLISHES: u32 = 4;
 
 /// The writing end of an SPSC ring.
