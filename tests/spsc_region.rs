@@ -16,6 +16,10 @@ use polycephaly::sync::WaitStrategy;
 const TAIL: usize = 0;
 const HEAD: usize = 64;
 const PRODUCER_HOLDER: usize = 128;
+/// Where the consumer last began a wait (plus one): a hint it stores when
+/// it changes (see `ring::spsc::layout`).
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+const CONSUMER_CPU: usize = 148;
 
 fn region(capacity: usize) -> Region {
     Region::builder()
@@ -178,6 +182,52 @@ fn a_dead_holder_is_taken_over_and_positions_survive() {
     assert_eq!(buf, b"one");
     rx.try_recv(&mut buf).unwrap();
     assert_eq!(buf, b"two");
+}
+
+/// Reads the `u32` at `offset` of section 0, as a peer could.
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+fn peek_u32(region: &Region, offset: usize) -> u32 {
+    let s = region.section(SectionId(0)).unwrap();
+    assert!(offset + 4 <= s.len);
+    // SAFETY: as in `poke_u64`; a racing store is seen whole or not at all
+    // (aligned), and only compared with zero.
+    unsafe { s.ptr.as_ptr().add(offset).cast::<u32>().read_volatile() }
+}
+
+/// A header forged while the consumer waits for it: the wait ends on any
+/// non-zero header, before the frame is checked. Each forgery ends the
+/// wait with `Corrupted`: no panic, no hang, nothing read past the ring.
+/// Only where the consumer notes its CPU when it begins a wait, which
+/// tells the test it waits.
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[test]
+fn a_header_forged_while_the_consumer_waits_is_reported() {
+    const READY: u64 = 1 << 30;
+    const PAD: u64 = 1 << 31;
+    let forgeries = [
+        READY | 0x3fff_ffff, // the largest length a header can say
+        READY | 200,         // past the largest payload (120)
+        READY | PAD | 5,     // padding that does not fill the lap
+        u64::MAX,
+        64, // no ready bit
+    ];
+    for forged in forgeries {
+        let r = region(256);
+        let _tx = spsc::Producer::attach(&r, SectionId(0)).unwrap();
+        let mut rx = spsc::Consumer::attach(&r, SectionId(0)).unwrap();
+        rx.set_wait_strategy(WaitStrategy::SPIN);
+        poke_u32(&r, CONSUMER_CPU, 0);
+        thread::scope(|s| {
+            let reader = s.spawn(|| rx.read_timeout(Duration::from_secs(20)).err());
+            // Stored when the consumer begins to wait.
+            while peek_u32(&r, CONSUMER_CPU) == 0 && !reader.is_finished() {
+                thread::yield_now();
+            }
+            poke_u64(&r, spsc::CONTROL_LEN, forged);
+            let got = reader.join().expect("the waiting consumer panicked");
+            assert_eq!(got, Some(RecvError::Corrupted), "header {forged:#x}");
+        });
+    }
 }
 
 #[test]
