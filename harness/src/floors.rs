@@ -2,6 +2,9 @@
 //! every later figure is compared with.
 //!
 //! - [`spin_rtt`]: one cache line each way, both spinning.
+//! - [`frame_rtt`]: a 64-byte command and its reply in the rings' frame
+//!   format (72-byte frames, headers polled, lines demoted), with no
+//!   library code: what the format itself costs over [`spin_rtt`].
 //! - [`wake_rtt`]: the same, but the responder is asleep in a shared futex
 //!   at every request.
 //! - [`ring_64b_throughput`]: the barest ring (64-byte slots, two counters).
@@ -38,6 +41,17 @@ pub const ROWS: &[Row] = &[
         run: |cfg| {
             let plan = cfg.plan(Plan::new(20_000, 500_000, 1), Plan::new(5_000, 100_000, 1));
             Measurement::latency(&spin_rtt(cfg.pin, &plan)?)
+        },
+    },
+    Row {
+        name: "floor_frame_rtt",
+        payload: "64 B cmd + 64 B reply",
+        wait: Wait::Spin,
+        unit: Unit::Ns,
+        floor: Some("floor_spin_rtt"),
+        run: |cfg| {
+            let plan = cfg.plan(Plan::new(20_000, 300_000, 1), Plan::new(5_000, 60_000, 1));
+            Measurement::latency(&frame_rtt(cfg.pin, &plan)?)
         },
     },
     Row {
@@ -179,6 +193,124 @@ pub fn spin_rtt(pin: PinMode, plan: &Plan) -> Result<Timings, BenchError> {
         },
     )?;
     Ok(Timings::new(samples, plan.batch).with_placement(placement))
+}
+
+/// A command of [`frame_rtt`]: 64 bytes, its number in the first word.
+type Command = [u64; 8];
+/// Frames of [`frame_rtt`]: an 8-byte header, then a [`Command`].
+const FRAME: usize = 8 + size_of::<Command>();
+/// Frames in a lap of one of [`frame_rtt`]'s rings (4 KiB each, as the
+/// SPSC round-trip rows use).
+const FRAMES_PER_LAP: u64 = (4096 / FRAME) as u64;
+
+/// One ring of [`frame_rtt`]: frames of [`FRAME`] bytes from `base`, one
+/// after the other, [`FRAMES_PER_LAP`] to a lap. Frame `k`'s header is
+/// `k + 1` once it is published; only its producer writes it. The frame
+/// after a published one has a zero header (stored before the
+/// publication, as the library's producer does), or one from a lap ago.
+#[derive(Debug, Clone, Copy)]
+struct FrameRing {
+    /// The ring's first byte, 8-aligned, in a shared mapping that outlives
+    /// both processes' use (an address, so that both closures may hold it).
+    base: usize,
+}
+
+impl FrameRing {
+    /// Frame `k`'s first byte (its header).
+    fn at(self, k: u64) -> *mut u8 {
+        (self.base + (k % FRAMES_PER_LAP) as usize * FRAME) as *mut u8
+    }
+
+    /// Frame `k`'s header word.
+    fn header<'a>(self, k: u64) -> &'a AtomicU64 {
+        // SAFETY: 8-aligned (base and FRAME are) and inside the ring;
+        // the mapping outlives the reference (see `base`). Both processes
+        // access the word only as an atomic.
+        unsafe { &*self.at(k).cast::<AtomicU64>() }
+    }
+
+    /// Writes command `k`, zeroes the next header and publishes `k` with
+    /// one Release store; then hands the frame's lines to the shared cache,
+    /// as the library's producer does before it waits for a reply.
+    fn send(self, k: u64, cmd: &Command) {
+        let p = self.at(k);
+        // SAFETY: the payload lies inside the ring, 8-aligned. The consumer
+        // does not read it before the header below is published, and has
+        // read frame `k` of the last lap: the protocol has one command (or
+        // reply) in flight.
+        unsafe { p.add(8).cast::<Command>().write(*cmd) };
+        // Relaxed: ordered before the consumer's view of frame `k` by the
+        // Release store below.
+        self.header(k + 1).store(0, Ordering::Relaxed);
+        // Release: publishes the command; pairs with the Acquire load in
+        // `recv`.
+        self.header(k).store(k + 1, Ordering::Release);
+        polycephaly::sync::shim::demote(p);
+        polycephaly::sync::shim::demote(p.wrapping_add(FRAME - 1));
+    }
+
+    /// Spins until frame `k` is published, then copies its command out and
+    /// checks that it carries `k`.
+    fn recv(self, pair: &Pair<'_>, k: u64) -> Result<Command, BenchError> {
+        let header = self.header(k);
+        // Acquire: pairs with the Release store in `send`.
+        pair.spin_until(|| header.load(Ordering::Acquire) == k + 1)?;
+        // SAFETY: published above (inside the ring, 8-aligned); the producer
+        // does not write it again before we answer (see `send`).
+        let cmd = unsafe { self.at(k).add(8).cast::<Command>().read() };
+        if cmd[0] == k {
+            Ok(cmd)
+        } else {
+            Err(BenchError::Corrupt(format!("frame {k}")))
+        }
+    }
+}
+
+/// Round trips of a 64-byte command and its reply in the rings' frame
+/// format, with no library code: the parent writes command `n` behind an
+/// 8-byte header in one ring and spins on the next header of the other;
+/// the child spins on the command's header, copies the command out and
+/// sends it back. Both copy fixed-size commands, store the zero word ahead
+/// and demote their frame's lines, as the library's round trip does. What
+/// the SPSC round trip costs over this is the library's own code; what
+/// this costs over [`spin_rtt`], the second line of every frame. Each
+/// trip is timed alone.
+///
+/// # Errors
+/// Those of [`run_pair`]; [`BenchError::Corrupt`] if a command carries the
+/// wrong number.
+pub fn frame_rtt(pin: PinMode, plan: &Plan) -> Result<Timings, BenchError> {
+    let area = ShmArea::new((), 2 * 4096)?;
+    let base = area.bulk_ptr() as usize;
+    let (requests, replies) = (FrameRing { base }, FrameRing { base: base + 4096 });
+    let plan = *plan;
+    let total = plan.total_samples() as u64;
+    let (samples, placement) = run_pair(
+        pin,
+        |pair| {
+            let mut out = Vec::with_capacity(plan.samples);
+            let mut cmd: Command = [0x5A5A_5A5A_5A5A_5A5A; 8];
+            for k in 0..total {
+                let t0 = Instant::now();
+                cmd[0] = k;
+                requests.send(k, &cmd);
+                replies.recv(pair, k)?;
+                let d = t0.elapsed();
+                if k as usize >= plan.warmup {
+                    out.push(d);
+                }
+            }
+            Ok(out)
+        },
+        |pair| {
+            for k in 0..total {
+                let cmd = requests.recv(pair, k)?;
+                replies.send(k, &cmd);
+            }
+            Ok(())
+        },
+    )?;
+    Ok(Timings::new(samples, 1).with_placement(placement))
 }
 
 /// The wake floor's shared words. `req` (a shared futex word, written by

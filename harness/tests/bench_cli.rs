@@ -228,3 +228,23 @@ fn the_64b_stream_names_both_floors() {
         "{stdout}"
     );
 }
+
+/// The frame format's own round trip runs between real processes and is
+/// shown against the line ping-pong, as the SPSC round trip is.
+#[test]
+fn the_frame_floor_is_shown_against_the_line_floor() {
+    let stdout = run_ok([
+        "bench",
+        "--quick",
+        "--only",
+        "floor_spin,floor_frame,spsc_spin",
+    ]);
+    for name in ["floor_frame_rtt", "spsc_spin_rtt"] {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} row in {stdout}"));
+        assert!(row.contains(" ns "), "{row}");
+        assert!(row.trim_end().ends_with(" floor_spin_rtt"), "{row}");
+    }
+}
