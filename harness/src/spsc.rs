@@ -182,8 +182,9 @@ type Command = [u64; RTT_MSG / 8];
 /// Sends a command with `send_value`, the typed form a user's commands
 /// take: its copy has a size known when compiling, and is inlined. (A
 /// copy of a length known only at run time, as `send_seq` makes, calls
-/// the C library's `memmove`: measured, four such copies made a spinning
-/// round trip 25-30 ns slower, split, 1 Dec 2026.)
+/// the C library's `memmove`: measured, four such copies a trip made the
+/// spinning round trip 13-28 ns slower, medians of 5 interleaved runs per
+/// placement, 1 Dec 2026.)
 #[inline]
 fn send_cmd(p: &mut spsc::Producer, cmd: &Command) -> Result<(), BenchError> {
     p.send_value(cmd)
