@@ -159,25 +159,58 @@ fn the_head_never_passes_the_tail_even_with_traffic_after_a_forgery() {
     let mut buf = Vec::new();
     rx.try_recv(&mut buf).unwrap();
     poke(&r, mpsc::CONTROL_LEN + 24, header(COMMITTED, 0, 8, 0));
-    // The consumer may deliver the forged frame, but it does not give its
-    // bytes back: it reads the tail first, finds the frame past it, and
-    // reports the ring corrupted.
-    let first = rx.try_recv(&mut buf);
-    assert!(matches!(first, Ok(_) | Err(TryRecvError::Corrupted)));
-    assert!(rx.is_poisoned());
     let peek = |offset: usize| {
         let s = r.section(SectionId(0)).unwrap();
         // SAFETY: in bounds, 8-aligned; a plain read of shared words.
         unsafe { s.ptr.as_ptr().add(offset).cast::<u64>().read_volatile() }
     };
+    // The consumer may deliver the forged frame, but it does not give its
+    // bytes back before a read of the tail covers them.
+    let first = rx.try_recv(&mut buf);
+    assert!(matches!(first, Ok(_) | Err(TryRecvError::Corrupted)));
     assert!(
         peek(HEAD) <= peek(TAIL),
         "the head was released past the tail"
     );
-    // Producers go on; nothing more comes out of the poisoned consumer.
+    // Producers go on: their frames start at the real tail (24), under the
+    // forged one, so the consumer, past the forged frame, reads inside one
+    // of them and reports the ring corrupted; the head is still at or
+    // behind the tail.
     let _ = tx.try_send(&[2; 16]);
     let _ = tx.try_send(&[3; 16]);
+    assert_eq!(drain(&mut rx), TryRecvError::Corrupted);
     assert_poisoned(&mut rx);
+    assert!(
+        peek(HEAD) <= peek(TAIL),
+        "the head was released past the tail"
+    );
+    drop(rx);
+    assert!(mpsc::Consumer::attach(&r, SectionId(0)).is_err());
+}
+
+/// A forged frame past the tail, and no traffic after it: the consumer
+/// releases lazily, but when it does (here: on drop) it reads the tail
+/// first, finds the frame past it, and poisons the ring; the head stays
+/// where it was.
+#[test]
+fn a_forged_frame_is_caught_when_its_release_comes() {
+    let (r, mut tx, mut rx) = ring();
+    rx.set_claim_timeout(Duration::from_secs(60));
+    tx.try_send(&[1; 16]).unwrap();
+    let mut buf = Vec::new();
+    rx.try_recv(&mut buf).unwrap();
+    poke(&r, mpsc::CONTROL_LEN + 24, header(COMMITTED, 0, 8, 0));
+    assert_eq!(rx.try_recv(&mut buf), Ok(0));
+    assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
+    drop(rx);
+    let s = r.section(SectionId(0)).unwrap();
+    // SAFETY: in bounds, 8-aligned; a plain read of a shared word.
+    let head = unsafe { s.ptr.as_ptr().add(HEAD).cast::<u64>().read_volatile() };
+    assert!(head <= 24, "head {head} past the tail");
+    assert!(matches!(
+        mpsc::Consumer::attach(&r, SectionId(0)),
+        Err(polycephaly::AttachError::Corrupted { .. })
+    ));
 }
 
 #[test]

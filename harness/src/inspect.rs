@@ -276,7 +276,7 @@ fn ring(r: &RingState, peers: &[PeerInfo]) -> String {
         group(r.tail)
     );
     if let Some(end) = r.release_end.filter(|e| *e != r.head) {
-        let _ = write!(s, ", release under way to {}", group(end));
+        let _ = write!(s, ", consumed to {} (released lazily)", group(end));
     }
     let _ = writeln!(
         s,

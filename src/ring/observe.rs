@@ -48,7 +48,8 @@ pub struct RingState {
     pub head: u64,
     /// The end of what producers published (SPSC) or claimed (MPSC).
     pub tail: u64,
-    /// MPSC: the end of a release under way (equal to `head` otherwise).
+    /// MPSC: the end of what the consumer consumed, released lazily
+    /// (equal to `head` once everything consumed is released).
     pub release_end: Option<u64>,
     /// The frames between head and tail; `None` when the ring moved too
     /// fast to walk, or a header was inconsistent (see `problems`).

@@ -7,7 +7,7 @@
 //!       | tail: u64      claimed end; CAS by producers    |  line 0
 //!   64  +------------------------------------------------+
 //!       | head: u64      written by the consumer          |  line 1
-//!       | release_end: u64  end of the release under way  |
+//!       | release_end: u64  end of what was consumed      |
 //!  128  +------------------------------------------------+
 //!       | consumer: u32  raw PeerId of the consumer, 0 free
 //!       | epoch: u32     consumer attaches so far         |  line 2
@@ -35,13 +35,15 @@
 //!   claim); multiple of 8; `head <= tail <= head + capacity`.
 //! - `head`: written only by the consumer (Release), after it zeroed the
 //!   bytes it releases; multiple of 8, never decreases.
-//! - `release_end`: written only by the consumer, before it zeroes the
-//!   bytes it is about to release: the head it will store. Equal to `head`
-//!   except inside a release, so that a consumer killed between zeroing and
-//!   storing the head leaves its successor enough to finish the release
-//!   (the zeroed header at the old head would otherwise look like a
-//!   reservation nobody made). `head <= release_end <= tail`,
-//!   `release_end - head <= capacity`, multiple of 8.
+//! - `release_end`: written only by the consumer: the end of what it
+//!   consumed, stored as each frame is consumed (releases are lazy, see
+//!   the module docs of `mpsc`), and always before the bytes up to it are
+//!   zeroed. The head it will store next: a consumer that takes the role
+//!   over from a dead one releases up to it first, so that nothing consumed
+//!   is delivered again and a zeroed header at the old head is not taken
+//!   for a reservation nobody made. `head <= release_end <= tail`,
+//!   `release_end - head <= capacity`, multiple of 8; a value past the
+//!   tail (a consumer that walked a forged header) is refused.
 //! - `records[e]`: written only by the producer holding entry `e`
 //!   (`owner`), except that a new producer takes over an entry whose owner
 //!   is gone and whose `intent` names no claim at or after the head.
@@ -120,13 +122,15 @@ impl Header {
     }
 }
 
-/// The consumer's position and the end of the release under way (line 1).
+/// The consumer's released position and the end of what it consumed
+/// (line 1).
 #[repr(C)]
 #[derive(Debug, Default)]
 pub(crate) struct HeadWords {
     /// Start of the next unconsumed frame.
     pub(crate) pos: AtomicU64,
-    /// The head a release under way will store; equal to `pos` otherwise.
+    /// The end of what the consumer consumed: the head its next release
+    /// stores (equal to `pos` when everything consumed is released).
     pub(crate) release_end: AtomicU64,
 }
 

@@ -88,19 +88,27 @@
 //!   than guess.
 //!
 //! The consumer zeroes every byte it consumed before it publishes the
-//! head (one pass per batch released), so the next lap's headers read as
+//! head (one pass per release), so the next lap's headers read as
 //! unwritten; a producer writes only below `head + capacity` after an
-//! Acquire load of the head. A release is restartable: the consumer
-//! records the head it is about to store (`release_end`, on the head's own
-//! line) before it zeroes, and a consumer taking the role over from a dead
-//! one finishes a release it finds under way (zeroing is idempotent, and
-//! the bytes are still the consumer's). Without that, a consumer killed
-//! between zeroing and storing the head would leave a zeroed header at the
-//! head that its successor took for a reservation nobody made.
+//! Acquire load of the head. Releases are lazy: the consumer records each
+//! frame it consumed at once (`release_end`, on the head's own line), and
+//! releases (reads the tail, zeroes, stores the head) once a quarter of
+//! the ring is consumed, when it has been blocked for 20 us, before a
+//! strategy that does not spin sleeps, and on drop. A consumer keeping up
+//! with its producers thus reads the tail, whose line every claim CASes,
+//! once per quarter ring instead of once per frame. A release is
+//! restartable, and nothing consumed is delivered twice: a consumer taking
+//! the role over from a dead one first releases up to the `release_end`
+//! it finds (zeroing is idempotent, and the bytes are still the
+//! consumer's). Without that, a consumer killed between zeroing and
+//! storing the head would leave a zeroed header at the head that its
+//! successor took for a reservation nobody made, and frames consumed but
+//! not released would be delivered again.
 //!
 //! Wake-ups: a commit rings the consumer's doorbell (a fence and a load;
-//! `FUTEX_WAKE` only when the consumer sleeps); each release rings the
-//! producers' doorbell likewise. A sleeping consumer wakes one claim
+//! `FUTEX_WAKE` only when the consumer sleeps); the consumer rings the
+//! producers' doorbell likewise once a quarter of the ring was released
+//! since it last did, and whenever it releases while blocked. A sleeping consumer wakes one claim
 //! timeout after its head stopped moving (at least 1 ms from when it went
 //! to sleep) to look at what blocks it: a pending claim to resolve, or a 0
 //! header that the tail may show to be a reservation.

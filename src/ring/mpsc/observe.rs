@@ -12,7 +12,7 @@ use crate::ring::observe::{RingState, Step, holder, settle};
 use crate::sync::{Announced, Doorbell};
 
 /// What the MPSC ring in section `id` holds now, read through `obs`
-/// without writing anything: positions (with a release under way), the
+/// without writing anything: positions (with what was consumed and not yet released), the
 /// frames between head and tail by kind (published, claimed, abandoned,
 /// not yet written), the consumer and the attached producers, the
 /// doorbells' waiters, and what is inconsistent.

@@ -154,9 +154,10 @@ impl RingView {
         }
     }
 
-    /// Completes a release that a dead consumer began (it stored
-    /// `release_end` and was killed while zeroing, or before it stored the
-    /// head): zeroes the rest again and stores the head. Called by the new
+    /// Completes the release of what a dead consumer consumed (it stored
+    /// `release_end` and was killed before its lazy release, while
+    /// zeroing, or before it stored the head): zeroes it again and stores
+    /// the head, so that none of it is delivered twice. Called by the new
     /// holder of the consumer role with the checked (head, tail); returns
     /// the head to continue from.
     fn finish_release(&self, head: u64, tail: u64) -> Result<u64, AttachError> {
@@ -184,6 +185,12 @@ impl RingView {
         ctrl.head.pos.store(end, Ordering::Release);
         ctrl.space_bell.ring();
         Ok(end)
+    }
+
+    /// Whether this process may act for the handle (see
+    /// `Backing::owned_here`): not a copy inherited through `fork`.
+    pub(crate) fn owned_here(&self) -> bool {
+        self.backing.owned_here()
     }
 
     /// Frees the consumer role if `me` still holds it (and this process

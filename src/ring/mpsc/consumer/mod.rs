@@ -31,19 +31,33 @@ pub const DEFAULT_CLAIM_TIMEOUT: Duration = Duration::from_millis(100);
 /// shared memory is checked before use (a header's place against the tail
 /// when the tail is next read, at the latest before the head passes it);
 /// an inconsistency gives [`TryRecvError::Corrupted`] from then on.
+///
+/// Consumed frames go back to the producers lazily: each is recorded in
+/// the ring at once, and released (the tail read, the bytes zeroed, the
+/// head stored) once a quarter of the ring is consumed, when the consumer
+/// has been blocked for 20 us, before a strategy that does not spin
+/// sleeps, and on drop. A consumer keeping up with its producers so reads
+/// the tail, whose line every claim takes, once per quarter ring rather
+/// than per frame. A consumer that takes the role over from a dead one
+/// first releases what that one recorded: a frame consumed is never
+/// delivered again.
 pub struct Consumer {
     view: RingView,
     /// Our peer id; its raw form is what the consumer role word holds.
     id: PeerId,
     me: u32,
-    /// Start of the next unconsumed frame; the last value stored to the
-    /// shared head.
+    /// Start of the next unconsumed frame: everything before it was
+    /// consumed (and recorded in `release_end`), and is released lazily
+    /// (see `release_to`). Multiple of 8.
     head: u64,
+    /// The last value stored to the shared head: `released <= head`, and
+    /// `head - released` stays below a quarter of the ring plus a frame.
+    released: u64,
     /// A position the tail is known to have reached: the last tail read
     /// (checked), or the end of a written frame seen since (a producer
     /// writes a header only after its claim moved the tail past it).
-    /// `head <= cached_tail <= head + cap`; checked against the real tail
-    /// each time that is read.
+    /// `head <= cached_tail <= released + cap`; checked against the real
+    /// tail each time that is read.
     cached_tail: u64,
     /// The last value read from the shared tail (checked).
     tail_seen: u64,
@@ -65,6 +79,7 @@ impl fmt::Debug for Consumer {
         f.debug_struct("mpsc::Consumer")
             .field("capacity", &self.view.cap)
             .field("head", &self.head)
+            .field("released", &self.released)
             .field("cached_tail", &self.cached_tail)
             .field("poisoned", &self.poisoned)
             .field("claim_timeout", &self.claim_timeout)
@@ -89,6 +104,12 @@ pub(super) const POLL_PAUSES: u32 = 32;
 /// The shortest sleep of a consumer waiting on a blocked head before it
 /// looks at the blocker again (see `wait_for_data`).
 pub(super) const RECHECK_FLOOR: Duration = Duration::from_millis(1);
+
+/// A consumer blocked this long with frames consumed but not released
+/// releases them (see `Consumer::release_to`): requests that come back
+/// within a few microseconds do not pay a release each, and a producer
+/// that needs the room waits this long at most (plus its own wake-up).
+pub(super) const FLUSH_IDLE: Duration = Duration::from_micros(20);
 
 /// One attached producer, as listed by [`Consumer::producers`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +141,7 @@ impl Consumer {
             id,
             me: id.to_raw(),
             head,
+            released: head,
             cached_tail: head,
             tail_seen: head,
             rung: head,
@@ -203,8 +225,8 @@ impl Consumer {
     }
 
     /// Reads up to `max` committed frames that are ready now, calling
-    /// `f(tag, payload)` for each in order, then releases them all with one
-    /// store of the head. Returns how many were read.
+    /// `f(tag, payload)` for each in order, then releases them all at once
+    /// (lazily: see [`Consumer`]). Returns how many were read.
     ///
     /// # Errors
     /// [`TryRecvError::Corrupted`] if the ring is inconsistent (frames passed
@@ -272,7 +294,12 @@ impl Consumer {
 }
 
 impl Drop for Consumer {
+    /// Releases what was consumed (not in a copy of the handle inherited
+    /// through `fork`: the role is the parent's), then the role.
     fn drop(&mut self) {
+        if !self.poisoned && self.view.owned_here() {
+            let _ = self.flush_blocked();
+        }
         self.view.release_consumer(self.me);
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::sync::clock::Instant;
 
-use super::{Consumer, Loc, Parsed, Stuck};
+use super::{Consumer, FLUSH_IDLE, Loc, Parsed, Stuck};
 use crate::ring::error::TryRecvError;
 use crate::ring::frame::{MAX_POSITION, frame_len};
 use crate::ring::mpsc::layout::{ABANDONED, CLAIMED, COMMITTED, Header, MAX_PRODUCERS, PADDING};
@@ -49,7 +49,7 @@ impl Consumer {
     pub(super) fn settle(&mut self, word: u64) -> Result<bool, TryRecvError> {
         // Blocked: give the producers whatever was released since the
         // last ring (see `ring_space`).
-        if self.head != self.rung {
+        if self.released != self.rung {
             self.ring_space();
         }
         if word != 0 || self.head < self.cached_tail {
@@ -57,6 +57,7 @@ impl Consumer {
         }
         let now = Instant::now();
         let since = self.stuck_since(now);
+        self.flush_when_idle(now, since)?;
         if now.duration_since(since) < self.claim_timeout {
             return Ok(false);
         }
@@ -72,6 +73,29 @@ impl Consumer {
         // A claim below the tail: the caller re-parses, then resolves it
         // (its timeout counts from the first sight of this head).
         Ok(true)
+    }
+
+    /// Releases what was consumed once the head has been blocked for
+    /// `FLUSH_IDLE` since `since` (see `release_to`), and rings the
+    /// producers.
+    #[inline]
+    pub(super) fn flush_when_idle(
+        &mut self,
+        now: Instant,
+        since: Instant,
+    ) -> Result<(), TryRecvError> {
+        if self.head != self.released && now.duration_since(since) >= FLUSH_IDLE {
+            self.flush_blocked()?;
+        }
+        Ok(())
+    }
+
+    /// Releases what was consumed while the head is blocked, and rings the
+    /// producers (one may wait for exactly this room).
+    pub(super) fn flush_blocked(&mut self) -> Result<(), TryRecvError> {
+        self.flush()?;
+        self.ring_space();
+        Ok(())
     }
 
     /// Since when the head has been blocked where it is now (`now` if this
@@ -103,7 +127,8 @@ impl Consumer {
     #[inline]
     pub(super) fn parse(&mut self, pos: u64) -> Result<Parsed, TryRecvError> {
         let v = &self.view;
-        let window = self.head + v.cap;
+        // Producers claim up to one capacity past the head they see.
+        let window = self.released + v.cap;
         if pos >= window {
             // A batch read a full ring: nothing lies past one capacity from
             // the head, and the word there is one we read but have not
@@ -163,7 +188,9 @@ impl Consumer {
         // caller polling `try_read` rarely still sees a dead claim skipped
         // at its first call after the timeout.
         let now = Instant::now();
-        if now.duration_since(self.stuck_since(now)) < self.claim_timeout {
+        let since = self.stuck_since(now);
+        self.flush_when_idle(now, since)?;
+        if now.duration_since(since) < self.claim_timeout {
             return Ok(false);
         }
         // Timed out: the next check is one timeout from now (and the
@@ -272,7 +299,7 @@ impl Consumer {
         let ok = tail % 8 == 0
             && self.head <= self.cached_tail
             && self.cached_tail <= tail
-            && tail - self.head <= self.view.cap
+            && tail - self.released <= self.view.cap
             && tail <= MAX_POSITION;
         if !ok || self.view.shared_poisoned() {
             return Err(self.poison());
