@@ -355,3 +355,41 @@ fn a_release_cut_short_is_finished_by_the_next_consumer() {
         assert!(!next.is_poisoned());
     });
 }
+
+/// Lazy release: a consumer that read less than a quarter of the ring
+/// keeps it unreleased, and gives it back before it sleeps. Frames of 24
+/// bytes in a 128-byte ring: after two, the head is released at 48; a
+/// third (48..72) is read and kept. A producer then needs 120 bytes (56
+/// of padding to the end of the lap, a 64-byte frame), which fit only
+/// with the kept 24 given back: it sleeps for room while the consumer
+/// sleeps for data. The consumer must release before it sleeps, and ring
+/// the producer, or neither moves.
+#[test]
+fn a_consumer_gives_back_what_it_read_before_it_sleeps() {
+    loom::model(|| {
+        let ring = mpsc::HeapRing::new(128).unwrap();
+        let mut tx = ring.producer().unwrap();
+        let mut rx = ring.consumer().unwrap();
+        tx.set_wait_strategy(WaitStrategy::SLEEP);
+        rx.set_wait_strategy(WaitStrategy::SLEEP);
+        let mut buf = Vec::new();
+        for i in 1..=3u8 {
+            tx.try_send(&[i; 16]).unwrap();
+            assert_eq!(rx.try_recv(&mut buf), Ok(0));
+            assert_eq!(buf, [i; 16]);
+        }
+        assert_eq!(
+            tx.try_send(&[4; 56]),
+            Err(TrySendError::Full),
+            "the third frame is not released yet"
+        );
+        let producer = thread::spawn(move || {
+            tx.send(&[4; 56]).unwrap();
+            tx
+        });
+        rx.recv(&mut buf).unwrap();
+        assert_eq!(buf, [4; 56]);
+        drop(producer.join().unwrap());
+        assert!(!rx.is_poisoned());
+    });
+}

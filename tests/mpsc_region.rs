@@ -9,8 +9,10 @@ use std::time::Duration;
 use polycephaly::AttachError;
 use polycephaly::region::{Region, SectionId, SectionKind};
 use polycephaly::ring::{
-    ClaimError, CommitError, Receiver, RecvError, Sender, TryClaimError, TryRecvError, mpsc,
+    ClaimError, CommitError, Receiver, RecvError, Sender, TryClaimError, TryRecvError,
+    TrySendError, mpsc,
 };
+use polycephaly::sync::WaitStrategy;
 
 fn region(capacity: usize) -> Region {
     Region::builder()
@@ -161,5 +163,102 @@ fn a_dead_claim_is_skipped_after_the_timeout() {
         }
         assert_eq!(buf, b"after");
         assert_eq!(claim.commit(), Err(CommitError::Abandoned));
+    }
+}
+
+/// Releases are lazy: frames consumed are recorded at once and released
+/// later. A consumer that dies with frames consumed but not released
+/// leaves them recorded, and the next consumer releases them first: none
+/// is delivered twice, none is lost.
+#[test]
+fn frames_consumed_before_a_crash_are_not_delivered_again() {
+    let ring = mpsc::HeapRing::new(1024).unwrap();
+    let mut tx = ring.producer().unwrap();
+    let mut rx = ring.consumer().unwrap();
+    for i in 0..6u8 {
+        tx.try_send(&[i; 8]).unwrap();
+    }
+    let mut buf = Vec::new();
+    // 3 frames of 16 bytes: far below a quarter of the ring, so the
+    // consumer keeps them unreleased.
+    for i in 0..3u8 {
+        assert_eq!(rx.try_recv(&mut buf), Ok(0));
+        assert_eq!(buf, [i; 8]);
+    }
+    ring.mark_dead(rx.id());
+    std::mem::forget(rx);
+    let mut next = ring.consumer().unwrap();
+    for i in 3..6u8 {
+        assert_eq!(next.try_recv(&mut buf), Ok(0));
+        assert_eq!(buf, [i; 8], "frame {i}");
+    }
+    assert_eq!(next.try_recv(&mut buf), Err(TryRecvError::Empty));
+    // The whole ring is free again once the next consumer releases.
+    drop(next);
+    let mut last = ring.consumer().unwrap();
+    let max = tx.max_payload();
+    tx.try_send(&vec![9; max]).unwrap();
+    assert_eq!(last.try_recv(&mut buf), Ok(0));
+    assert_eq!(buf.len(), max);
+}
+
+/// A 128-byte ring with its head released at 48 and a 24-byte frame
+/// (48..72) consumed and kept unreleased: a producer that needs 120 bytes
+/// (padding to the end of the lap, then a 64-byte frame) fits only once
+/// the consumer gives those 24 back.
+fn ring_with_a_frame_kept() -> (mpsc::HeapRing, mpsc::Producer, mpsc::Consumer) {
+    let ring = mpsc::HeapRing::new(128).unwrap();
+    let mut tx = ring.producer().unwrap();
+    let mut rx = ring.consumer().unwrap();
+    let mut buf = Vec::new();
+    for i in 1..=3u8 {
+        tx.try_send(&[i; 16]).unwrap();
+        assert_eq!(rx.try_recv(&mut buf), Ok(0));
+    }
+    assert_eq!(tx.try_send(&[4; 56]), Err(TrySendError::Full));
+    (ring, tx, rx)
+}
+
+/// A consumer that polls with `try_recv` and finds nothing gives back what
+/// it kept once it has been idle a moment (20 us), so that a producer
+/// waiting for that room is not left waiting.
+#[test]
+fn a_polling_consumer_gives_back_what_it_kept_once_idle() {
+    let (_ring, mut tx, mut rx) = ring_with_a_frame_kept();
+    let mut buf = Vec::new();
+    let start = std::time::Instant::now();
+    loop {
+        assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
+        match tx.try_send(&[4; 56]) {
+            Ok(()) => break,
+            Err(e) => assert_eq!(e, TrySendError::Full),
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "never released");
+    }
+    assert_eq!(rx.try_recv(&mut buf), Ok(0));
+    assert_eq!(buf, [4; 56]);
+}
+
+/// The same with the consumer waiting for data and a producer blocked for
+/// room: a consumer whose strategy spins gives back what it kept once idle
+/// (its wait ends then), one that sleeps at once gives it back before it
+/// sleeps; either way the producer's frame arrives.
+#[test]
+fn a_waiting_consumer_gives_back_what_it_kept() {
+    for strategy in [WaitStrategy::SPIN, WaitStrategy::BLOCK, WaitStrategy::SLEEP] {
+        let (_ring, mut tx, mut rx) = ring_with_a_frame_kept();
+        rx.set_wait_strategy(strategy);
+        tx.set_wait_strategy(strategy);
+        std::thread::scope(|s| {
+            let producer = s.spawn(move || tx.send_timeout(&[4; 56], Duration::from_secs(20)));
+            let mut buf = Vec::new();
+            assert_eq!(
+                rx.recv_timeout(&mut buf, Duration::from_secs(20)),
+                Ok(0),
+                "{strategy:?}"
+            );
+            assert_eq!(buf, [4; 56]);
+            assert_eq!(producer.join().unwrap(), Ok(()), "{strategy:?}");
+        });
     }
 }
