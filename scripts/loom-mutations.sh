@@ -19,6 +19,7 @@ mutations=(
   "spsc_header_load@src/ring/spsc/view.rs@let header = self.header(idx).load(Ordering::Acquire);@let header = self.header(idx).load(Ordering::Relaxed);@loom_spsc"
   "spsc_head_store@src/ring/spsc/consumer.rs@head.store(self.head, Ordering::Release);@head.store(self.head, Ordering::Relaxed);@loom_spsc"
   "spsc_head_load@src/ring/spsc/producer.rs@let head = self.view.ctrl().head.load(Ordering::Acquire);@let head = self.view.ctrl().head.load(Ordering::Relaxed);@loom_spsc"
+  "mpsc_flush_before_sleep@src/ring/mpsc/consumer/release.rs@if self.head != self.released && !spins && self.flush_blocked().is_err() {@if false && self.head != self.released && !spins && self.flush_blocked().is_err() {@loom_mpsc"
   "mpsc_commit_cas@src/ring/mpsc/producer.rs@            committed,\n            Ordering::Release,@            committed,\n            Ordering::Relaxed,@loom_mpsc"
   "mutex_unlock@src/lock/mutex.rs@.compare_exchange(cur, 0, Ordering::Release, Ordering::Relaxed)@.compare_exchange(cur, 0, Ordering::Relaxed, Ordering::Relaxed)@loom_lock"
   "mutex_lock@src/lock/mutex.rs@.compare_exchange(0, self.me | extra, Ordering::Acquire, Ordering::Relaxed)@.compare_exchange(0, self.me | extra, Ordering::Relaxed, Ordering::Relaxed)@loom_lock"
