@@ -54,7 +54,7 @@ pub trait FrameSource: sealed::Sealed {
 
 /// A frame read in place (use [`spsc::Frame`] or [`mpsc::Frame`]).
 /// Dereferences to its payload; dropping it (or [`release`](Self::release))
-/// gives the bytes back to the producers.
+/// gives the bytes back to the producers (lazily: see each consumer).
 ///
 /// # A live view
 ///

@@ -25,7 +25,8 @@ pub trait Commit: DerefMut<Target = [u8]> {
 }
 
 /// A frame read in place: [`spsc::Frame`](super::spsc::Frame) and
-/// [`mpsc::Frame`](super::mpsc::Frame). Dropping it releases it.
+/// [`mpsc::Frame`](super::mpsc::Frame). Dropping it releases it (lazily:
+/// see each consumer).
 pub trait ReadFrame: Deref<Target = [u8]> {
     /// The tag its producer set.
     fn tag(&self) -> u32;

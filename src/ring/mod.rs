@@ -10,7 +10,7 @@
 //!   the threads of one process, tests and loom models).
 //! - Zero-copy: `try_claim` / `claim` hand out a frame's bytes to write in
 //!   place, `commit` publishes it; `try_read` / `read` give a frame in
-//!   place, dropping it releases it.
+//!   place, dropping it releases it (lazily).
 //! - The copying and typed forms (`send`, `recv`, `send_value`,
 //!   `recv_value`) are written once, in the [`Sender`] and [`Receiver`]
 //!   traits that both kinds implement.

@@ -40,9 +40,10 @@
 //!     failed: t = current, retry                  not written: the tail
 //! header(frame) = CLAIMED(e,len) (Release)        (Acquire) tells, read only
 //! header(t) = PADDING, if pad    (Release)        after the claim timeout
-//! prefetch lines ahead for writing            consumed: zero the bytes,
-//! write the payload in place                    head = end (Release),
-//! CAS header CLAIMED -> COMMITTED(tag)          ring the space bell
+//! prefetch lines ahead for writing            consumed: release_end = end;
+//! write the payload in place                    every quarter ring (or
+//! CAS header CLAIMED -> COMMITTED(tag)          idle): zero, head = end
+//!                                               (Release), ring the bell
 //!   (Release); ring the data bell
 //!   failed with ABANDONED -> Err(Abandoned)
 //! ```
@@ -53,8 +54,8 @@
 //! after its claim moved the tail), so the consumer checks a frame against
 //! the lap and one capacity from the head as it walks, and reads the tail
 //! (which must be at or past every frame seen, else `Corrupted`) before it
-//! releases bytes past the last tail it read: once per release when it
-//! keeps up, once per batch when it is behind. A 0 header can be an empty
+//! releases bytes past the last tail it read: once per release, which is
+//! lazy (a quarter ring, or when idle: see below). A 0 header can be an empty
 //! ring or a reservation whose header is not written yet; the tail tells
 //! them apart, and it is read for that when the head has not moved for the
 //! claim timeout, which is when a dead claim would be resolved anyway.
@@ -117,9 +118,15 @@
 //! lengths, entries, records); an inconsistency gives `Corrupted` and
 //! poisons the ring. A header's place is checked against the tail when the
 //! tail is next read, and the head is never released past the last tail
-//! read, so a header forged past the tail is caught before producers could
-//! claim space the consumer has passed (the forged frame itself may have
-//! been delivered). Loops over shared state are bounded.
+//! read, so producers never claim space the consumer has passed. A header
+//! forged past the tail is caught at the next release if the tail is still
+//! behind it (the forged frame itself may have been delivered); releases
+//! being lazy, producers may have claimed past it by then, and a forged
+//! frame whose end falls where an honest frame ends then goes unseen, the
+//! honest frame it covered lost (or, not yet committed, zeroed, and its
+//! commit told `Abandoned`). A hostile producer could already drop frames
+//! (by rewriting their headers); it cannot make the consumer read outside
+//! the ring. Loops over shared state are bounded.
 
 mod consumer;
 mod layout;

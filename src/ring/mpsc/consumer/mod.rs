@@ -61,7 +61,7 @@ pub struct Consumer {
     cached_tail: u64,
     /// The last value read from the shared tail (checked).
     tail_seen: u64,
-    /// The head when the producers' doorbell was last rung.
+    /// The released head when the producers' doorbell was last rung.
     rung: u64,
     poisoned: bool,
     strategy: WaitStrategy,
@@ -190,7 +190,7 @@ impl Consumer {
     /// Reads the next committed frame in place, without blocking. Padding,
     /// abandoned frames and the claims of dead producers (after the claim
     /// timeout) are skipped on the way. Dropping the returned [`Frame`]
-    /// releases it.
+    /// consumes it (released lazily: see [`Consumer`]).
     ///
     /// # Errors
     /// [`TryRecvError::Empty`] if no frame is ready (the ring is empty, or the
@@ -260,8 +260,9 @@ impl Consumer {
                 }
                 Parsed::Skip(span) => pos += span,
                 Parsed::Pending(_) if pos != self.head => {
-                    // Release what we read, then look again from the new
-                    // head (whose window reaches further).
+                    // Consume what we read, then look again from the new
+                    // head (whose window reaches further if that released
+                    // it: a full window always is a quarter ring).
                     self.release_to(pos)?;
                 }
                 Parsed::Pending(word) => {
@@ -276,6 +277,35 @@ impl Consumer {
             self.release_to(pos)?;
         }
         Ok(n)
+    }
+
+    /// Releases every frame consumed so far to the producers now: reads the
+    /// tail, zeroes the bytes, stores the head, and wakes producers asleep
+    /// for room. The consumer does this on its own (see [`Consumer`]);
+    /// call it before you stop reading for a while (a long task, a wait
+    /// for something else), so that a producer needing the room the
+    /// consumer keeps (at most a quarter of the ring) gets it.
+    ///
+    /// ```
+    /// use polycephaly::ring::{Receiver, Sender, mpsc};
+    ///
+    /// let ring = mpsc::HeapRing::new(1024)?;
+    /// let (mut tx, mut rx) = (ring.producer()?, ring.consumer()?);
+    /// tx.try_send(b"job")?;
+    /// let mut buf = Vec::new();
+    /// rx.try_recv(&mut buf)?;
+    /// rx.flush_releases()?; // the frame's bytes are free again
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`TryRecvError::Corrupted`] if the ring is inconsistent (a frame
+    /// consumed lies past the tail); never `Empty`.
+    pub fn flush_releases(&mut self) -> Result<(), TryRecvError> {
+        if self.poisoned {
+            return Err(TryRecvError::Corrupted);
+        }
+        self.flush_blocked()
     }
 
     /// [`try_read_batch`](Self::try_read_batch) after waiting for a frame
@@ -294,10 +324,14 @@ impl Consumer {
 }
 
 impl Drop for Consumer {
-    /// Releases what was consumed (not in a copy of the handle inherited
-    /// through `fork`: the role is the parent's), then the role.
+    /// Releases what was consumed (only while the role is still ours, and
+    /// not from a copy of the handle inherited through `fork`: the role is
+    /// the parent's), then the role.
     fn drop(&mut self) {
-        if !self.poisoned && self.view.owned_here() {
+        // Acquire: pairs with the Release CAS of a successor that took the
+        // role over (then its releases, not ours, count).
+        let ours = self.view.ctrl().roles.consumer.load(Ordering::Acquire) == self.me;
+        if !self.poisoned && ours && self.view.owned_here() {
             let _ = self.flush_blocked();
         }
         self.view.release_consumer(self.me);
@@ -306,7 +340,8 @@ impl Drop for Consumer {
 
 /// A committed frame read in place from a [`Consumer`] (see
 /// [`crate::ring::Frame`]: a live view, copy before you validate);
-/// dropping it zeroes and releases its bytes.
+/// dropping it consumes it (its bytes are released lazily: see
+/// [`Consumer`]).
 pub type Frame<'a> = crate::ring::Frame<'a, Consumer>;
 
 impl crate::ring::core::BatchRead for Consumer {
@@ -324,9 +359,9 @@ impl crate::ring::FrameSource for Consumer {
     #[inline]
     fn frame_bytes(&self, loc: &Loc) -> &[u8] {
         // SAFETY: `parse` checked that the payload lies inside the lap,
-        // within one capacity of the head; it is committed, so no producer
-        // touches it until we release it, which happens when the frame
-        // drops.
+        // within one capacity of the released head; it is committed, so no
+        // producer touches it until we release it, which happens after the
+        // frame drops (lazily, never before).
         unsafe { self.view.bytes(loc.idx(), loc.len as usize) }
     }
 

@@ -1,5 +1,5 @@
-//! Releasing consumed bytes (restartably: see `begin_release`), waking
-//! producers that wait for room, and waiting for data.
+//! Releasing consumed bytes (lazily and restartably: see `release_to` and
+//! `flush`), waking producers that wait for room, and waiting for data.
 
 use crate::sync::clock::Instant;
 

@@ -76,15 +76,18 @@ impl Consumer {
     }
 
     /// Releases what was consumed once the head has been blocked for
-    /// `FLUSH_IDLE` since `since` (see `release_to`), and rings the
-    /// producers.
+    /// `FLUSH_IDLE` since `since` (see `release_to`), or at once when a
+    /// producer sleeps for room, and rings the producers.
     #[inline]
     pub(super) fn flush_when_idle(
         &mut self,
         now: Instant,
         since: Instant,
     ) -> Result<(), TryRecvError> {
-        if self.head != self.released && now.duration_since(since) >= FLUSH_IDLE {
+        // Relaxed: a hint (a producer asleep for room); a stale value costs
+        // one early release or 20 us.
+        let asleep = || self.view.ctrl().space_bell.announced().count != 0;
+        if self.head != self.released && (now.duration_since(since) >= FLUSH_IDLE || asleep()) {
             self.flush_blocked()?;
         }
         Ok(())
@@ -131,8 +134,8 @@ impl Consumer {
         let window = self.released + v.cap;
         if pos >= window {
             // A batch read a full ring: nothing lies past one capacity from
-            // the head, and the word there is one we read but have not
-            // zeroed yet.
+            // the released head, and the word there is one we read but
+            // have not zeroed yet.
             return Ok(Parsed::Pending(0));
         }
         let idx = pos & v.mask;
