@@ -207,10 +207,50 @@ fn a_forged_frame_is_caught_when_its_release_comes() {
     // SAFETY: in bounds, 8-aligned; a plain read of a shared word.
     let head = unsafe { s.ptr.as_ptr().add(HEAD).cast::<u64>().read_volatile() };
     assert!(head <= 24, "head {head} past the tail");
+    // Poisoned by the release on drop (an attach would also refuse the
+    // recorded end past the tail, but as "release end").
     assert!(matches!(
         mpsc::Consumer::attach(&r, SectionId(0)),
-        Err(polycephaly::AttachError::Corrupted { .. })
+        Err(polycephaly::AttachError::Corrupted {
+            what: "ring positions"
+        })
     ));
+}
+
+/// What lazy release gives up (see DESIGN.md, "MPSC release, lazy"): a
+/// forged frame past the tail that ends where an honest frame claimed
+/// after it ends, read before the consumer next releases, goes unseen,
+/// and the honest frame it covered is lost. The consumer reads nothing
+/// outside the ring, the head never passes the tail, and the frames after
+/// are delivered.
+#[test]
+fn a_forged_frame_ending_where_a_real_one_ends_costs_that_frame() {
+    let (r, mut tx, mut rx) = ring();
+    rx.set_claim_timeout(Duration::from_secs(60));
+    tx.try_send(&[1; 16]).unwrap();
+    let mut buf = Vec::new();
+    rx.try_recv(&mut buf).unwrap();
+    // 24..40, as the next real 8-byte frame will be.
+    poke(&r, mpsc::CONTROL_LEN + 24, header(COMMITTED, 0, 8, 0));
+    assert_eq!(rx.try_recv(&mut buf), Ok(0));
+    assert_eq!(buf, [0; 8], "the forged frame's bytes");
+    tx.try_send(&[2; 8]).unwrap(); // at 24..40: under the forged one
+    tx.try_send(&[3; 8]).unwrap(); // at 40..56
+    assert_eq!(rx.try_recv(&mut buf), Ok(0));
+    assert_eq!(buf, [3; 8], "the frame at 24 was lost");
+    assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
+    rx.flush_releases().unwrap();
+    assert!(!rx.is_poisoned(), "the tail covers everything read");
+    let s = r.section(SectionId(0)).unwrap();
+    // SAFETY: in bounds, 8-aligned; plain reads of shared words.
+    let (head, tail) = unsafe {
+        let p = s.ptr.as_ptr();
+        (
+            p.add(HEAD).cast::<u64>().read_volatile(),
+            p.add(TAIL).cast::<u64>().read_volatile(),
+        )
+    };
+    assert_eq!((head, tail), (56, 56));
 }
 
 #[test]
