@@ -47,6 +47,16 @@ fn poke(r: &Region, offset: usize, v: u64) {
     unsafe { s.ptr.as_ptr().add(offset).cast::<u64>().write_volatile(v) };
 }
 
+/// Reads the word at byte `offset` of the ring section, as another
+/// process would.
+fn peek(r: &Region, offset: usize) -> u64 {
+    let s = r.section(SectionId(0)).unwrap();
+    assert!(offset % 8 == 0 && offset + 8 <= s.len);
+    // SAFETY: in bounds and 8-aligned (checked); a volatile read of a
+    // shared word.
+    unsafe { s.ptr.as_ptr().add(offset).cast::<u64>().read_volatile() }
+}
+
 /// Reads until the ring reports something other than a frame.
 fn drain(rx: &mut mpsc::Consumer) -> TryRecvError {
     let mut buf = Vec::new();
@@ -159,17 +169,12 @@ fn the_head_never_passes_the_tail_even_with_traffic_after_a_forgery() {
     let mut buf = Vec::new();
     rx.try_recv(&mut buf).unwrap();
     poke(&r, mpsc::CONTROL_LEN + 24, header(COMMITTED, 0, 8, 0));
-    let peek = |offset: usize| {
-        let s = r.section(SectionId(0)).unwrap();
-        // SAFETY: in bounds, 8-aligned; a plain read of shared words.
-        unsafe { s.ptr.as_ptr().add(offset).cast::<u64>().read_volatile() }
-    };
     // The consumer may deliver the forged frame, but it does not give its
     // bytes back before a read of the tail covers them.
     let first = rx.try_recv(&mut buf);
     assert!(matches!(first, Ok(_) | Err(TryRecvError::Corrupted)));
     assert!(
-        peek(HEAD) <= peek(TAIL),
+        peek(&r, HEAD) <= peek(&r, TAIL),
         "the head was released past the tail"
     );
     // Producers go on: their frames start at the real tail (24), under the
@@ -181,7 +186,7 @@ fn the_head_never_passes_the_tail_even_with_traffic_after_a_forgery() {
     assert_eq!(drain(&mut rx), TryRecvError::Corrupted);
     assert_poisoned(&mut rx);
     assert!(
-        peek(HEAD) <= peek(TAIL),
+        peek(&r, HEAD) <= peek(&r, TAIL),
         "the head was released past the tail"
     );
     drop(rx);
@@ -203,9 +208,7 @@ fn a_forged_frame_is_caught_when_its_release_comes() {
     assert_eq!(rx.try_recv(&mut buf), Ok(0));
     assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
     drop(rx);
-    let s = r.section(SectionId(0)).unwrap();
-    // SAFETY: in bounds, 8-aligned; a plain read of a shared word.
-    let head = unsafe { s.ptr.as_ptr().add(HEAD).cast::<u64>().read_volatile() };
+    let head = peek(&r, HEAD);
     assert!(head <= 24, "head {head} past the tail");
     // Poisoned by the release on drop (an attach would also refuse the
     // recorded end past the tail, but as "release end").
@@ -241,15 +244,7 @@ fn a_forged_frame_ending_where_a_real_one_ends_costs_that_frame() {
     assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
     rx.flush_releases().unwrap();
     assert!(!rx.is_poisoned(), "the tail covers everything read");
-    let s = r.section(SectionId(0)).unwrap();
-    // SAFETY: in bounds, 8-aligned; plain reads of shared words.
-    let (head, tail) = unsafe {
-        let p = s.ptr.as_ptr();
-        (
-            p.add(HEAD).cast::<u64>().read_volatile(),
-            p.add(TAIL).cast::<u64>().read_volatile(),
-        )
-    };
+    let (head, tail) = (peek(&r, HEAD), peek(&r, TAIL));
     assert_eq!((head, tail), (56, 56));
 }
 
